@@ -1,0 +1,29 @@
+//! The region silo's Postgres store: schema (embedded migrations) and typed queries.
+//!
+//! ```text
+//!   web (API, relay configs) ──reads/writes──┐
+//!   consumers (events, groups) ──writes──────┼──► PgPool ──► Postgres (migrations/*.sql)
+//!   postprocess (rules, notifications) ──────┘
+//! ```
+//!
+//! [`connect_lazy`] builds the pool, [`migrate`] applies `migrations/`, and each table has a
+//! module of query functions taking any executor (pool, connection or transaction). Lists are
+//! keyset-paginated through [`page`]. Errors are [`StoreError`];
+//! [`StoreError::is_unavailable`] tells "database down" apart from bad requests.
+
+pub mod alert_rules;
+pub mod api_tokens;
+pub mod error;
+pub mod events;
+pub mod groups;
+pub mod notifications;
+pub mod organizations;
+pub mod page;
+pub mod pool;
+pub mod project_keys;
+pub mod projects;
+
+pub use error::{Result, StoreError};
+pub use page::{Cursor, Page, PageRequest};
+pub use pool::{MIGRATOR, PoolError, PoolSettings, connect_lazy, migrate, ping};
+pub use sqlx::PgPool;
