@@ -1,0 +1,21 @@
+//! Process plumbing every silo workload shares.
+//!
+//! ```text
+//!  env ──► SiloContract::from_env ──► ContractHandle ──(poll file, reload)──► watch::Receiver
+//!  SIGTERM/SIGINT ──► shutdown::Shutdown (CancellationToken) ──► servers, consumers drain
+//!  components ──► Readiness flags ─┐
+//!  typed metrics ──► Registry ─────┴──► admin_router: /healthz /readyz /metrics
+//! ```
+
+pub mod admin;
+pub mod args;
+pub mod contract;
+pub mod serve;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use admin::{AdminState, Readiness, admin_router};
+pub use args::RuntimeArgs;
+pub use contract::{ContractHandle, ContractLoadError};
+pub use serve::{ServeError, serve};
+pub use shutdown::Shutdown;
