@@ -1,0 +1,34 @@
+//! Condition types and reasons written to `status.conditions`.
+
+/// The resource is fully reconciled and every workload is available at the desired spec.
+pub const READY: &str = "Ready";
+/// Every Deployment is `Available` at its latest generation.
+pub const WORKLOADS_READY: &str = "WorkloadsReady";
+/// The desired child objects were applied (False with the API error otherwise).
+pub const RECONCILED: &str = "Reconciled";
+
+/// Reasons used on the conditions above.
+pub mod reason {
+    /// All good.
+    pub const READY: &str = "Ready";
+    pub const AVAILABLE: &str = "Available";
+    pub const APPLIED: &str = "Applied";
+    /// Deployments exist but are not all available at the desired generation yet.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Another Region already holds this snowflake id.
+    pub const DUPLICATE_SNOWFLAKE_ID: &str = "DuplicateSnowflakeId";
+    /// No ControlPlane exists, so there is no version or image to run.
+    pub const NO_CONTROL_PLANE: &str = "NoControlPlane";
+    /// More than one ControlPlane exists; the operator needs exactly one.
+    pub const MULTIPLE_CONTROL_PLANES: &str = "MultipleControlPlanes";
+    /// The ControlPlane runs in MONOLITH mode, which deploys no separate region silos.
+    pub const MONOLITH_MODE: &str = "MonolithMode";
+    /// `spec.suspend` is set: the operator leaves the region's objects alone.
+    pub const SUSPENDED: &str = "Suspended";
+    /// The spec is not usable (the message says what to change).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Talking to the API server failed; the operator retries with backoff.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// The monolith region named by the ControlPlane is not a known region.
+    pub const UNKNOWN_MONOLITH_REGION: &str = "UnknownMonolithRegion";
+}

@@ -1,0 +1,26 @@
+//! The `silo.dev/v1alpha1` API: the custom resources a platform team writes.
+//!
+//! ```text
+//!   Rust types (this crate) ──► crdgen ──► crds/*.yaml ──► kube-apiserver (schema + CEL rules)
+//!        │
+//!        └──► silo-operator reads specs, writes status with the same types
+//! ```
+//!
+//! [`ControlPlane`] carries the fleet-wide release (version, image) and the silo mode;
+//! one [`Region`] per region silo carries its identity (category, snowflake id) and sizing.
+//! No I/O happens here: the operator does the reading and writing.
+
+pub mod conditions;
+pub mod controlplane;
+pub mod crdgen;
+pub mod region;
+pub mod workload;
+
+pub use controlplane::{ControlPlane, ControlPlaneSpec, ControlPlaneStatus, ControlSpec, Mode};
+pub use region::{Category, Region, RegionSpec, RegionStatus};
+pub use workload::{Workload, WorkloadSpec, WorkloadsSpec};
+
+/// The API group of every silo resource.
+pub const GROUP: &str = "silo.dev";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";

@@ -1,0 +1,131 @@
+//! `Region`: one region silo (namespace `region-<name>` running the four workloads).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::workload::WorkloadsSpec;
+
+/// Who a region serves; written to the region directory as `category`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Category {
+    /// Shared by many customers.
+    MultiTenant,
+    /// Dedicated to one customer.
+    SingleTenant,
+}
+
+impl From<Category> for silo_contract::RegionCategory {
+    fn from(category: Category) -> Self {
+        match category {
+            Category::MultiTenant => silo_contract::RegionCategory::MultiTenant,
+            Category::SingleTenant => silo_contract::RegionCategory::SingleTenant,
+        }
+    }
+}
+
+/// A region silo. The operator creates namespace `region-<name>` with Deployments `relay`,
+/// `consumers`, `web` and `postprocess`, Services `relay` and `web`, and the region directory.
+// Each printer column repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "silo.dev",
+    version = "v1alpha1",
+    kind = "Region",
+    plural = "regions",
+    shortname = "rg",
+    category = "silo",
+    status = "RegionStatus",
+    derive = "PartialEq",
+    doc = "A region silo: an isolated namespace running relay, consumers, web and postprocess for one region.",
+    validation = Rule::new("self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a lowercase DNS label of at most 40 characters (letters, digits, '-'), so that namespace region-<name> is valid"),
+    printcolumn(name = "Category", type_ = "string", json_path = ".spec.category", description = "MULTI_TENANT or SINGLE_TENANT"),
+    printcolumn(name = "Snowflake", type_ = "integer", json_path = ".spec.snowflakeId", description = "Snowflake id of the region", priority = 1),
+    printcolumn(name = "Desired", type_ = "string", json_path = ".status.desiredVersion", description = "Version the region should run"),
+    printcolumn(name = "Running", type_ = "string", json_path = ".status.runningVersion", description = "Version every workload runs"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the region is ready"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the region is (not) ready", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionSpec {
+    /// Who the region serves: `MULTI_TENANT` (shared) or `SINGLE_TENANT` (one customer).
+    #[serde(default = "default_category")]
+    pub category: Category,
+    /// The region's snowflake id (0..4095), embedded in every id it generates. Unique across
+    /// all Regions and immutable once set.
+    #[schemars(range(min = 0, max = 4095))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("snowflakeId is immutable: ids already generated embed it; create a new Region instead"))]
+    pub snowflake_id: i32,
+    /// Internal base URL of the region's web service, as listed in the region directory.
+    /// Derived from the namespace when absent (`http://web.region-<name>.svc:8000`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub address: Option<String>,
+    /// Pins the release this region runs; defaults to the ControlPlane's `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub version: Option<String>,
+    /// Whether users may pick this region for new organizations (directory `visible`).
+    #[serde(default = "default_visible")]
+    pub visible: bool,
+    /// Replicas and resources per workload.
+    #[serde(default)]
+    pub workloads: WorkloadsSpec,
+    /// When true the operator stops changing this region's objects (they keep running as they are).
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_category() -> Category {
+    Category::MultiTenant
+}
+
+fn default_visible() -> bool {
+    true
+}
+
+/// Observed state of a Region.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `WorkloadsReady` and `Reconciled`, each with a reason and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The version the region should run (its pin, or the ControlPlane's version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_version: Option<String>,
+    /// The version all four workloads run and serve, once they are available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_version: Option<String>,
+    /// The namespace holding the region's workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The internal address published in the region directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+impl Region {
+    /// The `Ready` condition, if any.
+    pub fn ready_condition(&self) -> Option<&Condition> {
+        self.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == crate::conditions::READY)
+        })
+    }
+
+    /// Whether `Ready` is `True` for the current generation.
+    pub fn is_ready(&self) -> bool {
+        let current =
+            self.status.as_ref().and_then(|s| s.observed_generation) == self.metadata.generation;
+        current && self.ready_condition().is_some_and(|c| c.status == "True")
+    }
+}
