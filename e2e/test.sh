@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command. Starts what the tests talk to, then runs every test of the workspace:
+#   e2e/services/up.sh        Postgres, Redis, Kafka (KRaft) on loopback
+#   e2e/cluster/up.sh silo    the local Kubernetes cluster
+#   e2e/cluster/up.sh silo-b  a second, independent cluster (a "customer-provided" one)
+#   cargo test --workspace    unit, integration and end-to-end tests
+# Everything is built or downloaded once into the cache dir and reused; re-running is cheap.
+# Extra arguments go to `cargo test` (e.g. `e2e/test.sh -p silo-operator`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+STATE="${SILO_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/silo}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "services (Postgres, Redis, Kafka)"
+e2e/services/up.sh
+step "local clusters"
+e2e/cluster/up.sh silo
+e2e/cluster/up.sh silo-b
+
+set -a
+# shellcheck disable=SC1091
+. "$STATE/services/env"
+set +a
+# shellcheck disable=SC1091
+. "$STATE/clusters/silo/env"
+export SILO_KUBECONFIG="$STATE/clusters/silo/kubeconfig"
+export SILO_KUBECONFIG_2="$STATE/clusters/silo-b/kubeconfig"
+
+step "cargo test --workspace"
+cargo test --workspace --no-fail-fast "$@"
