@@ -98,6 +98,8 @@ pub struct GroupFilter {
     pub status: Option<GroupStatus>,
     /// Case-insensitive substring of the title or culprit.
     pub text: Option<String>,
+    /// Only these projects (empty: all in scope).
+    pub project_ids: Vec<i64>,
 }
 
 /// Where to list issues from.
@@ -121,6 +123,11 @@ pub async fn list(
     };
     if let Some(status) = filter.status {
         qb.push(" AND g.status = ").push_bind(status.as_str());
+    }
+    if !filter.project_ids.is_empty() {
+        qb.push(" AND g.project_id = ANY(")
+            .push_bind(filter.project_ids.clone())
+            .push(")");
     }
     if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
         let pattern = format!("%{}%", escape_like(text));

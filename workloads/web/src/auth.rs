@@ -1,0 +1,153 @@
+//! Who may call a route: bearer tokens with scopes, or signed relay requests.
+//!
+//! ```text
+//!  request ──► check_access(route.access)
+//!     Access::Scope(s): Authorization: Bearer <token> ─► api_tokens (sha256) ─► has scope s?
+//!     Access::Relay:    X-Sentry-Relay-Signature = HMAC(relay secret, body) ?
+//!     Access::Public:   nothing to check
+//!  ──► Principal in request extensions ──► handler
+//! ```
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use silo_protocol::relay_auth;
+use silo_store::api_tokens::{self, ApiToken};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Largest relay request body read for signature checking.
+pub const MAX_RELAY_BODY: usize = 1024 * 1024;
+
+/// Every scope a token can hold (Sentry's names).
+pub const ALL_SCOPES: [&str; 10] = [
+    "org:read",
+    "org:write",
+    "org:admin",
+    "project:read",
+    "project:write",
+    "project:admin",
+    "event:read",
+    "event:write",
+    "alerts:read",
+    "alerts:write",
+];
+
+/// What a route requires of its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "scope")]
+pub enum Access {
+    /// No credentials (health checks, public metadata).
+    Public,
+    /// A bearer token holding this scope.
+    Scope(&'static str),
+    /// A request signed by one of this region's relays.
+    Relay,
+}
+
+/// The authenticated caller, available to handlers as `Extension<Principal>`.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    Anonymous,
+    Token(ApiToken),
+    Relay { relay_id: String },
+}
+
+/// Middleware installed per route by [`crate::silo::compose`].
+pub async fn check_access(
+    State((state, access)): State<(AppState, Access)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let principal = match access {
+        Access::Public => Ok((Principal::Anonymous, request)),
+        Access::Scope(scope) => {
+            bearer(&state, request.headers().get(AUTHORIZATION).cloned(), scope)
+                .await
+                .map(|token| (Principal::Token(token), request))
+        }
+        Access::Relay => relay(&state, request).await,
+    };
+    match principal {
+        Ok((principal, req)) => {
+            request = req;
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn bearer(
+    state: &AppState,
+    header: Option<HeaderValue>,
+    scope: &str,
+) -> Result<ApiToken, AppError> {
+    let header = header.ok_or_else(|| {
+        AppError::Unauthorized(
+            "Authentication credentials were not provided. Send Authorization: Bearer <token>."
+                .to_owned(),
+        )
+    })?;
+    let header = header
+        .to_str()
+        .map_err(|_| AppError::Unauthorized("Invalid Authorization header.".to_owned()))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            AppError::Unauthorized(
+                "Invalid Authorization header: expected \"Bearer <token>\".".to_owned(),
+            )
+        })?;
+    let token = api_tokens::authenticate(&state.pool, token)
+        .await?
+        .ok_or_else(|| AppError::Unauthorized("Invalid token.".to_owned()))?;
+    if !token.has_scope(scope) {
+        return Err(AppError::Forbidden(format!(
+            "You do not have permission to perform this action: the token lacks the {scope:?} scope."
+        )));
+    }
+    Ok(token)
+}
+
+async fn relay(state: &AppState, request: Request) -> Result<(Principal, Request), AppError> {
+    let (parts, body) = request.into_parts();
+    let relay_id = parts
+        .headers
+        .get(relay_auth::RELAY_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let signature = parts
+        .headers
+        .get(relay_auth::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = to_bytes(body, MAX_RELAY_BODY).await.map_err(|_| {
+        AppError::BadRequest(format!(
+            "Relay request body is unreadable or larger than {MAX_RELAY_BODY} bytes."
+        ))
+    })?;
+    let secret = state.settings.relay_secret.as_deref().unwrap_or_default();
+    let verified = match relay_id {
+        None => Err(relay_auth::RelayAuthError::Missing),
+        Some(_) => relay_auth::verify(secret, &bytes, signature.as_deref()),
+    };
+    if let Err(error) = verified {
+        tracing::warn!(%error, "refused relay request");
+        return Err(AppError::Unauthorized(format!(
+            "Relay authentication failed: {error}"
+        )));
+    }
+    let principal = Principal::Relay {
+        relay_id: relay_id.unwrap_or_default(),
+    };
+    Ok((principal, Request::from_parts(parts, Body::from(bytes))))
+}
