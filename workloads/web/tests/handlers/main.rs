@@ -1,0 +1,7 @@
+//! Handler tests: the router driven with `oneshot` against a real Postgres database per test.
+
+mod common;
+mod issues;
+mod relay;
+mod resources;
+mod silo_routes;
