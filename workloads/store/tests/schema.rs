@@ -1,0 +1,250 @@
+//! The schema against a real Postgres database per test: migrations, short ids, idempotent
+//! event rows, keyset pagination over ties, token expiry.
+
+use chrono::{Duration, Utc};
+use silo_store::groups::{self, GroupFilter, GroupScope, GroupSort};
+use silo_store::{PageRequest, PgPool, PoolSettings};
+use sqlx::Connection;
+use uuid::Uuid;
+
+fn admin_url() -> String {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return url;
+    }
+    let state = std::env::var("SILO_STATE_DIR").unwrap_or_else(|_| {
+        let base = std::env::var("XDG_STATE_HOME").unwrap_or_else(|_| {
+            format!("{}/.local/state", std::env::var("HOME").unwrap_or_default())
+        });
+        format!("{base}/silo")
+    });
+    let path = format!("{state}/services/env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "these tests need Postgres: set DATABASE_URL or run e2e/services/up.sh ({path}: {e})"
+        )
+    });
+    text.lines()
+        .filter_map(|l| l.trim().trim_start_matches("export ").split_once('='))
+        .find(|(k, _)| *k == "DATABASE_URL")
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_else(|| panic!("{path} has no DATABASE_URL; re-run e2e/services/up.sh"))
+}
+
+struct Db {
+    pool: PgPool,
+    admin: String,
+    name: String,
+}
+
+impl Db {
+    async fn new() -> Db {
+        let admin = admin_url();
+        let name = format!("silo_store_test_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach Postgres at {admin}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let authority = admin.find("://").map_or(0, |i| i + 3);
+        let root = match admin[authority..].find('/') {
+            Some(i) => &admin[..authority + i],
+            None => admin.as_str(),
+        };
+        let pool =
+            silo_store::connect_lazy(&PoolSettings::new(format!("{root}/{name}"))).expect("pool");
+        silo_store::migrate(&pool).await.expect("migrate");
+        Db { pool, admin, name }
+    }
+
+    async fn drop_db(self) {
+        self.pool.close().await;
+        let mut conn = sqlx::PgConnection::connect(&self.admin)
+            .await
+            .expect("admin");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("drop database");
+    }
+}
+
+async fn project(pool: &PgPool, org: &str) -> i64 {
+    let o = silo_store::organizations::create(pool, org, org)
+        .await
+        .unwrap();
+    silo_store::projects::create(pool, o.id, "p", "P", None)
+        .await
+        .unwrap()
+        .id
+}
+
+/// Upsert a group the way the ingest consumers do; returns (id, short_id).
+async fn upsert_group(pool: &PgPool, project_id: i64, fingerprint: &str) -> (i64, i64) {
+    let now = Utc::now();
+    sqlx::query_as(
+        "INSERT INTO groups (project_id, fingerprint, title, first_seen, last_seen, \
+           first_event_id, last_event_id) VALUES ($1, $2, 't', $3, $3, $4, $4) \
+         ON CONFLICT (project_id, fingerprint) DO UPDATE SET times_seen = groups.times_seen + 1 \
+         RETURNING id, short_id",
+    )
+    .bind(project_id)
+    .bind(fingerprint)
+    .bind(now)
+    .bind(Uuid::new_v4())
+    .fetch_one(pool)
+    .await
+    .expect("upsert group")
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_short_ids_count_per_project() {
+    let db = Db::new().await;
+    silo_store::migrate(&db.pool)
+        .await
+        .expect("second run is a no-op");
+    let a = project(&db.pool, "a").await;
+    let b = project(&db.pool, "b").await;
+    let (g1, s1) = upsert_group(&db.pool, a, "x").await;
+    let (_, s2) = upsert_group(&db.pool, a, "y").await;
+    let (_, sb) = upsert_group(&db.pool, b, "x").await;
+    assert_eq!((s1, s2, sb), (1, 2, 1));
+    // Upserting an existing fingerprint keeps its number and does not consume one.
+    let (again, s_again) = upsert_group(&db.pool, a, "x").await;
+    assert_eq!((again, s_again), (g1, 1));
+    let (_, s3) = upsert_group(&db.pool, a, "z").await;
+    assert_eq!(s3, 3);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn event_ids_are_unique_per_project() {
+    let db = Db::new().await;
+    let a = project(&db.pool, "a").await;
+    let b = project(&db.pool, "b").await;
+    let (ga, _) = upsert_group(&db.pool, a, "x").await;
+    let (gb, _) = upsert_group(&db.pool, b, "x").await;
+    let event_id = Uuid::new_v4();
+    let insert = |project: i64, group: i64| {
+        sqlx::query(
+            "INSERT INTO events (project_id, event_id, group_id, \"timestamp\") \
+             VALUES ($1, $2, $3, now()) ON CONFLICT (project_id, event_id) DO NOTHING",
+        )
+        .bind(project)
+        .bind(event_id)
+        .bind(group)
+        .execute(&db.pool)
+    };
+    assert_eq!(insert(a, ga).await.unwrap().rows_affected(), 1);
+    assert_eq!(
+        insert(a, ga).await.unwrap().rows_affected(),
+        0,
+        "a replay is a no-op"
+    );
+    assert_eq!(
+        insert(b, gb).await.unwrap().rows_affected(),
+        1,
+        "other projects may reuse ids"
+    );
+    let stored = silo_store::events::get(&db.pool, a, event_id)
+        .await
+        .unwrap();
+    assert_eq!(stored.map(|e| e.group_id), Some(ga));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn keyset_pages_cover_ties_exactly_once_both_ways() {
+    let db = Db::new().await;
+    let p = project(&db.pool, "a").await;
+    let same_time = Utc::now() - Duration::minutes(5);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (id, _) = upsert_group(&db.pool, p, &format!("f{i}")).await;
+        ids.push(id);
+    }
+    sqlx::query("UPDATE groups SET last_seen = $1")
+        .bind(same_time)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    ids.reverse(); // Ties on last_seen are ordered by id, newest first.
+
+    let filter = GroupFilter::default();
+    let mut seen = Vec::new();
+    let mut request = PageRequest::first(2);
+    let mut pages = Vec::new();
+    loop {
+        let page = groups::list(
+            &db.pool,
+            GroupScope::Project(p),
+            &filter,
+            GroupSort::LastSeen,
+            &request,
+        )
+        .await
+        .unwrap();
+        seen.extend(page.items.iter().map(|g| g.id));
+        pages.push(page.prev.0);
+        if !page.next.1 {
+            break;
+        }
+        request = PageRequest {
+            cursor: Some(page.next.0),
+            limit: 2,
+        };
+    }
+    assert_eq!(seen, ids);
+    assert_eq!(pages.len(), 3);
+
+    // From the last page, the previous cursor leads back to the middle page.
+    let back = groups::list(
+        &db.pool,
+        GroupScope::Project(p),
+        &filter,
+        GroupSort::LastSeen,
+        &PageRequest {
+            cursor: Some(pages[2]),
+            limit: 2,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        back.items.iter().map(|g| g.id).collect::<Vec<_>>(),
+        ids[2..4]
+    );
+    assert!(back.prev.1 && back.next.1);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn expired_tokens_do_not_authenticate() {
+    let db = Db::new().await;
+    let token = silo_store::api_tokens::generate_token();
+    let stored = silo_store::api_tokens::upsert(&db.pool, &token, "t", &["org:read".into()])
+        .await
+        .unwrap();
+    assert!(stored.has_scope("org:read"));
+    assert!(
+        silo_store::api_tokens::authenticate(&db.pool, &token)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(
+        silo_store::api_tokens::authenticate(&db.pool, &token)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    db.drop_db().await;
+}
