@@ -76,10 +76,10 @@ impl Db {
 async fn project(pool: &PgPool, org: &str) -> i64 {
     let o = silo_store::organizations::create(pool, org, org)
         .await
-        .unwrap();
+        .expect("create organization");
     silo_store::projects::create(pool, o.id, "p", "P", None)
         .await
-        .unwrap()
+        .expect("create project")
         .id
 }
 
