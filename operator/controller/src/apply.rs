@@ -1,0 +1,255 @@
+//! Apply: make the cluster match a [`DesiredSet`] with server-side apply (one field manager),
+//! skipping unchanged children without a request, creating generated secrets once, and
+//! deleting children that are no longer desired.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+use rand::RngCore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::{Child, ChildKey, ChildKind, DesiredSet, GeneratedSecret};
+use crate::labels;
+use crate::metrics::Metrics;
+use crate::stores::{Applied, Stores, Tracker, needs_apply, version_of};
+
+/// A write to the API server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("applying {key} failed: {source}")]
+    Apply {
+        key: ChildKey,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating secret {key} failed: {source}")]
+    Create {
+        key: ChildKey,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting {key} failed: {source}")]
+    Delete {
+        key: ChildKey,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// What one apply pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub written: usize,
+    pub unchanged: usize,
+    pub deleted: usize,
+}
+
+/// Applies desired sets for the reconcilers.
+#[derive(Clone)]
+pub struct Applier {
+    pub client: Client,
+    pub stores: Stores,
+    pub tracker: Arc<Tracker>,
+    pub metrics: Metrics,
+}
+
+fn api_for<K>(client: &Client, namespace: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    Api::namespaced(client.clone(), namespace)
+}
+
+async fn ssa<K>(api: Api<K>, name: &str, obj: &K) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let params = PatchParams::apply(labels::FIELD_MANAGER).force();
+    api.patch(name, &params, &Patch::Apply(obj)).await
+}
+
+impl Applier {
+    /// Create generated secrets, then apply every child that needs it.
+    pub async fn apply_set(&self, set: &DesiredSet) -> Result<ApplyReport, ApplyError> {
+        let mut report = ApplyReport::default();
+        // The namespace goes first: everything else lives in it.
+        let (namespaces, rest): (Vec<&Child>, Vec<&Child>) = set
+            .children
+            .iter()
+            .partition(|c| c.kind() == ChildKind::Namespace);
+        for child in namespaces {
+            self.apply_child(child, &mut report).await?;
+        }
+        for generated in &set.generated {
+            self.ensure_generated(generated, &mut report).await?;
+        }
+        for child in rest {
+            self.apply_child(child, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn apply_child(&self, child: &Child, report: &mut ApplyReport) -> Result<(), ApplyError> {
+        let key = child.key();
+        let hash = child.hash();
+        let observed = self.stores.observed(&key);
+        let applied = self.tracker.get(&key);
+        if !needs_apply(hash, observed.as_ref(), applied.as_ref()) {
+            if applied.is_none()
+                && let Some(o) = observed
+            {
+                // First sight after a restart: trust the stamped hash from here on.
+                self.tracker.record(
+                    key.clone(),
+                    Applied {
+                        hash: hash.to_owned(),
+                        version: o.version,
+                    },
+                );
+            }
+            report.unchanged += 1;
+            self.metrics.apply(key.kind.as_str(), false);
+            return Ok(());
+        }
+        let client = &self.client;
+        let ns = key.namespace.as_str();
+        let name = key.name.as_str();
+        let result = match child {
+            Child::Namespace(o) => ssa(Api::<Namespace>::all(client.clone()), name, o)
+                .await
+                .map(|r| r.metadata),
+            Child::ConfigMap(o) => ssa(api_for::<ConfigMap>(client, ns), name, o)
+                .await
+                .map(|r| r.metadata),
+            Child::Secret(o) => ssa(api_for::<Secret>(client, ns), name, o)
+                .await
+                .map(|r| r.metadata),
+            Child::Deployment(o) => ssa(api_for::<Deployment>(client, ns), name, o)
+                .await
+                .map(|r| r.metadata),
+            Child::Service(o) => ssa(api_for::<Service>(client, ns), name, o)
+                .await
+                .map(|r| r.metadata),
+        };
+        let meta = result.map_err(|source| ApplyError::Apply {
+            key: key.clone(),
+            source,
+        })?;
+        tracing::debug!(%key, "applied");
+        self.metrics.apply(key.kind.as_str(), true);
+        self.tracker.record(
+            key.clone(),
+            Applied {
+                hash: hash.to_owned(),
+                version: version_of(key.kind, &meta),
+            },
+        );
+        report.written += 1;
+        Ok(())
+    }
+
+    async fn ensure_generated(
+        &self,
+        generated: &GeneratedSecret,
+        report: &mut ApplyReport,
+    ) -> Result<(), ApplyError> {
+        let key = generated.key();
+        if self.stores.observed(&key).is_some() || self.tracker.get(&key).is_some() {
+            report.unchanged += 1;
+            return Ok(());
+        }
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let mut secret = generated.secret.clone();
+        secret.data = Some(BTreeMap::from([(
+            generated.key.clone(),
+            ByteString(hex::encode(bytes).into_bytes()),
+        )]));
+        let api = api_for::<Secret>(&self.client, &key.namespace);
+        let version = match api.create(&PostParams::default(), &secret).await {
+            Ok(created) => {
+                report.written += 1;
+                self.metrics.apply(key.kind.as_str(), true);
+                version_of(key.kind, &created.metadata)
+            }
+            // Created earlier (the store had not caught up): keep the existing value.
+            Err(kube::Error::Api(status)) if status.code == 409 => 0,
+            Err(source) => return Err(ApplyError::Create { key, source }),
+        };
+        self.tracker.record(
+            key,
+            Applied {
+                hash: String::new(),
+                version,
+            },
+        );
+        Ok(())
+    }
+
+    /// Delete every child labelled `owner_label=owner` that `set` does not contain.
+    pub async fn prune(
+        &self,
+        owner_label: &str,
+        owner: &str,
+        set: &DesiredSet,
+        report: &mut ApplyReport,
+    ) -> Result<(), ApplyError> {
+        for key in self.stores.owned_by(owner_label, owner) {
+            if set.contains(&key) {
+                continue;
+            }
+            self.delete(&key).await?;
+            report.deleted += 1;
+        }
+        Ok(())
+    }
+
+    /// Delete one child; already gone counts as done.
+    pub async fn delete(&self, key: &ChildKey) -> Result<(), ApplyError> {
+        let dp = DeleteParams::background();
+        let client = &self.client;
+        let ns = key.namespace.as_str();
+        let name = key.name.as_str();
+        let result = match key.kind {
+            ChildKind::Namespace => Api::<Namespace>::all(client.clone())
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ChildKind::ConfigMap => api_for::<ConfigMap>(client, ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ChildKind::Secret => api_for::<Secret>(client, ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ChildKind::Deployment => api_for::<Deployment>(client, ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ChildKind::Service => api_for::<Service>(client, ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+        };
+        self.tracker.forget(key);
+        match result {
+            Ok(()) => {
+                tracing::info!(%key, "deleted child that is no longer desired");
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(ApplyError::Delete {
+                key: key.clone(),
+                source,
+            }),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The control silo (SILOED) or the monolith (MONOLITH) of a ControlPlane.
+
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Namespace, SecretKeySelector};
+use silo_api::{Category, Workload};
+use silo_contract::{RegionCategory, RegionDirectory, RegionInfo, SiloMode};
+
+use super::pod::{self, Silo};
+use super::{Child, DesiredSet};
+use crate::labels;
+use crate::validate::{FleetContext, ValidatedControlPlane};
+
+fn namespace_and_secrets(cp: &ValidatedControlPlane, set: &mut DesiredSet, relay: bool) {
+    let owner = &cp.owner;
+    let ns = cp.namespace.as_str();
+    set.push(Child::Namespace(Namespace {
+        metadata: owner.meta(None, ns, "namespace"),
+        ..Namespace::default()
+    }));
+    set.generated.push(pod::generated_secret(
+        owner,
+        ns,
+        labels::RPC_SECRET,
+        labels::RPC_SECRET_KEY,
+        "rpc-secret",
+    ));
+    if relay {
+        set.generated.push(pod::generated_secret(
+            owner,
+            ns,
+            labels::RELAY_SECRET,
+            labels::RELAY_SECRET_KEY,
+            "relay-secret",
+        ));
+    }
+}
+
+/// SILOED: the control namespace with the control web Deployment and Service.
+pub fn build_control(
+    cp: &ValidatedControlPlane,
+    fleet: &FleetContext,
+    directory: &RegionDirectory,
+) -> DesiredSet {
+    let mut set = DesiredSet::default();
+    namespace_and_secrets(cp, &mut set, false);
+    let ns = cp.namespace.as_str();
+    set.push(Child::ConfigMap(pod::directory_configmap(
+        &cp.owner, ns, directory,
+    )));
+    let image = fleet.image_for(&fleet.version);
+    let silo = Silo {
+        mode: SiloMode::Control,
+        namespace: ns,
+        region: None,
+        monolith_region: fleet.monolith_region.as_deref(),
+        control_address: &fleet.control_address,
+        image: &image,
+        version: &fleet.version,
+        owner: &cp.owner,
+    };
+    let database = cp.database.iter().map(|db| EnvVar {
+        name: "DATABASE_URL".to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: db.secret_name.clone(),
+                key: db.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    });
+    let sizing = silo_api::WorkloadSpec {
+        replicas: Some(cp.replicas),
+        resources: None,
+    };
+    set.push(Child::Deployment(Box::new(pod::deployment(
+        &silo,
+        Workload::Web,
+        Some(&sizing),
+        database.collect(),
+    ))));
+    if let Some(service) = pod::service(&silo, Workload::Web) {
+        set.push(Child::Service(service));
+    }
+    set
+}
+
+/// The one region a monolith serves, as listed in its directory.
+pub fn monolith_directory_entry(cp: &ValidatedControlPlane, region: &str) -> RegionInfo {
+    RegionInfo {
+        name: region.to_owned(),
+        snowflake_id: 0,
+        address: pod::region_address(&cp.namespace),
+        category: RegionCategory::from(Category::MultiTenant),
+        visible: true,
+    }
+}
+
+/// MONOLITH: one namespace running all four workloads in MONOLITH mode.
+pub fn build_monolith(
+    cp: &ValidatedControlPlane,
+    fleet: &FleetContext,
+    directory: &RegionDirectory,
+) -> DesiredSet {
+    let mut set = DesiredSet::default();
+    namespace_and_secrets(cp, &mut set, true);
+    let ns = cp.namespace.as_str();
+    set.push(Child::ConfigMap(pod::directory_configmap(
+        &cp.owner, ns, directory,
+    )));
+    let image = fleet.image_for(&fleet.version);
+    let silo = Silo {
+        mode: SiloMode::Monolith,
+        namespace: ns,
+        region: fleet.monolith_region.as_deref(),
+        monolith_region: fleet.monolith_region.as_deref(),
+        control_address: &fleet.control_address,
+        image: &image,
+        version: &fleet.version,
+        owner: &cp.owner,
+    };
+    for workload in Workload::ALL {
+        let sizing = silo_api::WorkloadSpec {
+            replicas: Some(if workload == Workload::Web {
+                cp.replicas
+            } else {
+                1
+            }),
+            resources: None,
+        };
+        set.push(Child::Deployment(Box::new(pod::deployment(
+            &silo,
+            workload,
+            Some(&sizing),
+            Vec::new(),
+        ))));
+        if let Some(service) = pod::service(&silo, workload) {
+            set.push(Child::Service(service));
+        }
+    }
+    set
+}

@@ -1,0 +1,233 @@
+//! Build: desired child objects from validated input. Pure: no client, no clock, no randomness.
+//!
+//! Every object gets the operator's labels, an owner reference and a `silo.dev/spec-hash`
+//! annotation over its own content, so the apply step can tell "unchanged" without a request.
+
+mod control;
+mod pod;
+mod region;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use control::{build_control, build_monolith, monolith_directory_entry};
+pub use pod::{Silo, control_address, directory_hash, region_address};
+pub use region::build_region;
+
+use crate::labels;
+
+/// One object the operator wants to exist exactly as given.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Child {
+    Namespace(Namespace),
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+    Deployment(Box<Deployment>),
+    Service(Service),
+}
+
+impl Child {
+    pub fn kind(&self) -> ChildKind {
+        match self {
+            Child::Namespace(_) => ChildKind::Namespace,
+            Child::ConfigMap(_) => ChildKind::ConfigMap,
+            Child::Secret(_) => ChildKind::Secret,
+            Child::Deployment(_) => ChildKind::Deployment,
+            Child::Service(_) => ChildKind::Service,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Child::Namespace(o) => &o.metadata,
+            Child::ConfigMap(o) => &o.metadata,
+            Child::Secret(o) => &o.metadata,
+            Child::Deployment(o) => &o.metadata,
+            Child::Service(o) => &o.metadata,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Child::Namespace(o) => &mut o.metadata,
+            Child::ConfigMap(o) => &mut o.metadata,
+            Child::Secret(o) => &mut o.metadata,
+            Child::Deployment(o) => &mut o.metadata,
+            Child::Service(o) => &mut o.metadata,
+        }
+    }
+
+    /// Where the object lives.
+    pub fn key(&self) -> ChildKey {
+        let meta = self.meta();
+        ChildKey {
+            kind: self.kind(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The content hash stamped on the object by [`Child::stamped`].
+    pub fn hash(&self) -> &str {
+        self.meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(labels::SPEC_HASH))
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Stamp the hash of the object's content (everything but the hash itself) on it.
+    fn stamped(mut self) -> Self {
+        let hash = match &self {
+            Child::Namespace(o) => content_hash(o),
+            Child::ConfigMap(o) => content_hash(o),
+            Child::Secret(o) => content_hash(o),
+            Child::Deployment(o) => content_hash(o),
+            Child::Service(o) => content_hash(o),
+        };
+        self.meta_mut()
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(labels::SPEC_HASH.to_owned(), hash);
+        self
+    }
+}
+
+/// The kinds of object the operator creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChildKind {
+    Namespace,
+    ConfigMap,
+    Secret,
+    Deployment,
+    Service,
+}
+
+impl ChildKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Namespace => "Namespace",
+            ChildKind::ConfigMap => "ConfigMap",
+            ChildKind::Secret => "Secret",
+            ChildKind::Deployment => "Deployment",
+            ChildKind::Service => "Service",
+        }
+    }
+}
+
+/// Identity of a child object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChildKey {
+    pub kind: ChildKind,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ChildKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}/{}", self.kind.as_str(), self.name)
+        } else {
+            write!(f, "{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
+        }
+    }
+}
+
+/// A Secret whose value the operator generates once (create if absent, never overwritten).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratedSecret {
+    /// The Secret with empty data; the apply step fills `key` with a random value.
+    pub secret: Secret,
+    pub key: String,
+}
+
+impl GeneratedSecret {
+    pub fn key(&self) -> ChildKey {
+        ChildKey {
+            kind: ChildKind::Secret,
+            namespace: self.secret.metadata.namespace.clone().unwrap_or_default(),
+            name: self.secret.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Everything one owner (a Region or the ControlPlane) wants to exist.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredSet {
+    /// Applied in this order (namespace first).
+    pub children: Vec<Child>,
+    /// Created before the children that reference them.
+    pub generated: Vec<GeneratedSecret>,
+}
+
+impl DesiredSet {
+    fn push(&mut self, child: Child) {
+        self.children.push(child.stamped());
+    }
+
+    /// Names of the Deployments in the set.
+    pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
+        self.children.iter().filter_map(|c| match c {
+            Child::Deployment(d) => Some(d.as_ref()),
+            _ => None,
+        })
+    }
+
+    /// Whether `key` is part of the set.
+    pub fn contains(&self, key: &ChildKey) -> bool {
+        self.children.iter().any(|c| &c.key() == key)
+            || self.generated.iter().any(|g| &g.key() == key)
+    }
+}
+
+/// Which object owns the children, and how they are labelled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Owner {
+    pub reference: OwnerReference,
+    /// `(silo.dev/region, name)` or `(silo.dev/controlplane, name)`.
+    pub label: (&'static str, String),
+}
+
+impl Owner {
+    /// Labels every child of this owner carries.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                labels::MANAGED_BY.to_owned(),
+                labels::MANAGED_BY_VALUE.to_owned(),
+            ),
+            (labels::PART_OF.to_owned(), labels::PART_OF_VALUE.to_owned()),
+            (self.label.0.to_owned(), self.label.1.clone()),
+        ])
+    }
+
+    /// Metadata of a child named `name` in `namespace` (None: cluster-scoped).
+    pub fn meta(&self, namespace: Option<&str>, name: &str, component: &str) -> ObjectMeta {
+        let mut labels = self.labels();
+        labels.insert(labels::COMPONENT.to_owned(), component.to_owned());
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: namespace.map(str::to_owned),
+            labels: Some(labels),
+            owner_references: Some(vec![self.reference.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Hex SHA-256 (first 16 bytes) of the JSON form of `value`.
+pub fn content_hash<T: Serialize>(value: &T) -> String {
+    // Serializing k8s-openapi types cannot fail; an empty body still hashes deterministically.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..16])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,264 @@
+//! Workload Deployments and Services with the full silo contract in every pod template.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, PodSpec,
+    PodTemplateSpec, Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use silo_api::{Workload, WorkloadSpec};
+use silo_contract::{RegionConfigSource, RegionDirectory, SiloMode, env};
+
+use super::{GeneratedSecret, Owner, content_hash};
+use crate::labels;
+
+/// Where and as what a set of workloads runs.
+#[derive(Clone, Debug)]
+pub struct Silo<'a> {
+    pub mode: SiloMode,
+    pub namespace: &'a str,
+    /// `SENTRY_REGION` (region silo and monolith).
+    pub region: Option<&'a str>,
+    /// `SENTRY_MONOLITH_REGION`.
+    pub monolith_region: Option<&'a str>,
+    /// `SENTRY_CONTROL_ADDRESS`.
+    pub control_address: &'a str,
+    /// Full image reference (`repo:tag`).
+    pub image: &'a str,
+    pub version: &'a str,
+    pub owner: &'a Owner,
+}
+
+/// Internal address of a region's web Service.
+pub fn region_address(namespace: &str) -> String {
+    format!("http://web.{namespace}.svc:{}", web_port())
+}
+
+/// Internal address of the control silo's web Service.
+pub fn control_address(namespace: &str) -> String {
+    format!("http://web.{namespace}.svc:{}", web_port())
+}
+
+fn web_port() -> i32 {
+    Workload::Web.service_port().unwrap_or(8000)
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+/// The silo contract as container env vars, plus the relay secret for relay and web.
+pub fn contract_env(silo: &Silo<'_>, workload: Workload) -> Vec<EnvVar> {
+    let directory_file = std::path::Path::new(labels::DIRECTORY_MOUNT).join(labels::DIRECTORY_KEY);
+    let mut vars = vec![plain_env(env::SILO_MODE, silo.mode.as_str())];
+    if let Some(region) = silo.region {
+        vars.push(plain_env(env::REGION, region));
+    }
+    vars.push(plain_env(
+        env::REGION_CONFIG,
+        &RegionConfigSource::file_value(&directory_file),
+    ));
+    if let Some(monolith) = silo.monolith_region {
+        vars.push(plain_env(env::MONOLITH_REGION, monolith));
+    }
+    vars.push(plain_env(env::CONTROL_ADDRESS, silo.control_address));
+    vars.push(secret_env(
+        env::RPC_SHARED_SECRET,
+        labels::RPC_SECRET,
+        labels::RPC_SECRET_KEY,
+    ));
+    if silo.mode != SiloMode::Control && matches!(workload, Workload::Relay | Workload::Web) {
+        vars.push(secret_env(
+            labels::RELAY_SECRET_ENV,
+            labels::RELAY_SECRET,
+            labels::RELAY_SECRET_KEY,
+        ));
+    }
+    vars
+}
+
+fn selector_labels(silo: &Silo<'_>, workload: Workload) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::NAME.to_owned(), workload.name().to_owned()),
+        (silo.owner.label.0.to_owned(), silo.owner.label.1.clone()),
+    ])
+}
+
+/// The Deployment of `workload`, with `extra_env` appended to the contract.
+pub fn deployment(
+    silo: &Silo<'_>,
+    workload: Workload,
+    sizing: Option<&WorkloadSpec>,
+    extra_env: Vec<EnvVar>,
+) -> Deployment {
+    let selector = selector_labels(silo, workload);
+    let mut pod_labels = selector.clone();
+    pod_labels.insert(labels::PART_OF.to_owned(), labels::PART_OF_VALUE.to_owned());
+    pod_labels.insert(
+        "app.kubernetes.io/version".to_owned(),
+        silo.version.to_owned(),
+    );
+    let mut env = contract_env(silo, workload);
+    env.extend(extra_env);
+    let ports = workload.service_port().map(|port| {
+        vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: port,
+            ..ContainerPort::default()
+        }]
+    });
+    let container = Container {
+        name: workload.name().to_owned(),
+        image: Some(silo.image.to_owned()),
+        command: Some(vec![workload.name().to_owned()]),
+        env: Some(env),
+        ports,
+        resources: sizing.and_then(|s| s.resources.clone()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "directory".to_owned(),
+            mount_path: labels::DIRECTORY_MOUNT.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: silo
+            .owner
+            .meta(Some(silo.namespace), workload.name(), workload.name()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(sizing.and_then(|s| s.replicas).unwrap_or(1)),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    automount_service_account_token: Some(false),
+                    volumes: Some(vec![Volume {
+                        name: "directory".to_owned(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: labels::DIRECTORY_CONFIGMAP.to_owned(),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Service in front of `workload`, if it serves HTTP.
+pub fn service(silo: &Silo<'_>, workload: Workload) -> Option<Service> {
+    let port = workload.service_port()?;
+    Some(Service {
+        metadata: silo
+            .owner
+            .meta(Some(silo.namespace), workload.name(), workload.name()),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(silo, workload)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// The region directory as a ConfigMap mounted by every pod of the namespace.
+pub fn directory_configmap(
+    owner: &Owner,
+    namespace: &str,
+    directory: &RegionDirectory,
+) -> ConfigMap {
+    let json = directory.to_json();
+    let mut meta = owner.meta(Some(namespace), labels::DIRECTORY_CONFIGMAP, "directory");
+    meta.annotations = Some(BTreeMap::from([(
+        labels::DIRECTORY_HASH.to_owned(),
+        directory_hash(directory),
+    )]));
+    ConfigMap {
+        metadata: meta,
+        data: Some(BTreeMap::from([(labels::DIRECTORY_KEY.to_owned(), json)])),
+        ..ConfigMap::default()
+    }
+}
+
+/// Hash identifying a directory's content.
+pub fn directory_hash(directory: &RegionDirectory) -> String {
+    content_hash(&directory.to_json())
+}
+
+/// A copy of the fleet's RPC secret list in a silo namespace.
+pub fn rpc_secret_copy(owner: &Owner, namespace: &str, secrets: &str) -> Secret {
+    Secret {
+        metadata: owner.meta(Some(namespace), labels::RPC_SECRET, "rpc-secret"),
+        data: Some(BTreeMap::from([(
+            labels::RPC_SECRET_KEY.to_owned(),
+            ByteString(secrets.as_bytes().to_vec()),
+        )])),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// A Secret the apply step creates once with a random value under `key`.
+pub fn generated_secret(
+    owner: &Owner,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    component: &str,
+) -> GeneratedSecret {
+    GeneratedSecret {
+        secret: Secret {
+            metadata: owner.meta(Some(namespace), name, component),
+            type_: Some("Opaque".to_owned()),
+            ..Secret::default()
+        },
+        key: key.to_owned(),
+    }
+}

@@ -1,0 +1,61 @@
+//! A region silo: namespace `region-<name>`, four workloads, two Services, directory, secrets.
+
+use k8s_openapi::api::core::v1::Namespace;
+use silo_api::Workload;
+use silo_contract::{RegionDirectory, SiloMode};
+
+use super::pod::{self, Silo};
+use super::{Child, DesiredSet};
+use crate::labels;
+use crate::validate::{FleetContext, ValidatedRegion};
+
+/// Desired objects of one region silo.
+pub fn build_region(
+    region: &ValidatedRegion,
+    fleet: &FleetContext,
+    directory: &RegionDirectory,
+    rpc_secrets: &str,
+) -> DesiredSet {
+    let owner = &region.owner;
+    let ns = region.namespace.as_str();
+    let image = fleet.image_for(&region.version);
+    let silo = Silo {
+        mode: SiloMode::Region,
+        namespace: ns,
+        region: Some(&region.name),
+        monolith_region: fleet.monolith_region.as_deref(),
+        control_address: &fleet.control_address,
+        image: &image,
+        version: &region.version,
+        owner,
+    };
+    let mut set = DesiredSet::default();
+    set.push(Child::Namespace(Namespace {
+        metadata: owner.meta(None, ns, "namespace"),
+        ..Namespace::default()
+    }));
+    set.push(Child::ConfigMap(pod::directory_configmap(
+        owner, ns, directory,
+    )));
+    set.push(Child::Secret(pod::rpc_secret_copy(owner, ns, rpc_secrets)));
+    set.generated.push(pod::generated_secret(
+        owner,
+        ns,
+        labels::RELAY_SECRET,
+        labels::RELAY_SECRET_KEY,
+        "relay-secret",
+    ));
+    for workload in Workload::ALL {
+        let sizing = region.workloads.get(workload);
+        set.push(Child::Deployment(Box::new(pod::deployment(
+            &silo,
+            workload,
+            sizing,
+            Vec::new(),
+        ))));
+        if let Some(service) = pod::service(&silo, workload) {
+            set.push(Child::Service(service));
+        }
+    }
+    set
+}

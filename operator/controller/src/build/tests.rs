@@ -1,0 +1,370 @@
+//! Unit tests of the pure validate + build steps (no API server).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::ObjectMeta;
+use silo_api::{Category, ControlPlane, ControlPlaneSpec, Mode, Region, RegionSpec};
+use silo_contract::{RegionDirectory, SiloContract};
+
+use super::*;
+use crate::validate::{self, FleetContext, ValidateError};
+
+fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
+    let mut r = Region::new(
+        name,
+        RegionSpec {
+            category: Category::MultiTenant,
+            snowflake_id: id,
+            address: None,
+            version: None,
+            visible: true,
+            workloads: Default::default(),
+            suspend: false,
+        },
+    );
+    r.metadata.uid = Some(format!("uid-{name}"));
+    r.metadata.creation_timestamp = Some(Time(
+        k8s_openapi::jiff::Timestamp::from_second(created).unwrap(),
+    ));
+    Arc::new(r)
+}
+
+fn control_plane(mode: Mode) -> Arc<ControlPlane> {
+    let mut cp = ControlPlane::new(
+        "silo",
+        serde_json::from_value::<ControlPlaneSpec>(serde_json::json!({
+            "version": "1.4.0",
+            "mode": mode,
+            "monolithRegion": if mode == Mode::Monolith { "local" } else { "us" },
+        }))
+        .unwrap(),
+    );
+    cp.metadata = ObjectMeta {
+        name: Some("silo".into()),
+        uid: Some("uid-cp".into()),
+        ..ObjectMeta::default()
+    };
+    Arc::new(cp)
+}
+
+fn build_for(target: &Region, all: &[Arc<Region>]) -> DesiredSet {
+    let fleet = FleetContext::new(&control_plane(Mode::Siloed));
+    let directory = validate::fleet_directory(all);
+    let validated = validate::validate_region(target, &fleet, &directory).unwrap();
+    build_region(&validated, &fleet, &directory.directory, "k1,k0")
+}
+
+fn deployment<'a>(set: &'a DesiredSet, name: &str) -> &'a Deployment {
+    set.deployments()
+        .find(|d| d.metadata.name.as_deref() == Some(name))
+        .unwrap()
+}
+
+fn env_of(d: &Deployment) -> Vec<EnvVar> {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap()
+}
+
+fn env_value(env: &[EnvVar], name: &str) -> Option<String> {
+    env.iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+}
+
+fn secret_ref(env: &[EnvVar], name: &str) -> Option<(String, String)> {
+    let source = env.iter().find(|e| e.name == name)?.value_from.as_ref()?;
+    let key_ref = source.secret_key_ref.as_ref()?;
+    Some((key_ref.name.clone(), key_ref.key.clone()))
+}
+
+#[test]
+fn region_silo_has_namespace_workloads_services_and_directory() {
+    let regions = vec![region("de", 2, 10), region("us", 1, 20)];
+    let set = build_for(&regions[0], &regions);
+    let keys: Vec<String> = set.children.iter().map(|c| c.key().to_string()).collect();
+    for expected in [
+        "Namespace/region-de",
+        "ConfigMap/region-de/silo-directory",
+        "Secret/region-de/silo-rpc",
+        "Deployment/region-de/relay",
+        "Deployment/region-de/consumers",
+        "Deployment/region-de/web",
+        "Deployment/region-de/postprocess",
+        "Service/region-de/relay",
+        "Service/region-de/web",
+    ] {
+        assert!(
+            keys.contains(&expected.to_owned()),
+            "missing {expected} in {keys:?}"
+        );
+    }
+    assert_eq!(set.children.len(), 9, "{keys:?}");
+    assert_eq!(set.generated.len(), 1);
+    assert_eq!(
+        set.generated[0].key().to_string(),
+        "Secret/region-de/relay-secret"
+    );
+    for child in &set.children {
+        let meta = child.meta();
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(
+            labels.get(crate::labels::REGION).map(String::as_str),
+            Some("de")
+        );
+        assert_eq!(
+            labels.get(crate::labels::MANAGED_BY).map(String::as_str),
+            Some("silo-operator")
+        );
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Region", "de"));
+        assert_eq!(owner.controller, Some(true));
+        assert!(!child.hash().is_empty());
+    }
+}
+
+#[test]
+fn every_pod_template_carries_the_silo_contract() {
+    let regions = vec![region("de", 2, 10), region("us", 1, 20)];
+    let set = build_for(&regions[0], &regions);
+    for name in ["relay", "consumers", "web", "postprocess"] {
+        let d = deployment(&set, name);
+        let env = env_of(d);
+        assert_eq!(
+            env_value(&env, "SENTRY_SILO_MODE").as_deref(),
+            Some("REGION")
+        );
+        assert_eq!(env_value(&env, "SENTRY_REGION").as_deref(), Some("de"));
+        assert_eq!(
+            env_value(&env, "SENTRY_REGION_CONFIG").as_deref(),
+            Some("/etc/silo/directory/regions.json")
+        );
+        assert_eq!(
+            env_value(&env, "SENTRY_MONOLITH_REGION").as_deref(),
+            Some("us")
+        );
+        assert_eq!(
+            env_value(&env, "SENTRY_CONTROL_ADDRESS").as_deref(),
+            Some("http://web.silo-control.svc:8000")
+        );
+        assert_eq!(
+            secret_ref(&env, "RPC_SHARED_SECRET"),
+            Some(("silo-rpc".into(), "secrets".into()))
+        );
+        let relay_secret = secret_ref(&env, "RELAY_SHARED_SECRET");
+        if matches!(name, "relay" | "web") {
+            assert_eq!(relay_secret, Some(("relay-secret".into(), "secret".into())));
+        } else {
+            assert_eq!(relay_secret, None, "{name} must not see the relay secret");
+        }
+        let container = &d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert_eq!(
+            container.image.as_deref(),
+            Some("ghcr.io/silo-dev/silo:1.4.0")
+        );
+    }
+}
+
+#[test]
+fn directory_configmap_is_the_contract_json_of_every_region() {
+    let regions = vec![
+        region("de", 2, 10),
+        region("us", 1, 20),
+        region("acme", 7, 30),
+    ];
+    let set = build_for(&regions[0], &regions);
+    let Some(Child::ConfigMap(cm)) = set
+        .children
+        .iter()
+        .find(|c| c.kind() == ChildKind::ConfigMap)
+    else {
+        panic!("no directory ConfigMap");
+    };
+    let json = cm.data.as_ref().unwrap().get("regions.json").unwrap();
+    let directory = RegionDirectory::from_json(json).unwrap();
+    assert_eq!(
+        directory.names().collect::<Vec<_>>(),
+        vec!["acme", "de", "us"]
+    );
+    assert_eq!(
+        directory.get("de").unwrap().address,
+        "http://web.region-de.svc:8000"
+    );
+    // The workloads read exactly this through the contract crate.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regions.json");
+    std::fs::write(&path, json).unwrap();
+    let env = env_of(deployment(&set, "web"));
+    let contract = SiloContract::from_lookup(|name| match name {
+        "SENTRY_REGION_CONFIG" => Some(path.display().to_string()),
+        _ => env_value(&env, name),
+    })
+    .unwrap();
+    assert_eq!(contract.local_region(), Some("de"));
+}
+
+#[test]
+fn adding_a_region_changes_only_the_directory() {
+    let before = vec![region("de", 2, 10), region("us", 1, 20)];
+    let mut after = before.clone();
+    after.push(region("jp", 3, 30));
+    let old = build_for(&before[0], &before);
+    let new = build_for(&after[0], &after);
+    for (a, b) in old.children.iter().zip(&new.children) {
+        assert_eq!(a.key(), b.key());
+        if a.kind() == ChildKind::ConfigMap {
+            assert_ne!(a.hash(), b.hash(), "directory must change");
+        } else {
+            assert_eq!(a, b, "{} must not change when a region is added", a.key());
+        }
+    }
+}
+
+#[test]
+fn version_pin_and_sizing_are_honoured() {
+    let mut pinned = (*region("de", 2, 10)).clone();
+    pinned.spec.version = Some("1.3.9".into());
+    pinned.spec.workloads.relay = Some(silo_api::WorkloadSpec {
+        replicas: Some(3),
+        resources: None,
+    });
+    let all = vec![Arc::new(pinned.clone())];
+    let set = build_for(&pinned, &all);
+    let relay = deployment(&set, "relay");
+    assert_eq!(relay.spec.as_ref().unwrap().replicas, Some(3));
+    let container = &relay
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some("ghcr.io/silo-dev/silo:1.3.9")
+    );
+    assert_eq!(
+        deployment(&set, "web").spec.as_ref().unwrap().replicas,
+        Some(1)
+    );
+}
+
+#[test]
+fn later_region_with_a_taken_snowflake_is_left_out_and_named() {
+    let regions = [
+        region("late", 5, 50),
+        region("early", 5, 10),
+        region("gone", 6, 1),
+    ];
+    let mut deleting = (*regions[2]).clone();
+    deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    let regions = vec![regions[0].clone(), regions[1].clone(), Arc::new(deleting)];
+    let fleet_dir = validate::fleet_directory(&regions);
+    assert_eq!(
+        fleet_dir.directory.names().collect::<Vec<_>>(),
+        vec!["early"]
+    );
+    let fleet = FleetContext::new(&control_plane(Mode::Siloed));
+    let err = validate::validate_region(&regions[0], &fleet, &fleet_dir).unwrap_err();
+    assert_eq!(
+        err,
+        ValidateError::DuplicateSnowflakeId {
+            id: 5,
+            other: "early".into()
+        }
+    );
+    assert_eq!(err.reason(), "DuplicateSnowflakeId");
+    assert!(err.to_string().contains("Region early"));
+    assert!(validate::validate_region(&regions[1], &fleet, &fleet_dir).is_ok());
+}
+
+#[test]
+fn regions_are_not_deployed_in_monolith_mode() {
+    let regions = vec![region("de", 2, 10)];
+    let fleet = FleetContext::new(&control_plane(Mode::Monolith));
+    let dir = validate::fleet_directory(&regions);
+    let err = validate::validate_region(&regions[0], &fleet, &dir).unwrap_err();
+    assert_eq!(err.reason(), "MonolithMode");
+}
+
+#[test]
+fn oldest_control_plane_is_active_and_others_are_refused() {
+    let first = control_plane(Mode::Siloed);
+    let mut second = (*control_plane(Mode::Siloed)).clone();
+    second.metadata.name = Some("zz-second".into());
+    let all = vec![first.clone(), Arc::new(second.clone())];
+    assert!(validate::validate_control_plane(&first, &all).is_ok());
+    let err = validate::validate_control_plane(&second, &all).unwrap_err();
+    assert_eq!(err.reason(), "MultipleControlPlanes");
+    assert!(validate::active_control_plane(&[]).is_err());
+}
+
+#[test]
+fn control_silo_runs_web_in_control_mode() {
+    let cp = control_plane(Mode::Siloed);
+    let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
+    let fleet = FleetContext::new(&cp);
+    let directory = validate::fleet_directory(&[region("us", 1, 1)]).directory;
+    let set = build_control(&validated, &fleet, &directory);
+    let names: Vec<_> = set
+        .deployments()
+        .map(|d| d.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, vec!["web"]);
+    let env = env_of(deployment(&set, "web"));
+    assert_eq!(
+        env_value(&env, "SENTRY_SILO_MODE").as_deref(),
+        Some("CONTROL")
+    );
+    assert_eq!(env_value(&env, "SENTRY_REGION"), None);
+    assert_eq!(secret_ref(&env, "RELAY_SHARED_SECRET"), None);
+    assert_eq!(
+        set.generated[0].key().to_string(),
+        "Secret/silo-control/silo-rpc"
+    );
+}
+
+#[test]
+fn monolith_runs_all_four_workloads_in_one_namespace() {
+    let cp = control_plane(Mode::Monolith);
+    let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
+    let fleet = FleetContext::new(&cp);
+    let entry = monolith_directory_entry(&validated, "local");
+    let directory = RegionDirectory::new(vec![entry]).unwrap();
+    let set = build_monolith(&validated, &fleet, &directory);
+    let names: Vec<_> = set
+        .deployments()
+        .map(|d| d.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, vec!["relay", "consumers", "web", "postprocess"]);
+    for d in set.deployments() {
+        assert_eq!(d.metadata.namespace.as_deref(), Some("silo-control"));
+        let env = env_of(d);
+        assert_eq!(
+            env_value(&env, "SENTRY_SILO_MODE").as_deref(),
+            Some("MONOLITH")
+        );
+        assert_eq!(env_value(&env, "SENTRY_REGION").as_deref(), Some("local"));
+    }
+}

@@ -1,0 +1,42 @@
+//! Command-line flags (every one also settable through its environment variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use silo_runtime::RuntimeArgs;
+use silo_runtime::args::parse_duration;
+
+/// Reconciles silo.dev ControlPlanes and Regions into running silos.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "silo-operator", version)]
+pub struct Args {
+    /// Address serving `/healthz` and `/metrics`.
+    #[arg(long, env = "SILO_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Kubeconfig file to use; without it the in-cluster config or `KUBECONFIG` is used.
+    #[arg(long, env = "SILO_OPERATOR_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Most reconciles running at once, per controller.
+    #[arg(long, env = "SILO_OPERATOR_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
+    /// How often a settled object is re-checked (in-memory only, no requests unless drifted).
+    #[arg(long, env = "SILO_OPERATOR_RESYNC", default_value = "10m", value_parser = parse_duration)]
+    pub resync: Duration,
+
+    /// Quiet time after a Region or ControlPlane change before every silo's directory is
+    /// recomputed; bursts of changes collapse into one pass.
+    #[arg(long, env = "SILO_OPERATOR_FLEET_DEBOUNCE", default_value = "500ms", value_parser = parse_duration)]
+    pub fleet_debounce: Duration,
+
+    /// Name reported on Events (the operator pod's name in a cluster).
+    #[arg(long, env = "POD_NAME", default_value = "silo-operator")]
+    pub instance: String,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}

@@ -1,0 +1,53 @@
+//! What every reconcile gets: the client, the stores, the applier, metrics, events, backoff.
+
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+
+use crate::apply::{Applier, ApplyError};
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+use crate::stores::Stores;
+
+/// Shared state of both controllers.
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub applier: Applier,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub backoff: Backoff,
+    /// Re-check interval for settled objects (reads only the in-memory stores).
+    pub resync: Duration,
+}
+
+/// A reconcile step that talked to the API server failed; retried with per-object backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("writing the status of {name} failed: {source}")]
+    Status {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("updating the finalizer of {name} failed: {source}")]
+    Finalizer {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ReconcileError {
+    /// The metric/condition reason of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::Apply(_) => silo_api::conditions::reason::APPLY_FAILED,
+            ReconcileError::Status { .. } => "StatusFailed",
+            ReconcileError::Finalizer { .. } => "FinalizerFailed",
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The ControlPlane reconciler: the control silo (SILOED) or the monolith (MONOLITH), and the
+//! fleet's region counts in status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use silo_api::conditions::{self, reason};
+use silo_api::{ControlPlane, ControlPlaneStatus, Mode};
+use silo_contract::RegionDirectory;
+
+use crate::build;
+use crate::context::{Context, ReconcileError};
+use crate::labels;
+use crate::status::{self, Verdict};
+use crate::validate::{self, FleetContext};
+
+const CONTROLLER: &str = "controlplane";
+
+/// Entry point for the controller runtime.
+pub async fn reconcile(cp: Arc<ControlPlane>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let start = Instant::now();
+    let result = reconcile_control_plane(&cp, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, start.elapsed());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key(&cp));
+    }
+    result
+}
+
+/// Retry a failed reconcile after a per-object exponential backoff.
+pub fn error_policy(cp: Arc<ControlPlane>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(CONTROLLER, error.reason());
+    let wait = ctx.backoff.failed(&key(&cp));
+    tracing::warn!(controlplane = %cp.name_any(), error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+fn key(cp: &ControlPlane) -> String {
+    format!("ControlPlane/{}", cp.name_any())
+}
+
+/// Regions in the fleet and how many are Ready.
+fn region_counts(ctx: &Context) -> (i32, i32) {
+    let regions = ctx.stores.regions.state();
+    let live = regions
+        .iter()
+        .filter(|r| r.meta().deletion_timestamp.is_none());
+    let (total, ready) = live.fold((0, 0), |(t, r), region| {
+        (t + 1, r + i32::from(region.is_ready()))
+    });
+    (total, ready)
+}
+
+async fn reconcile_control_plane(
+    cp: &ControlPlane,
+    ctx: &Context,
+) -> Result<Action, ReconcileError> {
+    if cp.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let all = ctx.stores.control_planes.state();
+    let validated = match validate::validate_control_plane(cp, &all) {
+        Ok(v) => v,
+        Err(invalid) => {
+            ctx.metrics.error(CONTROLLER, invalid.reason());
+            let verdict = Verdict::new(
+                conditions::READY,
+                false,
+                invalid.reason(),
+                invalid.to_string(),
+            );
+            write_status(ctx, cp, vec![verdict], (0, 0), None).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let fleet = FleetContext::new(cp);
+    let (set, counts_of_monolith) = match validated.mode {
+        Mode::Siloed => {
+            let directory = validate::fleet_directory(&ctx.stores.regions.state()).directory;
+            (build::build_control(&validated, &fleet, &directory), false)
+        }
+        Mode::Monolith => {
+            let region = fleet.monolith_region.clone().unwrap_or_default();
+            let entry = build::monolith_directory_entry(&validated, &region);
+            let directory = RegionDirectory::new(vec![entry]).map_err(|e| e.to_string());
+            match directory {
+                Ok(directory) => (build::build_monolith(&validated, &fleet, &directory), true),
+                Err(message) => {
+                    let verdict =
+                        Verdict::new(conditions::READY, false, reason::INVALID_SPEC, message);
+                    write_status(ctx, cp, vec![verdict], (0, 0), None).await?;
+                    return Ok(Action::await_change());
+                }
+            }
+        }
+    };
+    let applied = async {
+        let mut report = ctx.applier.apply_set(&set).await?;
+        ctx.applier
+            .prune(labels::CONTROL_PLANE, &validated.name, &set, &mut report)
+            .await?;
+        Ok::<_, crate::apply::ApplyError>(report)
+    }
+    .await;
+    if let Err(error) = applied {
+        let verdicts = vec![
+            Verdict::new(
+                conditions::READY,
+                false,
+                reason::APPLY_FAILED,
+                error.to_string(),
+            ),
+            Verdict::new(
+                conditions::RECONCILED,
+                false,
+                reason::APPLY_FAILED,
+                error.to_string(),
+            ),
+        ];
+        write_status(ctx, cp, verdicts, region_counts(ctx), None).await?;
+        return Err(error.into());
+    }
+    let ready = status::deployments_ready(set.deployments(), &ctx.stores.deployments);
+    let counts = if counts_of_monolith {
+        (1, i32::from(ready.is_ok()))
+    } else {
+        region_counts(ctx)
+    };
+    let mut verdicts = Vec::new();
+    let unknown_monolith = match (validated.mode, fleet.monolith_region.as_deref()) {
+        (Mode::Siloed, Some(region)) => {
+            let directory = validate::fleet_directory(&ctx.stores.regions.state()).directory;
+            directory.get(region).is_none().then(|| region.to_owned())
+        }
+        _ => None,
+    };
+    let silo = if validated.mode == Mode::Siloed {
+        "control silo"
+    } else {
+        "monolith"
+    };
+    match (&ready, unknown_monolith) {
+        (Err(waiting), _) => {
+            verdicts.push(Verdict::new(conditions::READY, false, reason::PROGRESSING, waiting.clone()));
+        }
+        (Ok(()), Some(region)) => verdicts.push(Verdict::new(
+            conditions::READY,
+            false,
+            reason::UNKNOWN_MONOLITH_REGION,
+            format!("spec.monolithRegion {region:?} is not a Region of the fleet; create that Region or change spec.monolithRegion"),
+        )),
+        (Ok(()), None) => {
+            verdicts.push(Verdict::new(conditions::READY, true, reason::READY, format!("{silo} is ready")));
+        }
+    }
+    verdicts.push(match &ready {
+        Ok(()) => Verdict::new(
+            conditions::WORKLOADS_READY,
+            true,
+            reason::AVAILABLE,
+            format!("{silo} workloads are available"),
+        ),
+        Err(waiting) => Verdict::new(
+            conditions::WORKLOADS_READY,
+            false,
+            reason::PROGRESSING,
+            waiting.clone(),
+        ),
+    });
+    verdicts.push(Verdict::new(
+        conditions::RECONCILED,
+        true,
+        reason::APPLIED,
+        "every desired object is applied",
+    ));
+    let running = ready.is_ok().then(|| fleet.version.clone());
+    write_status(ctx, cp, verdicts, counts, running).await?;
+    Ok(Action::requeue(ctx.resync))
+}
+
+async fn write_status(
+    ctx: &Context,
+    cp: &ControlPlane,
+    verdicts: Vec<Verdict>,
+    (regions, regions_ready): (i32, i32),
+    running: Option<String>,
+) -> Result<(), ReconcileError> {
+    let previous = cp.status.clone().unwrap_or_default();
+    let conditions = status::conditions(
+        &verdicts,
+        &previous.conditions,
+        cp.meta().generation,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let next = ControlPlaneStatus {
+        observed_generation: cp.meta().generation,
+        conditions,
+        regions,
+        regions_ready,
+        running_version: running.or(previous.running_version.clone()),
+    };
+    if cp.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let name = cp.name_any();
+    let api: Api<ControlPlane> = Api::all(ctx.client.clone());
+    let patch = json!({
+        "apiVersion": format!("{}/{}", silo_api::GROUP, silo_api::VERSION),
+        "kind": "ControlPlane",
+        "status": next,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(labels::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Status {
+        name: name.clone(),
+        source,
+    })?;
+    if let Some(ready) = verdicts.iter().find(|v| v.type_ == conditions::READY) {
+        status::publish_transition(
+            &ctx.recorder,
+            cp,
+            status::ready_status(&previous.conditions),
+            ready,
+        )
+        .await;
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Names, labels and annotations the operator puts on everything it creates.
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "silo-operator";
+/// Finalizer that keeps a Region until its namespace is gone and no directory lists it.
+pub const REGION_FINALIZER: &str = "silo.dev/region-cleanup";
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "silo-operator";
+pub const PART_OF: &str = "app.kubernetes.io/part-of";
+pub const PART_OF_VALUE: &str = "silo";
+pub const NAME: &str = "app.kubernetes.io/name";
+/// The Region a child belongs to.
+pub const REGION: &str = "silo.dev/region";
+/// The ControlPlane a child belongs to.
+pub const CONTROL_PLANE: &str = "silo.dev/controlplane";
+/// `directory`, `rpc-secret`, `relay-secret` or a workload name.
+pub const COMPONENT: &str = "silo.dev/component";
+
+/// Hash of the desired object as last applied; unchanged hash means nothing to write.
+pub const SPEC_HASH: &str = "silo.dev/spec-hash";
+/// Hash of the region directory a directory ConfigMap holds.
+pub const DIRECTORY_HASH: &str = "silo.dev/directory-hash";
+
+/// Label selector matching every object the operator manages.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
+}
+
+/// Namespace of a region silo.
+pub fn region_namespace(region: &str) -> String {
+    format!("region-{region}")
+}
+
+/// The directory ConfigMap (in every silo namespace) and where pods see it.
+pub const DIRECTORY_CONFIGMAP: &str = "silo-directory";
+pub const DIRECTORY_KEY: &str = "regions.json";
+pub const DIRECTORY_MOUNT: &str = "/etc/silo/directory";
+
+/// Secret holding `RPC_SHARED_SECRET` (comma-separated keys) in every silo namespace.
+pub const RPC_SECRET: &str = "silo-rpc";
+pub const RPC_SECRET_KEY: &str = "secrets";
+/// Secret shared by a region's relay and web only.
+pub const RELAY_SECRET: &str = "relay-secret";
+pub const RELAY_SECRET_KEY: &str = "secret";
+/// Env var carrying the relay secret.
+pub const RELAY_SECRET_ENV: &str = "RELAY_SHARED_SECRET";

@@ -1,0 +1,29 @@
+//! silo-operator: reconciles `ControlPlane` and `Region` resources into running silos.
+//!
+//! ```text
+//!  watches (Regions, ControlPlanes, managed children) ──► stores ──► queue (bounded concurrency)
+//!                                                                        │
+//!   reconcile:  read stores ─► validate (pure) ─► build desired set (pure) ─► apply (SSA, skip
+//!               unchanged) ─► prune undesired ─► status (conditions, Events on transitions)
+//! ```
+//!
+//! A Region becomes namespace `region-<name>` with Deployments relay/consumers/web/postprocess,
+//! Services relay/web, the region directory ConfigMap (mounted as a file that
+//! `SENTRY_REGION_CONFIG` points at) and its secrets. The ControlPlane becomes the control silo
+//! (SILOED) or the monolith (MONOLITH). Adding a Region rewrites every directory ConfigMap and
+//! no pod template, so nothing restarts.
+
+pub mod apply;
+pub mod backoff;
+pub mod build;
+pub mod config;
+pub mod context;
+pub mod controlplane;
+pub mod http;
+pub mod labels;
+pub mod metrics;
+pub mod region;
+pub mod run;
+pub mod status;
+pub mod stores;
+pub mod validate;

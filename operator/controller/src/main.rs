@@ -1,0 +1,9 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = silo_operator::config::Args::parse();
+    silo_runtime::telemetry::init(&args.runtime);
+    silo_operator::run::run(args).await?;
+    Ok(())
+}

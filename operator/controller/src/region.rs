@@ -1,0 +1,386 @@
+//! The Region reconciler: read -> validate -> build -> apply + prune -> status, and the
+//! finalizer that removes the namespace and waits until no directory lists the Region.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use silo_api::conditions::{self, reason};
+use silo_api::{Mode, Region, RegionStatus};
+
+use crate::build::{self, DesiredSet};
+use crate::context::{Context, ReconcileError};
+use crate::labels;
+use crate::status::{self, Verdict};
+use crate::validate::{self, FleetContext, FleetDirectory, ValidateError, ValidatedRegion};
+
+const CONTROLLER: &str = "region";
+
+/// Entry point for the controller runtime.
+pub async fn reconcile(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let start = Instant::now();
+    let result = reconcile_region(&region, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, start.elapsed());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key(&region));
+    }
+    result
+}
+
+/// Retry a failed reconcile after a per-object exponential backoff.
+pub fn error_policy(region: Arc<Region>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(CONTROLLER, error.reason());
+    let wait = ctx.backoff.failed(&key(&region));
+    tracing::warn!(region = %region.name_any(), error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+fn key(region: &Region) -> String {
+    format!("Region/{}", region.name_any())
+}
+
+/// Everything read for one reconcile, validated.
+struct Plan {
+    region: ValidatedRegion,
+    fleet: FleetContext,
+    directory: FleetDirectory,
+    rpc_secrets: String,
+}
+
+/// Read the fleet from the stores and validate `region` against it.
+fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
+    let control_planes = ctx.stores.control_planes.state();
+    let cp = validate::active_control_plane(&control_planes)?;
+    let fleet = FleetContext::new(cp);
+    let directory = validate::fleet_directory(&ctx.stores.regions.state());
+    let validated = validate::validate_region(region, &fleet, &directory)?;
+    let rpc_secrets = ctx.stores.rpc_secret(&cp.spec.namespace).ok_or_else(|| {
+        ValidateError::WaitingForRpcSecret {
+            control_plane: cp.name_any(),
+        }
+    })?;
+    Ok(Plan {
+        region: validated,
+        fleet,
+        directory,
+        rpc_secrets,
+    })
+}
+
+async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, ReconcileError> {
+    if region.meta().deletion_timestamp.is_some() {
+        return cleanup(region, ctx).await;
+    }
+    ensure_finalizer(region, ctx).await?;
+    if region.spec.suspend {
+        let verdict = Verdict::new(
+            conditions::READY,
+            false,
+            reason::SUSPENDED,
+            "spec.suspend is true: the operator leaves this region's objects as they are",
+        );
+        write_status(ctx, region, vec![verdict], None).await?;
+        return Ok(Action::await_change());
+    }
+    let plan = match plan(region, ctx) {
+        Ok(plan) => plan,
+        Err(invalid) => {
+            ctx.metrics.error(CONTROLLER, invalid.reason());
+            let verdict = Verdict::new(
+                conditions::READY,
+                false,
+                invalid.reason(),
+                invalid.to_string(),
+            );
+            write_status(ctx, region, vec![verdict], None).await?;
+            // Waiting on other objects: their changes re-trigger this Region.
+            return Ok(Action::await_change());
+        }
+    };
+    let set = build::build_region(
+        &plan.region,
+        &plan.fleet,
+        &plan.directory.directory,
+        &plan.rpc_secrets,
+    );
+    let applied = apply(ctx, &plan.region.name, &set).await;
+    let desired = Desired {
+        version: plan.region.version.clone(),
+        namespace: plan.region.namespace.clone(),
+        address: plan
+            .directory
+            .directory
+            .get(&plan.region.name)
+            .map(|r| r.address.clone()),
+    };
+    match applied {
+        Ok(()) => {
+            let ready = status::deployments_ready(set.deployments(), &ctx.stores.deployments);
+            let verdicts = verdicts(ready);
+            write_status(ctx, region, verdicts, Some(desired)).await?;
+            Ok(Action::requeue(ctx.resync))
+        }
+        Err(error) => {
+            let verdicts = vec![
+                Verdict::new(
+                    conditions::READY,
+                    false,
+                    reason::APPLY_FAILED,
+                    error.to_string(),
+                ),
+                Verdict::new(
+                    conditions::RECONCILED,
+                    false,
+                    reason::APPLY_FAILED,
+                    error.to_string(),
+                ),
+            ];
+            write_status(ctx, region, verdicts, Some(desired)).await?;
+            Err(error)
+        }
+    }
+}
+
+async fn apply(ctx: &Context, name: &str, set: &DesiredSet) -> Result<(), ReconcileError> {
+    let mut report = ctx.applier.apply_set(set).await?;
+    ctx.applier
+        .prune(labels::REGION, name, set, &mut report)
+        .await?;
+    if report.written > 0 || report.deleted > 0 {
+        tracing::info!(
+            region = name,
+            written = report.written,
+            deleted = report.deleted,
+            "reconciled children"
+        );
+    }
+    Ok(())
+}
+
+fn verdicts(ready: Result<(), String>) -> Vec<Verdict> {
+    let reconciled = Verdict::new(
+        conditions::RECONCILED,
+        true,
+        reason::APPLIED,
+        "every desired object is applied",
+    );
+    match ready {
+        Ok(()) => vec![
+            Verdict::new(
+                conditions::READY,
+                true,
+                reason::READY,
+                "region silo is ready",
+            ),
+            Verdict::new(
+                conditions::WORKLOADS_READY,
+                true,
+                reason::AVAILABLE,
+                "relay, consumers, web and postprocess are available at the desired spec",
+            ),
+            reconciled,
+        ],
+        Err(waiting) => vec![
+            Verdict::new(
+                conditions::READY,
+                false,
+                reason::PROGRESSING,
+                waiting.clone(),
+            ),
+            Verdict::new(
+                conditions::WORKLOADS_READY,
+                false,
+                reason::PROGRESSING,
+                waiting,
+            ),
+            reconciled,
+        ],
+    }
+}
+
+/// What the region should run, for status.
+struct Desired {
+    version: String,
+    namespace: String,
+    address: Option<String>,
+}
+
+async fn write_status(
+    ctx: &Context,
+    region: &Region,
+    verdicts: Vec<Verdict>,
+    desired: Option<Desired>,
+) -> Result<(), ReconcileError> {
+    let previous = region.status.clone().unwrap_or_default();
+    let conditions = status::conditions(
+        &verdicts,
+        &previous.conditions,
+        region.meta().generation,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let ready = verdicts.iter().find(|v| v.type_ == conditions::READY);
+    let is_ready = ready.is_some_and(|v| v.ok);
+    let next = RegionStatus {
+        observed_generation: region.meta().generation,
+        desired_version: desired.as_ref().map(|d| d.version.clone()),
+        running_version: if is_ready {
+            desired.as_ref().map(|d| d.version.clone())
+        } else {
+            previous.running_version.clone()
+        },
+        namespace: desired.as_ref().map(|d| d.namespace.clone()),
+        address: desired.and_then(|d| d.address),
+        conditions,
+    };
+    if region.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let name = region.name_any();
+    let api: Api<Region> = Api::all(ctx.client.clone());
+    let patch = json!({
+        "apiVersion": format!("{}/{}", silo_api::GROUP, silo_api::VERSION),
+        "kind": "Region",
+        "status": next,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(labels::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Status {
+        name: name.clone(),
+        source,
+    })?;
+    if let Some(ready) = ready {
+        status::publish_transition(
+            &ctx.recorder,
+            region,
+            status::ready_status(&previous.conditions),
+            ready,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+fn has_finalizer(region: &Region) -> bool {
+    region
+        .finalizers()
+        .iter()
+        .any(|f| f == labels::REGION_FINALIZER)
+}
+
+async fn ensure_finalizer(region: &Region, ctx: &Context) -> Result<(), ReconcileError> {
+    if has_finalizer(region) {
+        return Ok(());
+    }
+    let mut finalizers = region.finalizers().to_vec();
+    finalizers.push(labels::REGION_FINALIZER.to_owned());
+    set_finalizers(ctx, region, finalizers).await
+}
+
+/// Replace the finalizer list; the resourceVersion makes a concurrent change fail (and retry)
+/// instead of being overwritten.
+async fn set_finalizers(
+    ctx: &Context,
+    region: &Region,
+    finalizers: Vec<String>,
+) -> Result<(), ReconcileError> {
+    let name = region.name_any();
+    let api: Api<Region> = Api::all(ctx.client.clone());
+    let patch = json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": region.resource_version(),
+        }
+    });
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| ReconcileError::Finalizer { name, source })?;
+    Ok(())
+}
+
+/// Directory ConfigMaps (other than the deleted Region's own) that do not yet hold `hash`.
+fn stale_directories(ctx: &Context, deleted: &str, hash: &str) -> Vec<String> {
+    let siloed_control: Vec<String> = ctx
+        .stores
+        .control_planes
+        .state()
+        .iter()
+        .filter(|cp| cp.spec.mode == Mode::Siloed)
+        .map(|cp| cp.spec.namespace.clone())
+        .collect();
+    let suspended: Vec<String> = ctx
+        .stores
+        .regions
+        .state()
+        .iter()
+        .filter(|r| r.spec.suspend)
+        .map(|r| labels::region_namespace(&r.name_any()))
+        .collect();
+    let own = labels::region_namespace(deleted);
+    ctx.stores
+        .configmaps
+        .state()
+        .iter()
+        .filter(|cm| cm.metadata.name.as_deref() == Some(labels::DIRECTORY_CONFIGMAP))
+        .filter_map(|cm| {
+            let ns = cm.metadata.namespace.clone()?;
+            let labels = cm.metadata.labels.as_ref()?;
+            let relevant =
+                (labels.contains_key(labels::REGION) && ns != own && !suspended.contains(&ns))
+                    || (labels.contains_key(labels::CONTROL_PLANE) && siloed_control.contains(&ns));
+            let current = cm
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(labels::DIRECTORY_HASH))
+                .is_some_and(|h| h == hash);
+            (relevant && !current).then_some(ns)
+        })
+        .collect()
+}
+
+/// Finalizer: delete the namespace, wait until it is gone and every directory is updated,
+/// then release the Region.
+async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileError> {
+    if !has_finalizer(region) {
+        return Ok(Action::await_change());
+    }
+    let name = region.name_any();
+    let ns = labels::region_namespace(&name);
+    let wait = Action::requeue(Duration::from_secs(2));
+    if let Some(namespace) = ctx.stores.namespaces.get(&ObjectRef::new(&ns)) {
+        if namespace.metadata.deletion_timestamp.is_none() {
+            let key = build::ChildKey {
+                kind: build::ChildKind::Namespace,
+                namespace: String::new(),
+                name: ns.clone(),
+            };
+            ctx.applier.delete(&key).await?;
+            tracing::info!(region = %name, namespace = %ns, "deleting region namespace");
+        }
+        return Ok(wait);
+    }
+    let directory = validate::fleet_directory(&ctx.stores.regions.state());
+    let hash = build::directory_hash(&directory.directory);
+    let stale = stale_directories(ctx, &name, &hash);
+    if !stale.is_empty() {
+        tracing::info!(region = %name, waiting_for = stale.len(), "waiting for directories to drop the region");
+        return Ok(wait);
+    }
+    let remaining = region
+        .finalizers()
+        .iter()
+        .filter(|f| *f != labels::REGION_FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(ctx, region, remaining).await?;
+    tracing::info!(region = %name, "region cleaned up");
+    Ok(Action::await_change())
+}

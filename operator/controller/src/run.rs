@@ -1,0 +1,188 @@
+//! Composition root: client (with request metrics), watches and stores, the fleet signal,
+//! both controllers and the HTTP server, wired once.
+
+use std::future::ready;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, WatchStreamExt};
+use kube::{Client, Config};
+use prometheus_client::registry::Registry;
+use silo_runtime::Shutdown;
+use tower::util::MapRequestLayer;
+
+use crate::apply::Applier;
+use crate::backoff::Backoff;
+use crate::build;
+use crate::config::Args;
+use crate::context::Context;
+use crate::http::{HttpState, router};
+use crate::metrics::Metrics;
+use crate::stores::{self, Routes, Stores, Tracker};
+use crate::{controlplane, region, validate};
+
+/// The operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read kubeconfig: {0}")]
+    Kubeconfig(#[from] KubeconfigError),
+    #[error("cannot configure the Kubernetes client (set KUBECONFIG or run in a cluster): {0}")]
+    Config(#[from] kube::config::InferConfigError),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+    #[error(transparent)]
+    Serve(#[from] silo_runtime::ServeError),
+}
+
+async fn client_config(args: &Args) -> Result<Config, RunError> {
+    match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)?;
+            Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
+        }
+        None => Ok(Config::infer().await?),
+    }
+}
+
+/// A client that counts every request it sends, by method.
+fn counting_client(config: Config, metrics: &Metrics) -> Result<Client, RunError> {
+    let metrics = metrics.clone();
+    let layer = MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        metrics.request(req.method().as_str());
+        req
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&layer)
+        .build())
+}
+
+/// What the whole fleet depends on: directory, active ControlPlane generation, RPC secret.
+fn fleet_signature(stores: &Stores) -> String {
+    let directory = validate::fleet_directory(&stores.regions.state()).directory;
+    let control_planes = stores.control_planes.state();
+    let active = validate::active_control_plane(&control_planes).ok();
+    let cp = active.map(|cp| {
+        (
+            cp.metadata.name.clone(),
+            cp.metadata.generation,
+            stores
+                .rpc_secret(&cp.spec.namespace)
+                .map(|s| build::content_hash(&s)),
+        )
+    });
+    build::content_hash(&(directory.to_json(), cp))
+}
+
+/// Collapse bursts of Region/ControlPlane changes; re-run every Region when the fleet
+/// signature changed, and the ControlPlane always (its region counts may have moved).
+async fn fleet_task(
+    stores: Stores,
+    notify: Arc<tokio::sync::Notify>,
+    debounce: Duration,
+    mut regions_all: mpsc::Sender<()>,
+    mut control_all: mpsc::Sender<()>,
+) {
+    let mut last = String::new();
+    loop {
+        notify.notified().await;
+        tokio::time::sleep(debounce).await;
+        // A full channel already holds a pending "reconcile all": nothing is lost.
+        let _ = control_all.try_send(());
+        let signature = fleet_signature(&stores);
+        if signature != last {
+            last = signature;
+            let _ = regions_all.try_send(());
+        }
+    }
+}
+
+/// Run the operator until SIGTERM/SIGINT.
+pub async fn run(args: Args) -> Result<(), RunError> {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let client = counting_client(client_config(&args).await?, &metrics)?;
+
+    let (region_tx, region_rx) = mpsc::channel(1024);
+    let (cp_tx, cp_rx) = mpsc::channel(64);
+    let fleet = Arc::new(tokio::sync::Notify::new());
+    let tracker = Arc::new(Tracker::default());
+    let routes = Routes {
+        regions: region_tx,
+        control_planes: cp_tx,
+        fleet: fleet.clone(),
+    };
+    let (stores, primary) = stores::start(&client, tracker.clone(), routes);
+
+    let (regions_all_tx, regions_all_rx) = mpsc::channel(1);
+    let (cp_all_tx, cp_all_rx) = mpsc::channel(1);
+    tokio::spawn(fleet_task(
+        stores.clone(),
+        fleet,
+        args.fleet_debounce,
+        regions_all_tx,
+        cp_all_tx,
+    ));
+
+    let reporter = Reporter {
+        controller: "silo-operator".to_owned(),
+        instance: Some(args.instance.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        stores: stores.clone(),
+        applier: Applier {
+            client: client.clone(),
+            stores: stores.clone(),
+            tracker,
+            metrics: metrics.clone(),
+        },
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        backoff: Backoff::default(),
+        resync: args.resync,
+    });
+
+    let shutdown = Shutdown::on_signals();
+    let controller_config = ControllerConfig::default().concurrency(args.concurrency);
+    let regions = Controller::for_stream(primary.regions.applied_objects(), stores.regions.clone())
+        .with_config(controller_config.clone())
+        .reconcile_on(region_rx)
+        .reconcile_all_on(regions_all_rx)
+        .graceful_shutdown_on({
+            let s = shutdown.clone();
+            async move { s.wait().await }
+        })
+        .run(region::reconcile, region::error_policy, ctx.clone())
+        .for_each(|_| ready(()));
+    let control_planes = Controller::for_stream(
+        primary.control_planes.applied_objects(),
+        stores.control_planes.clone(),
+    )
+    .with_config(controller_config)
+    .reconcile_on(cp_rx)
+    .reconcile_all_on(cp_all_rx)
+    .graceful_shutdown_on({
+        let s = shutdown.clone();
+        async move { s.wait().await }
+    })
+    .run(controlplane::reconcile, controlplane::error_policy, ctx)
+    .for_each(|_| ready(()));
+
+    let http = silo_runtime::serve(
+        args.listen,
+        router(HttpState {
+            registry: Arc::new(registry),
+        }),
+        shutdown.clone(),
+    );
+    tracing::info!(listen = %args.listen, concurrency = args.concurrency, "silo-operator starting");
+    let (served, (), ()) = tokio::join!(http, regions, control_planes);
+    served?;
+    tracing::info!("silo-operator stopped");
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Status: conditions from reconcile outcomes, workload readiness from the Deployment store,
+//! status writes only when something changed, and Events on `Ready` transitions.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+use crate::labels;
+
+/// A condition as the reconciler decided it, before timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub type_: &'static str,
+    pub ok: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn new(type_: &'static str, ok: bool, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            type_,
+            ok,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Turn verdicts into conditions, keeping `lastTransitionTime` of conditions whose status
+/// did not change.
+pub fn conditions(
+    verdicts: &[Verdict],
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    verdicts
+        .iter()
+        .map(|v| {
+            let status = if v.ok { "True" } else { "False" };
+            let since = previous
+                .iter()
+                .find(|c| c.type_ == v.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            Condition {
+                type_: v.type_.to_owned(),
+                status: status.to_owned(),
+                reason: v.reason.clone(),
+                message: v.message.clone(),
+                observed_generation: generation,
+                last_transition_time: since,
+            }
+        })
+        .collect()
+}
+
+/// Whether every desired Deployment is Available at the desired spec; otherwise which not.
+pub fn deployments_ready<'a>(
+    desired: impl Iterator<Item = &'a Deployment>,
+    store: &Store<Deployment>,
+) -> Result<(), String> {
+    let mut waiting = Vec::new();
+    for want in desired {
+        let name = want.name_any();
+        let ns = want.namespace().unwrap_or_default();
+        let want_hash = want.annotations().get(labels::SPEC_HASH);
+        let Some(have) = store.get(&ObjectRef::new(&name).within(&ns)) else {
+            waiting.push(format!("{name} (not created yet)"));
+            continue;
+        };
+        if have.annotations().get(labels::SPEC_HASH) != want_hash {
+            waiting.push(format!("{name} (update not yet observed)"));
+            continue;
+        }
+        if let Err(why) = deployment_available(&have) {
+            waiting.push(format!("{name} ({why})"));
+        }
+    }
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("waiting for Deployments: {}", waiting.join(", ")))
+    }
+}
+
+/// Available at its latest generation with every replica updated.
+pub fn deployment_available(d: &Deployment) -> Result<(), String> {
+    let Some(status) = d.status.as_ref() else {
+        return Err("no status yet".to_owned());
+    };
+    let generation = d.metadata.generation.unwrap_or(0);
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Err("rollout not observed yet".to_owned());
+    }
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < want || available < want {
+        return Err(format!(
+            "{available}/{want} available, {updated}/{want} updated"
+        ));
+    }
+    let condition_ok = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Available" && c.status == "True");
+    if !condition_ok && want > 0 {
+        return Err("Available condition not True".to_owned());
+    }
+    Ok(())
+}
+
+/// The `Ready` status of a condition list (`None` when absent).
+pub fn ready_status(conditions: &[Condition]) -> Option<bool> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == silo_api::conditions::READY)
+        .map(|c| c.status == "True")
+}
+
+/// Publish an Event when `Ready` flipped (or first appeared).
+pub async fn publish_transition<K>(
+    recorder: &Recorder,
+    obj: &K,
+    before: Option<bool>,
+    ready: &Verdict,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    if before == Some(ready.ok) {
+        return;
+    }
+    let event = Event {
+        type_: if ready.ok {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: ready.reason.clone(),
+        note: Some(truncate(&ready.message, 1000)),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing event failed");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+
+    fn deployment(generation: i64, observed: i64, available: i32) -> Deployment {
+        Deployment {
+            metadata: kube::core::ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                ..Default::default()
+            }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(observed),
+                updated_replicas: Some(available),
+                available_replicas: Some(available),
+                conditions: Some(vec![DeploymentCondition {
+                    type_: "Available".into(),
+                    status: if available > 0 { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn available_only_at_latest_generation() {
+        assert!(deployment_available(&deployment(2, 2, 1)).is_ok());
+        assert!(deployment_available(&deployment(3, 2, 1)).is_err());
+        assert!(deployment_available(&deployment(2, 2, 0)).is_err());
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_holds() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let v = Verdict::new("Ready", false, "Progressing", "waiting");
+        let first = conditions(std::slice::from_ref(&v), &[], Some(1), t0);
+        let again = conditions(std::slice::from_ref(&v), &first, Some(1), t1);
+        assert_eq!(again[0].last_transition_time, Time(t0));
+        let flipped = conditions(
+            &[Verdict::new("Ready", true, "Ready", "ok")],
+            &again,
+            Some(1),
+            t1,
+        );
+        assert_eq!(flipped[0].last_transition_time, Time(t1));
+        assert_eq!(ready_status(&flipped), Some(true));
+    }
+}

@@ -1,0 +1,523 @@
+//! Watched state: in-memory stores of the operator's children, kept lean (metadata-only where
+//! the content is not needed), and the routing of child events to their owner's reconcile.
+//!
+//! ```text
+//!   watch (label managed-by=silo-operator) ─► strip ─► store ─► owner ref ─► Region / ControlPlane queue
+//!                                                        └─► deletions forget the tracker entry
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::channel::mpsc;
+use futures::{SinkExt, Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Secret, Service};
+use kube::api::{Api, PartialObjectMeta};
+use kube::core::ObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use silo_api::{ControlPlane, Region};
+
+use crate::build::{ChildKey, ChildKind};
+use crate::labels;
+
+/// What the store shows of a child: its stamped hash and a version that only moves when
+/// someone changes the object (generation for Deployments, resourceVersion otherwise).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub hash: Option<String>,
+    pub version: u64,
+}
+
+/// What the operator itself last wrote to a child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub hash: String,
+    pub version: u64,
+}
+
+/// Whether a desired child needs a write, given what the store shows and what was last written.
+///
+/// - unknown to the store: write, unless this hash was just written (the store lags; a
+///   deletion clears the record, so a deleted child is always re-created);
+/// - written by us at this hash: write only if someone changed it since (version moved past ours);
+/// - never written by this process: write unless the stamped hash already matches.
+pub fn needs_apply(
+    desired_hash: &str,
+    observed: Option<&Observed>,
+    applied: Option<&Applied>,
+) -> bool {
+    match (observed, applied) {
+        (None, Some(a)) => a.hash != desired_hash,
+        (None, None) => true,
+        (Some(o), Some(a)) if a.hash == desired_hash => o.version > a.version,
+        (Some(_), Some(_)) => true,
+        (Some(o), None) => o.hash.as_deref() != Some(desired_hash),
+    }
+}
+
+/// Record of the operator's own writes, so unchanged children are skipped without a request.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    applied: Mutex<HashMap<ChildKey, Applied>>,
+}
+
+impl Tracker {
+    pub fn get(&self, key: &ChildKey) -> Option<Applied> {
+        self.applied.lock().ok()?.get(key).cloned()
+    }
+
+    pub fn record(&self, key: ChildKey, applied: Applied) {
+        if let Ok(mut map) = self.applied.lock() {
+            map.insert(key, applied);
+        }
+    }
+
+    pub fn forget(&self, key: &ChildKey) {
+        if let Ok(mut map) = self.applied.lock() {
+            map.remove(key);
+        }
+    }
+}
+
+fn parse_version(meta: &ObjectMeta, use_generation: bool) -> u64 {
+    if use_generation {
+        meta.generation
+            .and_then(|g| u64::try_from(g).ok())
+            .unwrap_or(0)
+    } else {
+        meta.resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The drift version of an object of `kind` with `meta`.
+pub fn version_of(kind: ChildKind, meta: &ObjectMeta) -> u64 {
+    parse_version(meta, kind == ChildKind::Deployment)
+}
+
+fn observed_from(kind: ChildKind, meta: &ObjectMeta) -> Observed {
+    Observed {
+        hash: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(labels::SPEC_HASH))
+            .cloned(),
+        version: version_of(kind, meta),
+    }
+}
+
+/// Stores of everything the operator watches.
+#[derive(Clone)]
+pub struct Stores {
+    pub regions: Store<Region>,
+    pub control_planes: Store<ControlPlane>,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub configmaps: Store<PartialObjectMeta<ConfigMap>>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    /// Full objects: the RPC secret's value is copied into every region namespace.
+    pub secrets: Store<Secret>,
+    /// Metadata, replicas and status only (the pod template is dropped).
+    pub deployments: Store<Deployment>,
+}
+
+impl Stores {
+    /// What the store shows of `key`.
+    pub fn observed(&self, key: &ChildKey) -> Option<Observed> {
+        fn oref<K: kube::Resource<DynamicType = ()>>(key: &ChildKey) -> ObjectRef<K> {
+            ObjectRef::new(&key.name).within(&key.namespace)
+        }
+        match key.kind {
+            ChildKind::Namespace => self
+                .namespaces
+                .get(&ObjectRef::new(&key.name))
+                .map(|o| observed_from(key.kind, &o.metadata)),
+            ChildKind::ConfigMap => self
+                .configmaps
+                .get(&oref(key))
+                .map(|o| observed_from(key.kind, &o.metadata)),
+            ChildKind::Service => self
+                .services
+                .get(&oref(key))
+                .map(|o| observed_from(key.kind, &o.metadata)),
+            ChildKind::Secret => self
+                .secrets
+                .get(&oref(key))
+                .map(|o| observed_from(key.kind, &o.metadata)),
+            ChildKind::Deployment => self
+                .deployments
+                .get(&oref(key))
+                .map(|o| observed_from(key.kind, &o.metadata)),
+        }
+    }
+
+    /// Every child carrying label `owner_label=owner`, as keys.
+    pub fn owned_by(&self, owner_label: &str, owner: &str) -> Vec<ChildKey> {
+        fn collect<K: Resource>(
+            out: &mut Vec<ChildKey>,
+            kind: ChildKind,
+            items: Vec<Arc<K>>,
+            owner_label: &str,
+            owner: &str,
+        ) {
+            for item in items {
+                let meta = item.meta();
+                let owned = meta
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(owner_label))
+                    .is_some_and(|v| v == owner);
+                if owned {
+                    out.push(ChildKey {
+                        kind,
+                        namespace: meta.namespace.clone().unwrap_or_default(),
+                        name: meta.name.clone().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        collect(
+            &mut out,
+            ChildKind::Deployment,
+            self.deployments.state(),
+            owner_label,
+            owner,
+        );
+        collect(
+            &mut out,
+            ChildKind::Service,
+            self.services.state(),
+            owner_label,
+            owner,
+        );
+        collect(
+            &mut out,
+            ChildKind::ConfigMap,
+            self.configmaps.state(),
+            owner_label,
+            owner,
+        );
+        collect(
+            &mut out,
+            ChildKind::Secret,
+            self.secrets.state(),
+            owner_label,
+            owner,
+        );
+        collect(
+            &mut out,
+            ChildKind::Namespace,
+            self.namespaces.state(),
+            owner_label,
+            owner,
+        );
+        out
+    }
+
+    /// The RPC secret list of the ControlPlane whose namespace is `namespace`.
+    pub fn rpc_secret(&self, namespace: &str) -> Option<String> {
+        let secret = self
+            .secrets
+            .get(&ObjectRef::new(labels::RPC_SECRET).within(namespace))?;
+        let owned_by_cp = secret
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(labels::CONTROL_PLANE));
+        if !owned_by_cp {
+            return None;
+        }
+        let bytes = secret.data.as_ref()?.get(labels::RPC_SECRET_KEY)?;
+        String::from_utf8(bytes.0.clone())
+            .ok()
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// Where child events go: the owning Region or ControlPlane is queued for reconcile.
+#[derive(Clone)]
+pub struct Routes {
+    pub regions: mpsc::Sender<ObjectRef<Region>>,
+    pub control_planes: mpsc::Sender<ObjectRef<ControlPlane>>,
+    /// Pinged when something the whole fleet depends on may have changed.
+    pub fleet: Arc<tokio::sync::Notify>,
+}
+
+impl Routes {
+    async fn route(&mut self, meta: &ObjectMeta) {
+        for owner in meta.owner_references.iter().flatten() {
+            if !owner.api_version.starts_with(silo_api::GROUP) {
+                continue;
+            }
+            // A full queue means the controller is already busy with a backlog; the send
+            // waits for room rather than dropping the trigger.
+            let sent = match owner.kind.as_str() {
+                "Region" => self.regions.send(ObjectRef::new(&owner.name)).await.is_ok(),
+                "ControlPlane" => self
+                    .control_planes
+                    .send(ObjectRef::new(&owner.name))
+                    .await
+                    .is_ok(),
+                _ => true,
+            };
+            if !sent {
+                tracing::debug!(owner = %owner.name, "controller queue closed");
+            }
+        }
+    }
+}
+
+/// The raw event stream of a watch, stripped and reflected into a store.
+type Watch<K> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
+
+fn strip_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+}
+
+fn child_config() -> watcher::Config {
+    watcher::Config::default().labels(&labels::managed_selector())
+}
+
+fn metadata_watch<K>(client: &Client) -> (Store<PartialObjectMeta<K>>, Watch<PartialObjectMeta<K>>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<PartialObjectMeta<K>> = Api::all(client.clone());
+    let stream = watcher(api, child_config())
+        .default_backoff()
+        .modify(|o: &mut PartialObjectMeta<K>| strip_meta(&mut o.metadata))
+        .reflect(writer)
+        .boxed();
+    (reader, stream)
+}
+
+fn full_watch<K>(
+    client: &Client,
+    config: watcher::Config,
+    strip: fn(&mut K),
+) -> (Store<K>, Watch<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(Api::<K>::all(client.clone()), config)
+        .default_backoff()
+        .modify(strip)
+        .reflect(writer)
+        .boxed();
+    (reader, stream)
+}
+
+fn strip_deployment(d: &mut Deployment) {
+    strip_meta(&mut d.metadata);
+    if let Some(spec) = d.spec.as_mut() {
+        spec.template = PodTemplateSpec::default();
+    }
+}
+
+fn strip_secret(s: &mut Secret) {
+    strip_meta(&mut s.metadata);
+}
+
+fn strip_region(r: &mut Region) {
+    strip_meta(&mut r.metadata);
+    r.metadata.annotations = None;
+}
+
+fn strip_control_plane(c: &mut ControlPlane) {
+    strip_meta(&mut c.metadata);
+    c.metadata.annotations = None;
+}
+
+/// Drive a child watch: route every change to its owner and forget deleted children.
+async fn drive_child<K>(
+    stream: Watch<K>,
+    kind: ChildKind,
+    tracker: Arc<Tracker>,
+    mut routes: Routes,
+) where
+    K: Resource + Send + 'static,
+{
+    let mut stream = stream;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(obj)) => {
+                if kind == ChildKind::Secret && is_rpc_master(obj.meta()) {
+                    routes.fleet.notify_one();
+                }
+                routes.route(obj.meta()).await;
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                let meta = obj.meta();
+                tracker.forget(&ChildKey {
+                    kind,
+                    namespace: meta.namespace.clone().unwrap_or_default(),
+                    name: meta.name.clone().unwrap_or_default(),
+                });
+                routes.route(meta).await;
+            }
+            Ok(watcher::Event::InitDone) => routes.fleet.notify_one(),
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Err(e) => {
+                tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying with backoff")
+            }
+        }
+    }
+}
+
+fn is_rpc_master(meta: &ObjectMeta) -> bool {
+    meta.name.as_deref() == Some(labels::RPC_SECRET)
+        && meta
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(labels::CONTROL_PLANE))
+}
+
+/// The primary streams (Regions, ControlPlanes) handed to their controllers.
+pub struct PrimaryStreams {
+    pub regions: Watch<Region>,
+    pub control_planes: Watch<ControlPlane>,
+}
+
+/// Start every child watch (as tasks) and return the stores plus the primary streams.
+pub fn start(client: &Client, tracker: Arc<Tracker>, routes: Routes) -> (Stores, PrimaryStreams) {
+    let (namespaces, ns_stream) = metadata_watch::<Namespace>(client);
+    let (configmaps, cm_stream) = metadata_watch::<ConfigMap>(client);
+    let (services, svc_stream) = metadata_watch::<Service>(client);
+    let (secrets, secret_stream) = full_watch::<Secret>(client, child_config(), strip_secret);
+    let (deployments, deploy_stream) =
+        full_watch::<Deployment>(client, child_config(), strip_deployment);
+    let (regions, region_stream) =
+        full_watch::<Region>(client, watcher::Config::default(), strip_region);
+    let (control_planes, cp_stream) =
+        full_watch::<ControlPlane>(client, watcher::Config::default(), strip_control_plane);
+
+    tokio::spawn(drive_child(
+        ns_stream,
+        ChildKind::Namespace,
+        tracker.clone(),
+        routes.clone(),
+    ));
+    tokio::spawn(drive_child(
+        cm_stream,
+        ChildKind::ConfigMap,
+        tracker.clone(),
+        routes.clone(),
+    ));
+    tokio::spawn(drive_child(
+        svc_stream,
+        ChildKind::Service,
+        tracker.clone(),
+        routes.clone(),
+    ));
+    tokio::spawn(drive_child(
+        secret_stream,
+        ChildKind::Secret,
+        tracker.clone(),
+        routes.clone(),
+    ));
+    tokio::spawn(drive_child(
+        deploy_stream,
+        ChildKind::Deployment,
+        tracker,
+        routes.clone(),
+    ));
+
+    let fleet = routes.fleet.clone();
+    let region_stream = region_stream.inspect(move |_| fleet.notify_one()).boxed();
+    let fleet = routes.fleet;
+    let cp_stream = cp_stream.inspect(move |_| fleet.notify_one()).boxed();
+
+    (
+        Stores {
+            regions,
+            control_planes,
+            namespaces,
+            configmaps,
+            services,
+            secrets,
+            deployments,
+        },
+        PrimaryStreams {
+            regions: region_stream,
+            control_planes: cp_stream,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(hash: &str, version: u64) -> Observed {
+        Observed {
+            hash: Some(hash.to_owned()),
+            version,
+        }
+    }
+
+    fn applied(hash: &str, version: u64) -> Applied {
+        Applied {
+            hash: hash.to_owned(),
+            version,
+        }
+    }
+
+    #[test]
+    fn missing_child_is_written_unless_just_written() {
+        assert!(needs_apply("h", None, None));
+        assert!(!needs_apply("h", None, Some(&applied("h", 3))));
+        assert!(needs_apply("h2", None, Some(&applied("h", 3))));
+    }
+
+    #[test]
+    fn unchanged_child_is_skipped_and_store_lag_is_tolerated() {
+        assert!(!needs_apply(
+            "h",
+            Some(&observed("h", 3)),
+            Some(&applied("h", 3))
+        ));
+        // The store still shows the version before our write.
+        assert!(!needs_apply(
+            "h",
+            Some(&observed("old", 2)),
+            Some(&applied("h", 3))
+        ));
+    }
+
+    #[test]
+    fn changes_by_others_and_new_specs_are_written() {
+        // Someone edited the object after our write.
+        assert!(needs_apply(
+            "h",
+            Some(&observed("h", 4)),
+            Some(&applied("h", 3))
+        ));
+        // The desired spec changed.
+        assert!(needs_apply(
+            "new",
+            Some(&observed("h", 3)),
+            Some(&applied("h", 3))
+        ));
+    }
+
+    #[test]
+    fn after_restart_the_stamped_hash_decides() {
+        assert!(!needs_apply("h", Some(&observed("h", 9)), None));
+        assert!(needs_apply("h", Some(&observed("other", 9)), None));
+        let unstamped = Observed {
+            hash: None,
+            version: 1,
+        };
+        assert!(needs_apply("h", Some(&unstamped), None));
+    }
+}

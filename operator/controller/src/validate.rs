@@ -1,0 +1,278 @@
+//! Validate: turn what was read (ControlPlanes, Regions, the RPC secret) into typed, checked
+//! input for the build step. Pure: the same input always gives the same answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::{Resource, ResourceExt};
+use silo_api::conditions::reason;
+use silo_api::controlplane::DatabaseRef;
+use silo_api::{Category, ControlPlane, Mode, Region, WorkloadsSpec};
+use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
+
+use crate::build::{self, Owner};
+use crate::labels;
+
+/// Why a resource cannot be reconciled as it is; each message says what to do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidateError {
+    #[error(
+        "no ControlPlane exists; create one (see examples/controlplane.yaml) to give the fleet a version and image"
+    )]
+    NoControlPlane,
+    #[error(
+        "ControlPlane {active} manages the fleet; {ignored} is ignored. Delete the extra ControlPlane"
+    )]
+    MultipleControlPlanes { active: String, ignored: String },
+    #[error(
+        "ControlPlane {control_plane} runs in MONOLITH mode, which deploys no region silos; set its mode to SILOED to run this Region"
+    )]
+    MonolithMode { control_plane: String },
+    #[error(
+        "snowflakeId {id} is already used by Region {other}; snowflake ids are immutable, so delete this Region and create it again with an unused id"
+    )]
+    DuplicateSnowflakeId { id: u16, other: String },
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("snowflakeId {0} is outside 0..4095")]
+    SnowflakeRange(i32),
+    #[error(
+        "the RPC secret of ControlPlane {control_plane} does not exist yet; it is created by the operator, retrying"
+    )]
+    WaitingForRpcSecret { control_plane: String },
+    #[error("{kind} {name} has no uid yet; it cannot own objects")]
+    MissingUid { kind: &'static str, name: String },
+}
+
+impl ValidateError {
+    /// The condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ValidateError::NoControlPlane | ValidateError::WaitingForRpcSecret { .. } => {
+                reason::NO_CONTROL_PLANE
+            }
+            ValidateError::MultipleControlPlanes { .. } => reason::MULTIPLE_CONTROL_PLANES,
+            ValidateError::MonolithMode { .. } => reason::MONOLITH_MODE,
+            ValidateError::DuplicateSnowflakeId { .. } => reason::DUPLICATE_SNOWFLAKE_ID,
+            ValidateError::InvalidName(_)
+            | ValidateError::SnowflakeRange(_)
+            | ValidateError::MissingUid { .. } => reason::INVALID_SPEC,
+        }
+    }
+}
+
+/// Creation order: older first, then by name (deterministic tie-break).
+fn age_key<K: Resource>(obj: &K) -> (Option<k8s_openapi::jiff::Timestamp>, String) {
+    let meta = obj.meta();
+    (
+        meta.creation_timestamp.as_ref().map(|t| t.0),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The ControlPlane that manages the fleet: the oldest one.
+pub fn active_control_plane(all: &[Arc<ControlPlane>]) -> Result<&ControlPlane, ValidateError> {
+    all.iter()
+        .filter(|cp| cp.meta().deletion_timestamp.is_none())
+        .min_by_key(|cp| age_key(cp.as_ref()))
+        .map(AsRef::as_ref)
+        .ok_or(ValidateError::NoControlPlane)
+}
+
+/// A ControlPlane checked to be the active one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedControlPlane {
+    pub name: String,
+    pub namespace: String,
+    pub mode: Mode,
+    pub replicas: i32,
+    pub database: Option<DatabaseRef>,
+    pub owner: Owner,
+}
+
+/// Check that `cp` is the active ControlPlane and ready to own objects.
+pub fn validate_control_plane(
+    cp: &ControlPlane,
+    all: &[Arc<ControlPlane>],
+) -> Result<ValidatedControlPlane, ValidateError> {
+    let active = active_control_plane(all)?;
+    if active.name_any() != cp.name_any() {
+        return Err(ValidateError::MultipleControlPlanes {
+            active: active.name_any(),
+            ignored: cp.name_any(),
+        });
+    }
+    let reference = cp
+        .controller_owner_ref(&())
+        .ok_or_else(|| ValidateError::MissingUid {
+            kind: "ControlPlane",
+            name: cp.name_any(),
+        })?;
+    if let Some(region) = &cp.spec.monolith_region {
+        validate_region_name(region)
+            .map_err(|e| ValidateError::InvalidName(format!("spec.monolithRegion: {e}")))?;
+    }
+    Ok(ValidatedControlPlane {
+        name: cp.name_any(),
+        namespace: cp.spec.namespace.clone(),
+        mode: cp.spec.mode,
+        replicas: cp.spec.control.replicas.unwrap_or(1),
+        database: cp.spec.control.database.clone(),
+        owner: Owner {
+            reference,
+            label: (labels::CONTROL_PLANE, cp.name_any()),
+        },
+    })
+}
+
+/// What every silo needs from the ControlPlane.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetContext {
+    pub control_plane: String,
+    pub mode: Mode,
+    pub image_repo: String,
+    pub version: String,
+    pub control_address: String,
+    pub monolith_region: Option<String>,
+}
+
+impl FleetContext {
+    /// Derive the fleet context from the active ControlPlane.
+    pub fn new(cp: &ControlPlane) -> Self {
+        Self {
+            control_plane: cp.name_any(),
+            mode: cp.spec.mode,
+            image_repo: cp.spec.image.clone(),
+            version: cp.spec.version.clone(),
+            control_address: build::control_address(&cp.spec.namespace),
+            monolith_region: cp.spec.effective_monolith_region().map(str::to_owned),
+        }
+    }
+
+    /// Full image reference for `version`.
+    pub fn image_for(&self, version: &str) -> String {
+        format!("{}:{}", self.image_repo, version)
+    }
+}
+
+/// The region directory of the fleet plus the Regions left out of it because their
+/// snowflake id is taken.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FleetDirectory {
+    pub directory: RegionDirectory,
+    /// Region name -> (its snowflake id, the Region that holds the id).
+    pub duplicates: BTreeMap<String, (u16, String)>,
+}
+
+/// The directory entry a Region publishes.
+fn region_info(region: &Region) -> Option<RegionInfo> {
+    let name = region.name_any();
+    validate_region_name(&name).ok()?;
+    let snowflake_id = u16::try_from(region.spec.snowflake_id).ok()?;
+    Some(RegionInfo {
+        address: region
+            .spec
+            .address
+            .clone()
+            .unwrap_or_else(|| build::region_address(&labels::region_namespace(&name))),
+        name,
+        snowflake_id,
+        category: region.spec.category.into(),
+        visible: region.spec.visible,
+    })
+}
+
+/// Every live Region (not being deleted) in the directory; on a snowflake clash the older
+/// Region keeps the id and the newer one is listed in `duplicates`.
+pub fn fleet_directory(regions: &[Arc<Region>]) -> FleetDirectory {
+    let mut live: Vec<&Region> = regions
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|r| r.meta().deletion_timestamp.is_none())
+        .collect();
+    live.sort_by_key(|r| age_key(*r));
+    let mut holders: BTreeMap<u16, String> = BTreeMap::new();
+    let mut entries = Vec::new();
+    let mut duplicates = BTreeMap::new();
+    for region in live {
+        let Some(info) = region_info(region) else {
+            continue;
+        };
+        match holders.get(&info.snowflake_id) {
+            Some(holder) => {
+                duplicates.insert(info.name.clone(), (info.snowflake_id, holder.clone()));
+            }
+            None => {
+                holders.insert(info.snowflake_id, info.name.clone());
+                entries.push(info);
+            }
+        }
+    }
+    // Names are unique (they are object names) and ids were de-duplicated above.
+    let directory = RegionDirectory::new(entries).unwrap_or_default();
+    FleetDirectory {
+        directory,
+        duplicates,
+    }
+}
+
+/// A Region checked against the fleet, ready to build.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedRegion {
+    pub name: String,
+    pub namespace: String,
+    pub category: Category,
+    pub snowflake_id: u16,
+    /// Effective version: the Region's pin or the ControlPlane's version.
+    pub version: String,
+    pub workloads: WorkloadsSpec,
+    pub owner: Owner,
+}
+
+/// Check `region` against the fleet: a usable name and id, an id nobody older holds, and
+/// a SILOED ControlPlane.
+pub fn validate_region(
+    region: &Region,
+    fleet: &FleetContext,
+    directory: &FleetDirectory,
+) -> Result<ValidatedRegion, ValidateError> {
+    let name = region.name_any();
+    validate_region_name(&name).map_err(|e| ValidateError::InvalidName(e.to_string()))?;
+    let snowflake_id = u16::try_from(region.spec.snowflake_id)
+        .ok()
+        .filter(|id| *id <= silo_contract::region::MAX_SNOWFLAKE_ID)
+        .ok_or(ValidateError::SnowflakeRange(region.spec.snowflake_id))?;
+    if let Some((id, other)) = directory.duplicates.get(&name) {
+        return Err(ValidateError::DuplicateSnowflakeId {
+            id: *id,
+            other: other.clone(),
+        });
+    }
+    if fleet.mode == Mode::Monolith {
+        return Err(ValidateError::MonolithMode {
+            control_plane: fleet.control_plane.clone(),
+        });
+    }
+    let reference = region
+        .controller_owner_ref(&())
+        .ok_or_else(|| ValidateError::MissingUid {
+            kind: "Region",
+            name: name.clone(),
+        })?;
+    Ok(ValidatedRegion {
+        namespace: labels::region_namespace(&name),
+        category: region.spec.category,
+        snowflake_id,
+        version: region
+            .spec
+            .version
+            .clone()
+            .unwrap_or_else(|| fleet.version.clone()),
+        workloads: region.spec.workloads.clone(),
+        owner: Owner {
+            reference,
+            label: (labels::REGION, name.clone()),
+        },
+        name,
+    })
+}
