@@ -12,10 +12,12 @@
 //! [`StoreError::is_unavailable`] tells "database down" apart from bad requests.
 
 pub mod alert_rules;
+pub mod alerting;
 pub mod api_tokens;
 pub mod error;
 pub mod events;
 pub mod groups;
+pub mod ingest;
 pub mod notifications;
 pub mod organizations;
 pub mod page;

@@ -1,0 +1,26 @@
+//! The ingest consumers.
+//!
+//! ```text
+//!  Kafka `ingest-events` (IngestMessage)
+//!    └─► consumer::run ── recv ──► Worker::handle
+//!          decode ─► process::prepare (normalize: title, culprit, level, timestamp;
+//!                                      grouping: fingerprint ─► SHA-256 issue key)
+//!          ─► silo_store::ingest::save_event (one transaction: event ON CONFLICT DO NOTHING,
+//!                                             issue upsert, times_seen only for new rows)
+//!          ─► Kafka `events` (EventStreamMessage, delivery awaited)
+//!    ◄── commit offset (only after both) ──┘
+//! ```
+//!
+//! At-least-once in, exactly-once effect: a replayed message finds its stored event and only
+//! republishes the same eventstream record. Postgres or Kafka outages are retried with
+//! backoff without committing, so nothing is lost.
+
+pub mod app;
+pub mod args;
+pub mod backoff;
+pub mod consumer;
+pub mod grouping;
+pub mod metrics;
+pub mod normalize;
+pub mod process;
+pub mod worker;

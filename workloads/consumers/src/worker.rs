@@ -1,0 +1,150 @@
+//! One message at a time: decode, prepare, store (retrying while Postgres is unavailable),
+//! publish the eventstream record (retrying while Kafka refuses it).
+//!
+//! A message is finished ([`Handled`]) only when its effect is durable: stored and published,
+//! or rejected for good. Until then the caller must not commit its offset.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use silo_protocol::EventStreamMessage;
+use silo_runtime::Shutdown;
+use silo_runtime::admin::ReadyFlag;
+use silo_store::PgPool;
+use silo_store::ingest::{self, SavedEvent};
+
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+use crate::process::{Prepared, decode, prepare, stream_message};
+
+/// How a message ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Stored for the first time and published.
+    Stored,
+    /// Already stored (a replay); republished.
+    Duplicate,
+    /// Can never be stored; logged and counted.
+    Rejected,
+}
+
+/// Shutdown arrived while a message was still waiting to be retried; its offset stays
+/// uncommitted so the next consumer processes it.
+#[derive(Debug, thiserror::Error)]
+#[error("shut down before the message was processed")]
+pub struct Interrupted;
+
+#[derive(Clone)]
+pub struct Worker {
+    pub pool: PgPool,
+    pub producer: FutureProducer,
+    pub events_topic: String,
+    pub metrics: Metrics,
+    pub postgres_ready: ReadyFlag,
+    pub max_backoff: Duration,
+    pub shutdown: Shutdown,
+}
+
+impl Worker {
+    pub async fn handle(&self, payload: Option<&[u8]>) -> Result<Handled, Interrupted> {
+        let started = Instant::now();
+        let prepared = match decode(payload.unwrap_or_default()).and_then(|m| prepare(&m)) {
+            Ok(p) => p,
+            Err(error) => {
+                tracing::error!(%error, "skipping an ingest message that can never be stored");
+                self.metrics.error("invalid");
+                return Ok(Handled::Rejected);
+            }
+        };
+        let Some(saved) = self.store(&prepared).await? else {
+            return Ok(Handled::Rejected);
+        };
+        let record = stream_message(&prepared, &saved);
+        self.publish(&record).await?;
+
+        self.metrics
+            .processing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+        self.metrics
+            .ingest_latency
+            .observe((now - prepared.received).max(0.0));
+        if saved.duplicate {
+            self.metrics.duplicates.inc();
+            Ok(Handled::Duplicate)
+        } else {
+            self.metrics.events_processed.inc();
+            Ok(Handled::Stored)
+        }
+    }
+
+    /// Store the event; `None` when it can never be stored.
+    async fn store(&self, p: &Prepared) -> Result<Option<SavedEvent>, Interrupted> {
+        let mut backoff = Backoff::new(self.max_backoff);
+        loop {
+            match ingest::save_event(&self.pool, &p.event).await {
+                Ok(saved) => {
+                    self.postgres_ready.set(true);
+                    return Ok(Some(saved));
+                }
+                Err(error) if ingest::is_permanent(&error) => {
+                    tracing::error!(
+                        %error,
+                        event_id = %p.event.event_id,
+                        project_id = p.project_id,
+                        "skipping an event that cannot be stored (unknown project or invalid value)"
+                    );
+                    self.metrics.error("invalid");
+                    return Ok(None);
+                }
+                Err(error) => {
+                    if error.is_unavailable() {
+                        self.postgres_ready.set(false);
+                    }
+                    self.metrics.error("postgres");
+                    tracing::warn!(%error, event_id = %p.event.event_id, "storing the event failed; retrying");
+                    if !backoff.wait(&self.shutdown).await {
+                        return Err(Interrupted);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, record: &EventStreamMessage) -> Result<(), Interrupted> {
+        let body = match serde_json::to_vec(record) {
+            Ok(body) => body,
+            Err(error) => {
+                // Serializing plain data cannot fail; log rather than panic if it ever does.
+                tracing::error!(%error, "cannot encode the eventstream record");
+                self.metrics.error("kafka_produce");
+                return Ok(());
+            }
+        };
+        let key = record.project_id.to_string();
+        let mut backoff = Backoff::new(self.max_backoff);
+        loop {
+            // Not cut short by shutdown: an in-flight send finishes (or times out) first.
+            let result = self
+                .producer
+                .send(
+                    FutureRecord::to(&self.events_topic)
+                        .key(&key)
+                        .payload(&body),
+                    Timeout::After(Duration::from_secs(10)),
+                )
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err((error, _)) => {
+                    self.metrics.error("kafka_produce");
+                    tracing::warn!(%error, topic = %self.events_topic, "publishing to the eventstream failed; retrying");
+                    if !backoff.wait(&self.shutdown).await {
+                        return Err(Interrupted);
+                    }
+                }
+            }
+        }
+    }
+}

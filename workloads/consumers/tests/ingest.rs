@@ -1,0 +1,190 @@
+//! The consumers against real Kafka and Postgres: grouping, deduplication, regressions, the
+//! eventstream, and a SIGKILL mid-stream.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::Message;
+use serde_json::json;
+use silo_pipeline_tests::{kafka, wait};
+use silo_protocol::{EventStreamMessage, topics};
+use support::{Setup, event_id, exception};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn groups_events_dedupes_replays_and_publishes_the_eventstream() {
+    let s = Setup::new("group").await;
+    let mut consumers = s.start_consumers().await;
+
+    let first = event_id(1);
+    let a1 = s.message(&first, exception("ValueError", "bad input 17"));
+    s.send(&a1).await;
+    s.send(&s.message(&event_id(2), exception("ValueError", "bad input 18")))
+        .await;
+    s.send(&s.message(&event_id(3), exception("KeyError", "id")))
+        .await;
+    let mut fp = exception("DbError", "connection reset");
+    fp["fingerprint"] = json!(["database-down"]);
+    s.send(&s.message(&event_id(4), fp)).await;
+    let mut fp = exception("IoError", "pipe closed");
+    fp["fingerprint"] = json!(["database-down"]);
+    s.send(&s.message(&event_id(5), fp)).await;
+    s.send(&s.message(
+        &event_id(6),
+        json!({"message": "disk full", "level": "warning"}),
+    ))
+    .await;
+    // The same event again (an SDK retry or a replay): stored once, counted once.
+    s.send(&a1).await;
+
+    s.wait_events(6, DEADLINE).await;
+    wait::until("the duplicate to be seen", DEADLINE, || async {
+        let d = consumers.metric("silo_consumers_duplicates_total").await;
+        if d >= 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{d} duplicates"))
+        }
+    })
+    .await;
+    assert_eq!(
+        s.issues().await,
+        vec![
+            ("DbError: connection reset".to_owned(), 2),
+            ("KeyError: id".to_owned(), 1),
+            ("ValueError: bad input 17".to_owned(), 2),
+            ("disk full".to_owned(), 1),
+        ]
+    );
+
+    // The eventstream carries one record per processed message, the first of an issue is_new.
+    let reader = kafka::reader(&s.services, &s.topics.name(topics::EVENTS));
+    let mut records: Vec<EventStreamMessage> = Vec::new();
+    while records.len() < 7 {
+        let m = tokio::time::timeout(DEADLINE, reader.recv())
+            .await
+            .expect("eventstream record within deadline")
+            .expect("kafka receive");
+        records.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+    }
+    let by_id: BTreeMap<&str, Vec<&EventStreamMessage>> =
+        records.iter().fold(BTreeMap::new(), |mut acc, r| {
+            acc.entry(r.event_id.as_str()).or_default().push(r);
+            acc
+        });
+    assert_eq!(by_id.len(), 6);
+    assert_eq!(by_id[first.as_str()].len(), 2, "the replay is republished");
+    assert!(
+        by_id[first.as_str()]
+            .iter()
+            .all(|r| r.is_new && r.title == "ValueError: bad input 17")
+    );
+    assert_eq!(records.iter().filter(|r| r.is_new).count(), 4 + 1);
+
+    // Resolve the ValueError issue: its next event is a regression and reopens it.
+    let group_id = by_id[first.as_str()][0].group_id;
+    sqlx::query("UPDATE groups SET status = 'resolved', resolved_at = now() WHERE id = $1")
+        .bind(i64::try_from(group_id).unwrap())
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let again = event_id(7);
+    s.send(&s.message(&again, exception("ValueError", "bad input 99")))
+        .await;
+    s.wait_events(7, DEADLINE).await;
+    let (status, times_seen): (String, i64) =
+        sqlx::query_as("SELECT status, times_seen FROM groups WHERE id = $1")
+            .bind(i64::try_from(group_id).unwrap())
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), times_seen), ("unresolved", 3));
+    let regression = loop {
+        let m = tokio::time::timeout(DEADLINE, reader.recv())
+            .await
+            .expect("regression record within deadline")
+            .expect("kafka receive");
+        let r: EventStreamMessage = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if r.event_id == again {
+            break r;
+        }
+    };
+    assert!(regression.is_regression && !regression.is_new);
+
+    assert!(
+        consumers.terminate(Duration::from_secs(30)).await,
+        "clean exit on SIGTERM"
+    );
+    s.finish().await;
+}
+
+#[tokio::test]
+async fn invalid_messages_are_skipped_without_blocking_the_partition() {
+    let s = Setup::new("invalid").await;
+    let _consumers = s.start_consumers().await;
+    // Not a UUID, and a project that does not exist: both skipped, later events still stored.
+    s.send(&s.message("not-an-id", exception("E", "x"))).await;
+    let mut unknown = s.message(&event_id(1), exception("E", "x"));
+    unknown.project_id = 999_999;
+    s.send(&unknown).await;
+    s.send(&s.message(&event_id(2), exception("E", "y"))).await;
+    s.wait_events(1, DEADLINE).await;
+    assert_eq!(s.issues().await, vec![("E: y".to_owned(), 1)]);
+    s.finish().await;
+}
+
+#[tokio::test]
+async fn sigkill_mid_stream_then_restart_stores_every_event_exactly_once() {
+    let s = Setup::new("kill").await;
+    const N: u32 = 400;
+    let ids: Vec<String> = (0..N).map(event_id).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let kind = format!("Error{}", i % 5);
+        s.send(&s.message(id, exception(&kind, "boom"))).await;
+    }
+    let mut consumers = s.start_consumers().await;
+    wait::until("some events stored before the kill", DEADLINE, || async {
+        let c = s.event_count().await;
+        if c >= 20 {
+            Ok(())
+        } else {
+            Err(format!("{c} events"))
+        }
+    })
+    .await;
+    consumers.kill();
+    let at_kill = s.event_count().await;
+    assert!(
+        at_kill < i64::from(N),
+        "the kill must land mid-stream ({at_kill} stored)"
+    );
+
+    consumers.restart();
+    consumers.wait_ready(DEADLINE).await;
+    s.wait_events(i64::from(N), Duration::from_secs(120)).await;
+
+    // Replaying part of the stream again changes nothing.
+    for id in ids.iter().take(10) {
+        s.send(&s.message(id, exception("Error0", "boom"))).await;
+    }
+    wait::until("the replays to be processed", DEADLINE, || async {
+        let d = consumers.metric("silo_consumers_duplicates_total").await;
+        if d >= 10.0 {
+            Ok(())
+        } else {
+            Err(format!("{d} duplicates"))
+        }
+    })
+    .await;
+    assert_eq!(s.event_count().await, i64::from(N));
+    let issues = s.issues().await;
+    assert_eq!(issues.len(), 5);
+    assert!(
+        issues.iter().all(|(_, seen)| *seen == i64::from(N / 5)),
+        "{issues:?}"
+    );
+    s.finish().await;
+}

@@ -1,0 +1,29 @@
+//! Harness for end-to-end runs of the region pipeline against the real services.
+//!
+//! ```text
+//!  e2e/services/up.sh ─► $STATE/services/env ─► Services (DATABASE_URL, REDIS_URL, KAFKA_BROKERS)
+//!  TestDb::create ─► fresh database + migrations      Topics::create ─► unique topic prefix
+//!  Binary::spawn(web | relay | consumers | postprocess) ─► /readyz ─► test traffic
+//!  wait::until(deadline, condition) ─► assertions on the API / database
+//! ```
+//!
+//! Binaries are taken from the workspace target directory (`target/debug/<name>`, or the
+//! directory of the running test executable); [`binaries::ensure_built`] runs `cargo build`
+//! for them first unless `SILO_SKIP_BUILD=1`.
+
+pub mod binaries;
+pub mod db;
+pub mod kafka;
+pub mod services;
+pub mod wait;
+
+pub use binaries::{Binary, ensure_built};
+pub use db::TestDb;
+pub use services::Services;
+
+/// A short random suffix for names that must not collide between tests and runs.
+pub fn unique_suffix() -> String {
+    use rand::Rng;
+    let n: u32 = rand::rng().random();
+    format!("{}_{n:08x}", std::process::id())
+}

@@ -1,0 +1,198 @@
+//! Writes of the ingest consumers: one event and its issue, in one transaction.
+//!
+//! ```text
+//!  save_event ─► BEGIN
+//!                ├─ event already stored? ──yes──► ROLLBACK, return what was stored (duplicate)
+//!                ├─ INSERT groups ... ON CONFLICT DO UPDATE (creates or locks the issue)
+//!                ├─ INSERT events ... ON CONFLICT DO NOTHING
+//!                ├─ UPDATE groups: times_seen + 1, first/last seen, reopen if resolved
+//!                └─ COMMIT
+//! ```
+//!
+//! The issue's `times_seen` grows only when the event row was inserted, so replaying a message
+//! any number of times leaves one event and the right count.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+use crate::error::{Result, StoreError};
+
+/// A normalized event ready to store.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub project_id: i64,
+    pub event_id: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub received: DateTime<Utc>,
+    pub title: String,
+    pub message: String,
+    pub culprit: String,
+    pub platform: String,
+    pub level: String,
+    pub environment: Option<String>,
+    pub release: Option<String>,
+    pub data: serde_json::Value,
+    /// Stable hash of the grouping fingerprint (the issue's identity within the project).
+    pub fingerprint: String,
+    /// Issue type: `error` (exceptions) or `default` (messages).
+    pub group_type: String,
+    /// Issue metadata shown in lists (`type`, `value`, `title`, ...).
+    pub metadata: serde_json::Value,
+}
+
+/// What storing an event did.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct SavedEvent {
+    pub group_id: i64,
+    /// The event created its issue.
+    pub is_new: bool,
+    /// The event reopened a resolved issue.
+    pub is_regression: bool,
+    /// The event was stored before (a replay); nothing changed now.
+    #[sqlx(skip)]
+    pub duplicate: bool,
+}
+
+#[derive(FromRow)]
+struct LockedGroup {
+    id: i64,
+    created: bool,
+    status: String,
+}
+
+/// Store `event` and count it on its issue, exactly once per (project, event id).
+pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
+    const OP: &str = "store event";
+    let mut tx = pool.begin().await.map_err(StoreError::db(OP, None))?;
+
+    if let Some(stored) = stored_event(&mut *tx, event.project_id, event.event_id).await? {
+        return Ok(stored);
+    }
+
+    // Create the issue or take its row lock; counters are only touched below, once the event
+    // row is known to be new. The short id trigger numbers new issues.
+    let group: LockedGroup = sqlx::query_as(
+        "INSERT INTO groups (project_id, fingerprint, title, culprit, level, type, first_seen, \
+           last_seen, times_seen, first_event_id, last_event_id, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0, $8, $8, $9) \
+         ON CONFLICT (project_id, fingerprint) DO UPDATE SET times_seen = groups.times_seen \
+         RETURNING id, (xmax = 0) AS created, status",
+    )
+    .bind(event.project_id)
+    .bind(&event.fingerprint)
+    .bind(&event.title)
+    .bind(&event.culprit)
+    .bind(&event.level)
+    .bind(&event.group_type)
+    .bind(event.timestamp)
+    .bind(event.event_id)
+    .bind(&event.metadata)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(StoreError::db(OP, None))?;
+
+    let is_new = group.created;
+    let is_regression = !is_new && group.status == "resolved";
+
+    let inserted: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO events (project_id, event_id, group_id, \"timestamp\", received, title, \
+           message, culprit, platform, level, environment, release, data, is_new, is_regression) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
+    )
+    .bind(event.project_id)
+    .bind(event.event_id)
+    .bind(group.id)
+    .bind(event.timestamp)
+    .bind(event.received)
+    .bind(&event.title)
+    .bind(&event.message)
+    .bind(&event.culprit)
+    .bind(&event.platform)
+    .bind(&event.level)
+    .bind(&event.environment)
+    .bind(&event.release)
+    .bind(&event.data)
+    .bind(is_new)
+    .bind(is_regression)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(StoreError::db(OP, None))?;
+
+    if inserted.is_none() {
+        // Stored concurrently by another consumer since the check above: undo the group
+        // upsert (a no-op, or an issue nobody else saw yet) and report the stored event.
+        tx.rollback().await.map_err(StoreError::db(OP, None))?;
+        return stored_event(pool, event.project_id, event.event_id)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "event {} conflicted but is not stored",
+                    event.event_id
+                ))
+            });
+    }
+
+    sqlx::query(
+        "UPDATE groups SET \
+           times_seen = times_seen + 1, \
+           first_seen = LEAST(first_seen, $2), \
+           last_event_id = CASE WHEN $2 >= last_seen THEN $3 ELSE last_event_id END, \
+           last_seen = GREATEST(last_seen, $2), \
+           status = 'unresolved', \
+           resolved_at = NULL \
+         WHERE id = $1",
+    )
+    .bind(group.id)
+    .bind(event.timestamp)
+    .bind(event.event_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::db(OP, None))?;
+
+    tx.commit().await.map_err(StoreError::db(OP, None))?;
+    Ok(SavedEvent {
+        group_id: group.id,
+        is_new,
+        is_regression,
+        duplicate: false,
+    })
+}
+
+async fn stored_event(
+    db: impl sqlx::PgExecutor<'_>,
+    project_id: i64,
+    event_id: Uuid,
+) -> Result<Option<SavedEvent>> {
+    let stored: Option<SavedEvent> = sqlx::query_as(
+        "SELECT group_id, is_new, is_regression FROM events \
+         WHERE project_id = $1 AND event_id = $2",
+    )
+    .bind(project_id)
+    .bind(event_id)
+    .fetch_optional(db)
+    .await
+    .map_err(StoreError::db("look up stored event", None))?;
+    Ok(stored.map(|s| SavedEvent {
+        duplicate: true,
+        ..s
+    }))
+}
+
+/// Whether the error means the event can never be stored (its project is gone, a value is out
+/// of range): retrying will not help, unlike [`StoreError::is_unavailable`].
+pub fn is_permanent(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database {
+            source: sqlx::Error::Database(e),
+            ..
+        } => {
+            // Class 22 data exceptions, 23 integrity violations (e.g. unknown project).
+            e.code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+        }
+        StoreError::Invalid(_) => true,
+        _ => false,
+    }
+}
