@@ -80,7 +80,7 @@ pub fn build_control(
         database.collect(),
     ))));
     if let Some(service) = pod::service(&silo, Workload::Web) {
-        set.push(Child::Service(service));
+        set.push(Child::Service(Box::new(service)));
     }
     set
 }
@@ -135,7 +135,7 @@ pub fn build_monolith(
             Vec::new(),
         ))));
         if let Some(service) = pod::service(&silo, workload) {
-            set.push(Child::Service(service));
+            set.push(Child::Service(Box::new(service)));
         }
     }
     set

@@ -28,7 +28,7 @@ pub enum Child {
     ConfigMap(ConfigMap),
     Secret(Secret),
     Deployment(Box<Deployment>),
-    Service(Service),
+    Service(Box<Service>),
 }
 
 impl Child {

@@ -54,7 +54,7 @@ pub fn build_region(
             Vec::new(),
         ))));
         if let Some(service) = pod::service(&silo, workload) {
-            set.push(Child::Service(service));
+            set.push(Child::Service(Box::new(service)));
         }
     }
     set
