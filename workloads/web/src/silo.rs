@@ -165,3 +165,23 @@ pub fn compose(
     }
     router
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monolith_serves_every_silo_and_the_others_only_their_own() {
+        use SiloMode::{Control, Monolith, Region};
+        let table = [
+            (Silos::Region, [false, true, true]),
+            (Silos::Control, [true, false, true]),
+            (Silos::All, [true, true, true]),
+        ];
+        for (silos, expected) in table {
+            let got = [Control, Region, Monolith].map(|m| silos.served_by(m));
+            assert_eq!(got, expected, "{silos}");
+        }
+        assert_eq!(Silos::Region.modes(), vec![Region, Monolith]);
+    }
+}
