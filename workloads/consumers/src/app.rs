@@ -11,7 +11,7 @@ use silo_runtime::{AdminState, ContractHandle, Readiness, Shutdown, admin_router
 use silo_store::{PoolSettings, connect_lazy};
 
 use crate::args::Args;
-use crate::backoff::Backoff;
+use silo_runtime::Backoff;
 use crate::metrics::Metrics;
 use crate::worker::Worker;
 

@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use silo_runtime::Shutdown;
 use silo_runtime::admin::ReadyFlag;
 
-use crate::backoff::Backoff;
+use silo_runtime::Backoff;
 use crate::worker::Worker;
 
 /// Consume until shutdown, then commit what was processed.

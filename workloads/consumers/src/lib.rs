@@ -17,7 +17,6 @@
 
 pub mod app;
 pub mod args;
-pub mod backoff;
 pub mod consumer;
 pub mod grouping;
 pub mod metrics;

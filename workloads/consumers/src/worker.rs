@@ -14,7 +14,7 @@ use silo_runtime::admin::ReadyFlag;
 use silo_store::PgPool;
 use silo_store::ingest::{self, SavedEvent};
 
-use crate::backoff::Backoff;
+use silo_runtime::Backoff;
 use crate::metrics::Metrics;
 use crate::process::{Prepared, decode, prepare, stream_message};
 

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod backoff;
 pub mod contract;
 pub mod serve;
 pub mod shutdown;
@@ -16,6 +17,7 @@ pub mod telemetry;
 
 pub use admin::{AdminState, Readiness, admin_router};
 pub use args::RuntimeArgs;
+pub use backoff::Backoff;
 pub use contract::{ContractHandle, ContractLoadError};
 pub use serve::{ServeError, serve};
 pub use shutdown::Shutdown;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use silo_runtime::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// Doubling delays from 100 ms up to a ceiling; [`Backoff::reset`] after a success.
 #[derive(Clone, Debug)]
