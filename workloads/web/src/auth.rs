@@ -110,12 +110,34 @@ async fn bearer(
     let token = api_tokens::authenticate(&state.pool, token)
         .await?
         .ok_or_else(|| AppError::Unauthorized("Invalid token.".to_owned()))?;
-    if !token.has_scope(scope) {
+    if !grants(&token.scopes, scope) {
         return Err(AppError::Forbidden(format!(
             "You do not have permission to perform this action: the token lacks the {scope:?} scope."
         )));
     }
     Ok(token)
+}
+
+/// Whether `held` scopes allow `needed`: `x:admin` implies `x:write`, which implies `x:read`.
+pub fn grants(held: &[String], needed: &str) -> bool {
+    let Some((resource, level)) = needed.split_once(':') else {
+        return held.iter().any(|s| s == needed);
+    };
+    let rank = |level: &str| match level {
+        "read" => Some(0),
+        "write" => Some(1),
+        "admin" => Some(2),
+        _ => None,
+    };
+    held.iter().any(|h| {
+        if h == needed {
+            return true;
+        }
+        match (h.split_once(':'), rank(level)) {
+            (Some((r, l)), Some(want)) => r == resource && rank(l).is_some_and(|have| have >= want),
+            _ => false,
+        }
+    })
 }
 
 async fn relay(state: &AppState, request: Request) -> Result<(Principal, Request), AppError> {
@@ -150,4 +172,20 @@ async fn relay(state: &AppState, request: Request) -> Result<(Principal, Request
         relay_id: relay_id.unwrap_or_default(),
     };
     Ok((principal, Request::from_parts(parts, Body::from(bytes))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn higher_levels_imply_lower_ones_of_the_same_resource() {
+        let held = vec!["project:admin".to_owned(), "event:read".to_owned()];
+        assert!(grants(&held, "project:read"));
+        assert!(grants(&held, "project:write"));
+        assert!(grants(&held, "event:read"));
+        assert!(!grants(&held, "event:write"));
+        assert!(!grants(&held, "org:read"));
+        assert!(!grants(&[], "org:read"));
+    }
 }
