@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid silo contract: {source}")]
+#[error("invalid silo contract")]
 pub struct ContractLoadError {
     #[from]
     source: ContractError,
