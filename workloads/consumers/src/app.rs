@@ -11,9 +11,9 @@ use silo_runtime::{AdminState, ContractHandle, Readiness, Shutdown, admin_router
 use silo_store::{PoolSettings, connect_lazy};
 
 use crate::args::Args;
-use silo_runtime::Backoff;
 use crate::metrics::Metrics;
 use crate::worker::Worker;
+use silo_runtime::Backoff;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -11,8 +11,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use silo_runtime::Shutdown;
 use silo_runtime::admin::ReadyFlag;
 
-use silo_runtime::Backoff;
 use crate::worker::Worker;
+use silo_runtime::Backoff;
 
 /// Consume until shutdown, then commit what was processed.
 pub async fn run(

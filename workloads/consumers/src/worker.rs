@@ -14,9 +14,9 @@ use silo_runtime::admin::ReadyFlag;
 use silo_store::PgPool;
 use silo_store::ingest::{self, SavedEvent};
 
-use silo_runtime::Backoff;
 use crate::metrics::Metrics;
 use crate::process::{Prepared, decode, prepare, stream_message};
+use silo_runtime::Backoff;
 
 /// How a message ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

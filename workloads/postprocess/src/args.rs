@@ -1,0 +1,62 @@
+//! Command-line flags (every one also read from the environment).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use silo_runtime::RuntimeArgs;
+use silo_runtime::args::parse_duration;
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "postprocess",
+    about = "Consume the eventstream, evaluate alert rules, record and deliver notifications"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    /// Postgres URL of the region database.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Most Postgres connections this process opens.
+    #[arg(long, env = "SILO_DB_MAX_CONNECTIONS", default_value_t = 5)]
+    pub db_max_connections: u32,
+
+    /// Kafka bootstrap servers (`host:port,...`).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+
+    /// Prefix of every topic name, for regions sharing a broker.
+    #[arg(long, env = "SILO_KAFKA_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+
+    /// Kafka consumer group.
+    #[arg(long, env = "SILO_CONSUMER_GROUP", default_value = "postprocess")]
+    pub consumer_group: String,
+
+    /// Kafka session timeout: how soon a crashed instance's partitions move to another one.
+    #[arg(long, env = "SILO_KAFKA_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
+
+    /// Base URL issue links in notifications point to (the region's web).
+    #[arg(long, env = "SILO_PUBLIC_URL", default_value = "http://localhost:8000")]
+    pub public_url: String,
+
+    /// Timeout of one webhook POST.
+    #[arg(long, env = "SILO_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Tries per notification before it is recorded as failed.
+    #[arg(long, env = "SILO_WEBHOOK_MAX_ATTEMPTS", default_value_t = 5)]
+    pub webhook_max_attempts: i32,
+
+    /// Longest wait between retries (webhooks, Postgres, Kafka).
+    #[arg(long, env = "SILO_RETRY_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration)]
+    pub retry_max_backoff: Duration,
+
+    /// Address of the admin server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "SILO_ADMIN_ADDR", default_value = "0.0.0.0:9000")]
+    pub admin_addr: SocketAddr,
+}

@@ -1,0 +1,12 @@
+use clap::Parser;
+use silo_postprocess::{app, args::Args};
+use silo_runtime::{ContractHandle, Shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    telemetry::init(&args.runtime);
+    let contract = ContractHandle::from_env()?;
+    app::run(args, contract, Shutdown::on_signals()).await?;
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! One eventstream record: evaluate the project's rules, record each firing once, deliver it.
+//!
+//! A record is finished when every firing is recorded and its delivery settled (delivered or
+//! failed). A replay finds the recorded rows and only retries those still pending.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use silo_protocol::EventStreamMessage;
+use silo_runtime::admin::ReadyFlag;
+use silo_runtime::{Backoff, Shutdown};
+use silo_store::{PgPool, StoreError, alert_rules, alerting, groups, ingest};
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+use crate::payload;
+use crate::rules::{FrequencyFacts, Rule};
+use crate::webhook::{Delivery, Webhook};
+
+/// Shutdown arrived while waiting to retry; the record stays uncommitted.
+#[derive(Debug, thiserror::Error)]
+#[error("shut down before the record was processed")]
+pub struct Interrupted;
+
+#[derive(Clone)]
+pub struct Worker {
+    pub pool: PgPool,
+    pub webhook: Webhook,
+    /// Base URL of the web UI/API, for issue links.
+    pub base_url: String,
+    pub metrics: Metrics,
+    pub postgres_ready: ReadyFlag,
+    pub max_backoff: Duration,
+    pub shutdown: Shutdown,
+}
+
+impl Worker {
+    pub async fn handle(&self, payload: Option<&[u8]>) -> Result<(), Interrupted> {
+        let event: EventStreamMessage = match serde_json::from_slice(payload.unwrap_or_default()) {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::error!(%error, "skipping a record that is not an EventStreamMessage");
+                self.metrics.error("invalid");
+                return Ok(());
+            }
+        };
+        let (Ok(event_id), Ok(project_id), Ok(group_id)) = (
+            Uuid::try_parse(&event.event_id),
+            i64::try_from(event.project_id),
+            i64::try_from(event.group_id),
+        ) else {
+            tracing::error!(event_id = %event.event_id, "skipping a record with invalid ids");
+            self.metrics.error("invalid");
+            return Ok(());
+        };
+        let stored = self
+            .db("load alert rules", || {
+                alert_rules::enabled_for_project(&self.pool, project_id)
+            })
+            .await?
+            .unwrap_or_default();
+        for stored in &stored {
+            let rule = match Rule::try_from(stored) {
+                Ok(rule) => rule,
+                Err(error) => {
+                    tracing::error!(%error, "skipping an alert rule");
+                    self.metrics.error("invalid");
+                    continue;
+                }
+            };
+            self.apply(&rule, &event, event_id, group_id).await?;
+        }
+        self.metrics.events_processed.inc();
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        rule: &Rule,
+        event: &EventStreamMessage,
+        event_id: Uuid,
+        group_id: i64,
+    ) -> Result<(), Interrupted> {
+        let facts = match rule.window(event) {
+            None => None,
+            Some(w) => {
+                let count = self
+                    .db("count issue events", || {
+                        alerting::count_group_events(&self.pool, group_id, w.since, w.until)
+                    })
+                    .await?;
+                let since = Utc::now() - chrono::Duration::seconds(rule.interval_seconds);
+                let fired_recently = self
+                    .db("check recent notifications", || {
+                        alerting::fired_recently(&self.pool, rule.id, group_id, event_id, since)
+                    })
+                    .await?;
+                match (count, fired_recently) {
+                    (Some(count), Some(fired_recently)) => Some(FrequencyFacts {
+                        count,
+                        fired_recently,
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        if !rule.fires(event, facts) {
+            return Ok(());
+        }
+        let Some(recorded) = self
+            .db("record notification", || {
+                alerting::record_notification(&self.pool, rule.id, group_id, event_id)
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        if recorded.status != "pending" {
+            // Settled before a restart; a replay must not notify twice.
+            self.metrics.notification("replayed");
+            return Ok(());
+        }
+        if recorded.created {
+            self.metrics
+                .rules_fired
+                .get_or_create(&crate::metrics::KindLabels {
+                    kind: rule.kind.as_str(),
+                })
+                .inc();
+        }
+        let Some(group) = self
+            .db("load issue", || groups::get(&self.pool, group_id))
+            .await?
+            .flatten()
+        else {
+            self.settle(
+                recorded.id,
+                recorded.attempts,
+                Err("the issue no longer exists".into()),
+            )
+            .await?;
+            return Ok(());
+        };
+        let body = payload::build(&self.base_url, rule, &group, event);
+        let outcome = self
+            .webhook
+            .deliver(&rule.webhook_url, &body, &self.shutdown)
+            .await;
+        let (attempts, result) = match outcome {
+            Delivery::Delivered { attempts } => (attempts, Ok(())),
+            Delivery::Failed { attempts, error } => (attempts, Err(error)),
+            Delivery::Interrupted { attempts } => {
+                self.metrics
+                    .webhook_attempts
+                    .inc_by(u64::try_from(attempts).unwrap_or(0));
+                return Err(Interrupted);
+            }
+        };
+        self.metrics
+            .webhook_attempts
+            .inc_by(u64::try_from(attempts).unwrap_or(0));
+        self.settle(recorded.id, recorded.attempts + attempts, result)
+            .await
+    }
+
+    async fn settle(
+        &self,
+        id: i64,
+        attempts: i32,
+        result: Result<(), String>,
+    ) -> Result<(), Interrupted> {
+        match &result {
+            Ok(()) => {
+                self.metrics.notification("delivered");
+                self.db("mark notification delivered", || {
+                    alerting::mark_delivered(&self.pool, id, attempts)
+                })
+                .await?;
+            }
+            Err(error) => {
+                self.metrics.notification("failed");
+                tracing::error!(notification = id, attempts, %error, "notification failed");
+                self.db("mark notification failed", || {
+                    alerting::mark_failed(&self.pool, id, attempts, error)
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run a query, retrying while the database is unavailable. `None` when the query can
+    /// never succeed (logged).
+    async fn db<T, F, Fut>(
+        &self,
+        what: &'static str,
+        mut query: F,
+    ) -> Result<Option<T>, Interrupted>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut backoff = Backoff::new(self.max_backoff);
+        loop {
+            match query().await {
+                Ok(value) => {
+                    self.postgres_ready.set(true);
+                    return Ok(Some(value));
+                }
+                Err(error) if ingest::is_permanent(&error) => {
+                    tracing::error!(%error, what, "query cannot succeed; skipping");
+                    self.metrics.error("invalid");
+                    return Ok(None);
+                }
+                Err(error) => {
+                    if error.is_unavailable() {
+                        self.postgres_ready.set(false);
+                    }
+                    self.metrics.error("postgres");
+                    tracing::warn!(%error, what, "database query failed; retrying");
+                    if !backoff.wait(&self.shutdown).await {
+                        return Err(Interrupted);
+                    }
+                }
+            }
+        }
+    }
+}
