@@ -15,6 +15,9 @@ pub enum CrdGenError {
     },
 }
 
+/// Where the generated CRDs are committed, relative to the repository root.
+pub const OUTPUT_DIRS: [&str; 2] = ["crds", "charts/silo-operator/crds"];
+
 /// Every CRD as `(file name, YAML text)`, in a stable order.
 pub fn render_all() -> Result<Vec<(String, String)>, CrdGenError> {
     [ControlPlane::crd(), Region::crd()]
