@@ -1,0 +1,163 @@
+# Process, port and health helpers for up.sh / down.sh (sourced after lib.sh).
+# shellcheck shell=bash
+
+PORT_NAMES=(etcd etcd-peer apiserver controller-manager scheduler)
+
+# cluster_init NAME: set CDIR and take the per-cluster lock (held until the script exits).
+cluster_init() {
+    local name="$1"
+    [[ "$name" =~ ^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$ ]] ||
+        die "cluster name '$name' is invalid: use 1-32 lowercase letters, digits and '-'"
+    CLUSTERS_DIR="$SILO_STATE/clusters"
+    CDIR="$CLUSTERS_DIR/$name"
+    mkdir -p "$CLUSTERS_DIR"
+    require_tool flock "install util-linux"
+    exec 9>"$CLUSTERS_DIR/.$name.lock"
+    flock -w 900 9 || die "another up/down of cluster '$name' holds $CLUSTERS_DIR/.$name.lock"
+}
+
+port_of() {
+    local p
+    p="$(awk -v n="$1" '$1 == n { print $2 }' "$CDIR/ports" 2>/dev/null)"
+    [[ -n "$p" ]] || die "no port recorded for $1 in $CDIR/ports"
+    printf '%s' "$p"
+}
+
+port_in_use() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# allocate_ports: pick free loopback ports not used by other clusters, record them in $CDIR/ports.
+allocate_ports() {
+    local taken name p tries
+    exec 8>"$CLUSTERS_DIR/.ports.lock"
+    flock -w 60 8 || die "could not lock $CLUSTERS_DIR/.ports.lock"
+    taken=" $(find "$CLUSTERS_DIR" -mindepth 2 -maxdepth 2 -name ports -exec awk '{ printf "%s ", $2 }' {} +) "
+    : >"$CDIR/ports.tmp"
+    for name in "${PORT_NAMES[@]}"; do
+        tries=0
+        while :; do
+            tries=$((tries + 1))
+            [[ $tries -le 200 ]] || die "no free loopback port found for $name"
+            p=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+            [[ "$taken" == *" $p "* ]] && continue
+            port_in_use "$p" && continue
+            break
+        done
+        taken+="$p "
+        printf '%s %s\n' "$name" "$p" >>"$CDIR/ports.tmp"
+    done
+    mv "$CDIR/ports.tmp" "$CDIR/ports"
+    flock -u 8
+}
+
+log_of() { printf '%s' "$CDIR/logs/$1.log"; }
+
+# die_component NAME MESSAGE: stop with a message naming the component and its log.
+die_component() {
+    local name="$1" msg="$2" logf
+    logf="$(log_of "$name")"
+    printf '[cluster] error: %s: %s\n' "$name" "$msg" >&2
+    if [[ -s "$logf" ]]; then
+        printf '[cluster] last lines of %s:\n' "$logf" >&2
+        tail -n 15 "$logf" | sed 's/^/    /' >&2
+    fi
+    printf '[cluster] full log: %s\n' "$logf" >&2
+    exit 1
+}
+
+# start_component NAME EXECUTABLE ARGS...: start in its own session, log to logs/NAME.log.
+start_component() {
+    local name="$1" exe="$2"
+    shift 2
+    [[ -x "$exe" ]] || die_component "$name" "executable $exe missing (run e2e/cluster/build.sh)"
+    printf '%s\n' "$exe $*" >"$(log_of "$name")"
+    # Close the lock descriptors: a long-running child must not keep the cluster locked.
+    setsid "$exe" "$@" </dev/null >>"$(log_of "$name")" 2>&1 8>&- 9>&- &
+    local pid=$!
+    printf '%s\n' "$pid" >"$CDIR/pids/$name"
+    printf '%s\n' "$name" >>"$CDIR/pids/order"
+}
+
+# pid_of NAME: pid of a running component started for this cluster (empty when not running).
+pid_of() {
+    local pid
+    pid="$(cat "$CDIR/pids/$1" 2>/dev/null || true)"
+    [[ -n "$pid" ]] || return 0
+    # The pid must still be ours: every component's command line names the cluster directory.
+    if [[ -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$CDIR"; then
+        printf '%s' "$pid"
+    fi
+}
+
+# check_alive: fail naming the first started component that is no longer running.
+check_alive() {
+    local name
+    [[ -f "$CDIR/pids/order" ]] || return 0
+    while read -r name; do
+        [[ -n "$(pid_of "$name")" ]] || die_component "$name" "process exited unexpectedly"
+    done <"$CDIR/pids/order"
+}
+
+# wait_for COMPONENT DESCRIPTION COMMAND...: poll COMMAND until it succeeds, within $TIMEOUT s.
+wait_for() {
+    local name="$1" what="$2"
+    shift 2
+    local deadline=$((SECONDS + TIMEOUT)) delay=0.1
+    while :; do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        check_alive
+        [[ $SECONDS -lt $deadline ]] || die_component "$name" "timed out after ${TIMEOUT}s waiting for $what"
+        sleep "$delay"
+        [[ "$delay" == 0.1 ]] && delay=0.25 || delay=0.5
+    done
+}
+
+# nodes_ready N: true when N kwok nodes report Ready=True.
+nodes_ready() {
+    local want="$1" ready
+    ready="$("$K8S_DIR/bin/kubectl" --kubeconfig "${KUBECONFIG_FOR_CHECKS:-$CDIR/kubeconfig.tmp}" get nodes \
+        -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+        grep -c '^True$' || true)"
+    [[ "$ready" -ge "$want" ]]
+}
+
+# cluster_healthy: every component runs, /readyz answers and the fake nodes are Ready.
+cluster_healthy() {
+    local name
+    [[ -f "$CDIR/pids/order" && -f "$CDIR/kubeconfig" ]] || return 1
+    while read -r name; do
+        [[ -n "$(pid_of "$name")" ]] || return 1
+    done <"$CDIR/pids/order"
+    "$K8S_DIR/bin/kubectl" --kubeconfig "$CDIR/kubeconfig" get --raw /readyz >/dev/null 2>&1 || return 1
+    KUBECONFIG_FOR_CHECKS="$CDIR/kubeconfig" nodes_ready "$(cat "$CDIR/ready")"
+}
+
+# cluster_stop [keep-logs]: stop every component (newest first) and remove the cluster state.
+cluster_stop() {
+    local keep="${1:-}" name pid pids=() deadline
+    if [[ -f "$CDIR/pids/order" ]]; then
+        while read -r name; do
+            pid="$(pid_of "$name")"
+            if [[ -n "$pid" ]]; then
+                kill -TERM "$pid" 2>/dev/null || true
+                pids+=("$pid")
+            fi
+        done < <(tac "$CDIR/pids/order")
+    fi
+    deadline=$((SECONDS + 30))
+    for pid in "${pids[@]}"; do
+        while kill -0 "$pid" 2>/dev/null; do
+            if [[ $SECONDS -ge $deadline ]]; then
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+        done
+    done
+    # Reap what was started by this shell so nothing lingers as a zombie.
+    wait 2>/dev/null || true
+    if [[ "$keep" == keep-logs && -d "$CDIR/logs" ]]; then
+        find "${CDIR:?}" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
+    else
+        rm -rf "${CDIR:?}"
+    fi
+}
