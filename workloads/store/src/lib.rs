@@ -14,16 +14,20 @@
 pub mod alert_rules;
 pub mod alerting;
 pub mod api_tokens;
+pub mod control_directory;
 pub mod error;
 pub mod events;
 pub mod groups;
 pub mod ingest;
 pub mod notifications;
+pub mod org_changes;
 pub mod organizations;
+pub mod outbox;
 pub mod page;
 pub mod pool;
 pub mod project_keys;
 pub mod projects;
+pub mod snowflake;
 
 pub use error::{Result, StoreError};
 pub use page::{Cursor, Page, PageRequest};
