@@ -71,6 +71,8 @@ pub enum Error {
 pub struct Cluster {
     pub client: Client,
     pub kubeconfig: PathBuf,
+    /// The client configuration, for clients with other credentials on the same server.
+    pub config: kube::Config,
 }
 
 /// Connect to the cluster named by the environment, checking that its API server answers.
@@ -102,7 +104,7 @@ pub async fn connect(which: Which) -> Result<Cluster, Error> {
             up,
             source,
         })?;
-    let client = Client::try_from(config).map_err(|source| Error::Client {
+    let client = Client::try_from(config.clone()).map_err(|source| Error::Client {
         path: path.clone(),
         source,
     })?;
@@ -117,5 +119,6 @@ pub async fn connect(which: Which) -> Result<Cluster, Error> {
     Ok(Cluster {
         client,
         kubeconfig: path,
+        config,
     })
 }

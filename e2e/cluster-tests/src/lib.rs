@@ -3,7 +3,8 @@
 //! ```text
 //! SILO_KUBECONFIG / SILO_KUBECONFIG_2 --> cluster::connect --> kube::Client
 //!     --> TestNamespace (generated name, deleted and awaited at the end)
-//!     --> scenario (Deployment rollout/scale/delete, CRD with a CEL rule)
+//!     --> scenario (Deployment rollout/scale/delete, CRD with a CEL rule,
+//!                   ServiceAccount token limited by RBAC)
 //!     --> wait::until polls the API server with a deadline until it reports the expected state
 //! ```
 //!
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod crd;
 pub mod deployment;
 pub mod namespace;
+pub mod token;
 pub mod wait;
 
 /// Failure of a scenario, with the step that failed.

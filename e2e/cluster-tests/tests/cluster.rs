@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use silo_e2e_cluster::cluster::{self, Which};
 use silo_e2e_cluster::namespace::with_namespace;
-use silo_e2e_cluster::{Error, StepContext, crd, deployment};
+use silo_e2e_cluster::{Error, StepContext, crd, deployment, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_rolls_out_scales_and_is_garbage_collected() -> Result<(), Error> {
@@ -76,5 +76,21 @@ async fn two_clusters_roll_out_deployments_at_the_same_time() -> Result<(), Erro
     );
     first?;
     second?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_token_is_accepted_and_limited_by_rbac() -> Result<(), Error> {
+    let primary = cluster::connect(Which::Primary).await?;
+    let cluster = primary.clone();
+    let denial = with_namespace(&primary.client, "token", |ns| async move {
+        token::service_account_access(&cluster, &ns, "default").await
+    })
+    .await?;
+    assert!(
+        denial.contains("system:serviceaccount:")
+            && denial.contains("cannot list resource \"pods\""),
+        "denial names the ServiceAccount and the verb: {denial}"
+    );
     Ok(())
 }
