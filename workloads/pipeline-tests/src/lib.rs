@@ -11,14 +11,19 @@
 //! directory of the running test executable); [`binaries::ensure_built`] runs `cargo build`
 //! for them first unless `SILO_SKIP_BUILD=1`.
 
+pub mod api;
 pub mod binaries;
 pub mod db;
 pub mod kafka;
+pub mod region;
+pub mod sdk;
 pub mod services;
 pub mod wait;
+pub mod webhook;
 
 pub use binaries::{Binary, ensure_built};
 pub use db::TestDb;
+pub use region::{Region, TestProject};
 pub use services::Services;
 
 /// A short random suffix for names that must not collide between tests and runs.
