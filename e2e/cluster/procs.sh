@@ -33,6 +33,17 @@ allocate_ports() {
     taken=" $(find "$CLUSTERS_DIR" -mindepth 2 -maxdepth 2 -name ports -exec awk '{ printf "%s ", $2 }' {} +) "
     : >"$CDIR/ports.tmp"
     for name in "${PORT_NAMES[@]}"; do
+        if [[ "$name" == apiserver && -n "${SILO_CLUSTER_APISERVER_PORT:-}" ]]; then
+            p="$SILO_CLUSTER_APISERVER_PORT"
+            [[ "$p" =~ ^[0-9]+$ && "$p" -ge 1 && "$p" -le 65535 ]] ||
+                die "kube-apiserver: SILO_CLUSTER_APISERVER_PORT must be a port number, got '$p'"
+            if [[ "$taken" == *" $p "* ]] || port_in_use "$p"; then
+                die "kube-apiserver: port $p (SILO_CLUSTER_APISERVER_PORT) is already in use; pick another or unset it"
+            fi
+            taken+="$p "
+            printf '%s %s\n' "$name" "$p" >>"$CDIR/ports.tmp"
+            continue
+        fi
         tries=0
         while :; do
             tries=$((tries + 1))

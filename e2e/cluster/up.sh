@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Start a local Kubernetes cluster NAME (default "silo") on loopback:
 #   etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler, kwok -> fake Nodes (Ready)
-# and write $SILO_STATE/clusters/NAME/{kubeconfig,env}. Safe to re-run: a healthy cluster is left
+# and write $SILO_STATE/clusters/NAME/{kubeconfig,env}; the kubeconfig path is the only line on
+# stdout (export SILO_KUBECONFIG="$(up.sh)"). Safe to re-run: a healthy cluster is left
 # as is. On any failure everything started so far is stopped again and the failing component
 # and its log file are named.
 #
 # Usage: up.sh [NAME]
 # Environment: SILO_CLUSTER_NODES (fake nodes, default 4), SILO_NODE_CPU (64), SILO_NODE_MEMORY
-# (256Gi), SILO_NODE_PODS (2000), SILO_CLUSTER_TIMEOUT (seconds per readiness wait, default 120).
+# (256Gi), SILO_NODE_PODS (2000), SILO_CLUSTER_TIMEOUT (seconds per readiness wait, default 120),
+# SILO_CLUSTER_APISERVER_PORT (fixed API server port; other ports are always picked free).
 set -Eeuo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$CLUSTER_SCRIPT_DIR/procs.sh"
@@ -28,6 +30,7 @@ START="$(now_s)"
 if [[ -f "$CDIR/ready" ]]; then
     if cluster_healthy; then
         log "cluster '$NAME' is already running (API server https://127.0.0.1:$(port_of apiserver)); source $CDIR/env"
+        printf '%s\n' "$CDIR/kubeconfig"
         exit 0
     fi
     log "cluster '$NAME' has state but is not healthy; restarting it"
@@ -164,11 +167,11 @@ start_component kube-controller-manager "$K8S_DIR/bin/kube-controller-manager" \
     --root-ca-file "$PKI/ca.crt" \
     --cluster-signing-cert-file "$PKI/ca.crt" \
     --cluster-signing-key-file "$PKI/ca.key" \
-    --kube-api-qps 200 \
-    --kube-api-burst 400 \
+    --kube-api-qps 1000 \
+    --kube-api-burst 2000 \
     --concurrent-deployment-syncs 20 \
     --concurrent-replicaset-syncs 20 \
-    --concurrent-namespace-syncs 20 \
+    --concurrent-namespace-syncs 50 \
     --profiling=false
 
 cat >"$CDIR/config/kube-scheduler.yaml" <<EOF
@@ -176,8 +179,8 @@ apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection:
   kubeconfig: $CDIR/config/kube-scheduler.kubeconfig
-  qps: 200
-  burst: 400
+  qps: 1000
+  burst: 2000
 leaderElection:
   leaderElect: false
 EOF
@@ -249,3 +252,4 @@ printf '%s\n' "$NODES" >"$CDIR/ready"
 UP_OK=1
 log "cluster '$NAME' is up in $(elapsed "$START")s: API server $APISERVER_URL, $NODES fake nodes"
 log "kubeconfig: $CDIR/kubeconfig   environment: source $CDIR/env"
+printf '%s\n' "$CDIR/kubeconfig"
