@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::auth::ALL_SCOPES;
 use crate::cli::{Cli, Command};
+use crate::control::{CrossSilo, CrossSiloMetrics};
 use crate::metrics::WebMetrics;
 use crate::state::{AppState, Settings};
 
@@ -72,6 +73,12 @@ async fn serve_api(cli: Cli, contract: ContractHandle, pool: PgPool) -> Result<(
 
     let mut registry = Registry::default();
     let metrics = Arc::new(WebMetrics::register(&mut registry));
+    let cross = CrossSilo::new(
+        contract.clone(),
+        cli.cross.settings(),
+        Arc::new(CrossSiloMetrics::register(&mut registry)),
+    );
+    crate::control::outbox::spawn(pool.clone(), cross.clone(), mode, shutdown.clone());
     let readiness = Readiness::new();
     spawn_database_probe(
         pool.clone(),
@@ -92,8 +99,9 @@ async fn serve_api(cli: Cli, contract: ContractHandle, pool: PgPool) -> Result<(
             public_url: cli.serve.public_url,
         }),
         metrics,
+        cross,
     };
-    let api = crate::router::router(state);
+    let api = crate::router::app_router(state);
     tracing::info!(%mode, listen = %cli.serve.listen, "web starting");
     match cli.serve.admin_listen {
         Some(admin_addr) => {

@@ -3,7 +3,9 @@
 //! ```text
 //!  request ──► check_access(route.access)
 //!     Access::Scope(s): Authorization: Bearer <token> ─► api_tokens (sha256) ─► has scope s?
+//!                       or X-Silo-Identity signed by the gateway (control::identity)
 //!     Access::Relay:    X-Sentry-Relay-Signature = HMAC(relay secret, body) ?
+//!     Access::Rpc:      Authorization: Rpcsignature rpc0:<hmac> (control::rpc)
 //!     Access::Public:   nothing to check
 //!  ──► Principal in request extensions ──► handler
 //! ```
@@ -18,6 +20,7 @@ use serde::Serialize;
 use silo_protocol::relay_auth;
 use silo_store::api_tokens::{self, ApiToken};
 
+use crate::control::identity;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -48,6 +51,8 @@ pub enum Access {
     Scope(&'static str),
     /// A request signed by one of this region's relays.
     Relay,
+    /// A cross-silo RPC call signed with `RPC_SHARED_SECRET`.
+    Rpc,
 }
 
 /// The authenticated caller, available to handlers as `Extension<Principal>`.
@@ -55,7 +60,11 @@ pub enum Access {
 pub enum Principal {
     Anonymous,
     Token(ApiToken),
-    Relay { relay_id: String },
+    Relay {
+        relay_id: String,
+    },
+    /// Another silo, proven by the RPC signature.
+    Rpc,
 }
 
 /// Middleware installed per route by [`crate::silo::compose`].
@@ -66,12 +75,16 @@ pub async fn check_access(
 ) -> Response {
     let principal = match access {
         Access::Public => Ok((Principal::Anonymous, request)),
+        Access::Scope(scope) if request.headers().contains_key(identity::IDENTITY_HEADER) => {
+            forwarded(&state, &request, scope).map(|token| (Principal::Token(token), request))
+        }
         Access::Scope(scope) => {
             bearer(&state, request.headers().get(AUTHORIZATION).cloned(), scope)
                 .await
                 .map(|token| (Principal::Token(token), request))
         }
         Access::Relay => relay(&state, request).await,
+        Access::Rpc => crate::control::rpc::verify_request(&state, request).await,
     };
     match principal {
         Ok((principal, req)) => {
@@ -116,6 +129,36 @@ async fn bearer(
         )));
     }
     Ok(token)
+}
+
+/// The caller identity forwarded by the control silo's gateway (see [`identity`]).
+fn forwarded(state: &AppState, request: &Request, scope: &str) -> Result<ApiToken, AppError> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let value = header(identity::IDENTITY_HEADER).unwrap_or_default();
+    let keys = state.cross.contract().rpc_secrets.clone();
+    let forwarded = identity::verify(
+        &keys,
+        request.uri().path(),
+        value,
+        header(identity::SIGNATURE_HEADER),
+    )
+    .map_err(|error| {
+        tracing::warn!(%error, "refused forwarded identity");
+        AppError::Unauthorized(format!("Invalid forwarded identity: {error}."))
+    })?;
+    if !grants(&forwarded.scopes, scope) {
+        return Err(AppError::Forbidden(format!(
+            "You do not have permission to perform this action: the token lacks the {scope:?} scope."
+        )));
+    }
+    Ok(ApiToken {
+        id: forwarded.token_id,
+        token_last_four: String::new(),
+        label: forwarded.label,
+        scopes: forwarded.scopes,
+        expires_at: None,
+        date_created: chrono::Utc::now(),
+    })
 }
 
 /// Whether `held` scopes allow `needed`: `x:admin` implies `x:write`, which implies `x:read`.

@@ -18,6 +18,8 @@ pub struct Cli {
     #[command(flatten)]
     pub serve: ServeArgs,
     #[command(flatten)]
+    pub cross: crate::control::CrossSiloArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //!  HTTP ──► router (composed for SENTRY_SILO_MODE from silo::RouteDef list)
 //!            ├─ wrong silo ──► 404 {"detail", "silo", "servedBy"}
+//!            │   (CONTROL: region routes ──► control::gateway ──► owning region)
 //!            └─ access layer (bearer token scopes | relay signature)
 //!                 └─► api::<resource> handler ──► silo-store queries ──► Postgres
 //!  /healthz /readyz /metrics ──► silo-runtime admin router
@@ -15,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod control;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -24,6 +26,6 @@ pub mod silo;
 pub mod state;
 
 pub use error::AppError;
-pub use router::{router, routes};
+pub use router::{app_router, router, routes};
 pub use silo::{RouteDef, Silos};
 pub use state::{AppState, Settings};

@@ -10,12 +10,25 @@ use crate::state::AppState;
 
 /// Every route web knows, in every silo. A process serves the ones its mode allows.
 pub fn routes() -> Vec<RouteDef> {
-    crate::api::routes()
+    let mut routes = crate::api::routes();
+    routes.extend(crate::control::routes());
+    routes
 }
 
 /// The API router for `state.mode`, with wrong-silo routes answering 404 with a reason.
 pub fn router(state: AppState) -> Router {
     router_with(state, routes(), &silo::wrong_silo)
+}
+
+/// The router a process serves: in CONTROL mode region routes are proxied to the owning
+/// region by the gateway; elsewhere [`router`].
+pub fn app_router(state: AppState) -> Router {
+    if state.mode == silo_contract::SiloMode::Control {
+        let gateway = crate::control::gateway::off_silo(state.clone());
+        router_with(state, routes(), &gateway)
+    } else {
+        router(state)
+    }
 }
 
 /// The API router from an explicit route list and off-silo handler (the control silo's

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use silo_contract::SiloMode;
 use silo_store::PgPool;
 
+use crate::control::CrossSilo;
 use crate::metrics::WebMetrics;
 
 /// Settings handlers read.
@@ -25,4 +26,6 @@ pub struct AppState {
     pub mode: SiloMode,
     pub settings: Arc<Settings>,
     pub metrics: Arc<WebMetrics>,
+    /// Directory, gateway, RPC and outbox handles (see [`crate::control`]).
+    pub cross: CrossSilo,
 }

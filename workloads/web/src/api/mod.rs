@@ -21,27 +21,15 @@ use crate::error::{ApiResult, AppError};
 use crate::silo::{RouteDef, Silos};
 use crate::state::AppState;
 
-/// Every region-silo endpoint.
+/// Every region-silo endpoint (the organization list and create live in
+/// [`crate::control::routes`]).
 pub fn routes() -> Vec<RouteDef> {
     use Method as M;
     use Silos::Region as R;
     let s = Access::Scope;
     vec![
-        // Organizations.
-        RouteDef::new(
-            M::GET,
-            "/api/0/organizations/",
-            R,
-            s("org:read"),
-            organizations::list,
-        ),
-        RouteDef::new(
-            M::POST,
-            "/api/0/organizations/",
-            R,
-            s("org:write"),
-            organizations::create,
-        ),
+        // Organizations (`GET`/`POST /api/0/organizations/` are in `control::routes`: they
+        // answer from the region or the directory depending on the silo).
         RouteDef::new(M::GET, ORG, R, s("org:read"), organizations::detail),
         // Projects.
         RouteDef::new(M::GET, ORG_PROJECTS, R, s("project:read"), projects::list),

@@ -71,7 +71,9 @@ pub async fn create(
         _ => slugify(&name),
     };
     validate_slug("organization", &slug)?;
-    let org = organizations::create(&state.pool, &slug, &name).await?;
+    let id = state.cross.next_id(&state.cross.local_region_name());
+    let org = silo_store::org_changes::create(&state.pool, id, &slug, &name).await?;
+    state.cross.wake_outbox();
     tracing::info!(org = %org.slug, id = org.id, "organization created");
     Ok((StatusCode::CREATED, axum::Json(OrganizationJson::from(org))))
 }

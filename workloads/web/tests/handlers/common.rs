@@ -134,6 +134,7 @@ pub fn state(pool: PgPool, mode: SiloMode) -> AppState {
             public_url: Some("http://api.test".to_owned()),
         }),
         metrics: Arc::new(WebMetrics::register(&mut registry)),
+        cross: silo_web::control::CrossSilo::standalone(mode),
     }
 }
 

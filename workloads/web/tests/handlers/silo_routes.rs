@@ -22,6 +22,7 @@ fn concrete(template: &str) -> String {
         ("{issue_id}", "1"),
         ("{event_id}", "0123456789abcdef0123456789abcdef"),
         ("{rule_id}", "1"),
+        ("{method}", "create"),
     ] {
         path = path.replace(placeholder, value);
     }
@@ -145,4 +146,60 @@ async fn database_down_is_a_503_with_retry_after() {
     );
     assert!(reply.body["detail"].as_str().unwrap().contains("database"));
     assert_eq!(reply.headers["retry-after"], "5");
+}
+
+/// The CONTROL process as deployed: region routes go through the gateway, which still
+/// authenticates first; relay routes stay "wrong silo"; control and shared routes are served.
+#[tokio::test]
+async fn control_gateway_authenticates_before_proxying_and_keeps_relay_routes_local() {
+    let router = silo_web::app_router(state(unreachable_pool(), SiloMode::Control));
+    for route in routes() {
+        let path = concrete(route.path);
+        let body = (route.method == axum::http::Method::POST
+            || route.method == axum::http::Method::PUT)
+            .then(|| serde_json::json!({}));
+        let reply = send(&router, route.method.clone(), &path, body, None).await;
+        if route.access == Access::Relay {
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{route:?}");
+            assert_eq!(reply.body["siloMode"], "CONTROL", "{}", reply.body);
+        } else {
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "CONTROL {route:?} without credentials: {}",
+                reply.body
+            );
+        }
+    }
+}
+
+#[test]
+fn new_cross_silo_routes_declare_their_silos() {
+    let all = routes();
+    let find = |method: axum::http::Method, path: &str| {
+        all.iter()
+            .find(|r| r.method == method && r.path == path)
+            .unwrap_or_else(|| panic!("{method} {path} is not registered"))
+    };
+    use axum::http::Method as M;
+    assert_eq!(find(M::GET, "/api/0/organizations/").silos, Silos::All);
+    assert_eq!(find(M::POST, "/api/0/organizations/").silos, Silos::All);
+    let rpc_org = find(M::POST, "/api/0/internal/rpc/organization/{method}/");
+    assert_eq!(
+        (rpc_org.silos, rpc_org.access),
+        (Silos::Region, Access::Rpc)
+    );
+    let rpc_outbox = find(M::POST, "/api/0/internal/rpc/outbox/{method}/");
+    assert_eq!(
+        (rpc_outbox.silos, rpc_outbox.access),
+        (Silos::Control, Access::Rpc)
+    );
+    assert_eq!(
+        find(
+            M::POST,
+            "/api/0/organizations/{organization_id_or_slug}/members/"
+        )
+        .silos,
+        Silos::Region
+    );
 }
