@@ -160,3 +160,23 @@ async fn check_rule(client: &kube::Client, ns: &str, ar: &ApiResource) -> Result
     }
     Ok(message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crd_names_follow_the_suffix_and_carry_the_rule() {
+        let (crd, ar) = build("abc12").expect("CRD builds");
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("rangesabc12.e2e.silo.dev")
+        );
+        assert_eq!(ar.plural, "rangesabc12");
+        assert_eq!(ar.kind, "Rangeabc12");
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema serializes");
+        let rules = &schema["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"];
+        assert_eq!(rules[0]["message"], RULE_MESSAGE);
+        assert_eq!(rules[0]["rule"], "self.minReplicas <= self.maxReplicas");
+    }
+}

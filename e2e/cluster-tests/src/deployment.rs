@@ -178,3 +178,28 @@ pub async fn lifecycle(client: &kube::Client, ns: &str) -> Result<(), Error> {
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_matches_the_pod_template() {
+        let d = build("web", 3);
+        let spec = d.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(3));
+        let selector = spec.selector.match_labels.expect("selector labels");
+        let template = spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .expect("template labels");
+        for (k, v) in &selector {
+            assert_eq!(
+                template.get(k),
+                Some(v),
+                "template lacks selector label {k}"
+            );
+        }
+    }
+}
