@@ -12,6 +12,7 @@
 //! for them first unless `SILO_SKIP_BUILD=1`.
 
 pub mod api;
+pub mod bench;
 pub mod binaries;
 pub mod db;
 pub mod kafka;
