@@ -1,0 +1,290 @@
+//! Request bodies: bounded reading, `Content-Encoding` (gzip, deflate), and the events they carry.
+
+use std::io::Read;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::envelope::{self, Envelope, EnvelopeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("event item exceeds the limit of {limit} bytes")]
+    EventTooLarge { limit: usize },
+    #[error("unsupported Content-Encoding {0:?}: use gzip, deflate or identity")]
+    UnsupportedEncoding(String),
+    #[error("body is not valid {encoding} data: {source}")]
+    Decode {
+        encoding: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not read the request body: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("store body is not a JSON object: {0}")]
+    StoreJson(String),
+}
+
+fn read_limited(
+    mut reader: impl Read,
+    limit: usize,
+    encoding: &'static str,
+) -> Result<Bytes, BodyError> {
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    (&mut reader)
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|source| BodyError::Decode { encoding, source })?;
+    if out.len() > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Undo `Content-Encoding`; the decoded size is bounded by `limit` as well.
+pub fn decode(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Bytes, BodyError> {
+    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => Ok(body),
+        Some("gzip" | "x-gzip") => {
+            read_limited(flate2::read::MultiGzDecoder::new(&body[..]), limit, "gzip")
+        }
+        Some("deflate") => {
+            // HTTP deflate is zlib-wrapped, but some clients send raw deflate streams.
+            match read_limited(flate2::read::ZlibDecoder::new(&body[..]), limit, "deflate") {
+                Err(BodyError::Decode { .. }) => read_limited(
+                    flate2::read::DeflateDecoder::new(&body[..]),
+                    limit,
+                    "deflate",
+                ),
+                other => other,
+            }
+        }
+        Some(other) => Err(BodyError::UnsupportedEncoding(other.to_owned())),
+    }
+}
+
+/// An event to produce: its normalized id and the payload as the SDK sent it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventItem {
+    pub event_id: String,
+    pub payload: Value,
+}
+
+/// What a request carried: events to ingest and the types of items that are not ingested.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extracted {
+    pub events: Vec<EventItem>,
+    pub dropped: Vec<String>,
+    /// The envelope's `event_id` header (returned to the SDK when there is no event item).
+    pub envelope_event_id: Option<String>,
+}
+
+/// Parse an event payload and settle its id (payload's own, else `fallback`, else a new one).
+fn event_item(
+    index: usize,
+    ty: &str,
+    payload: &[u8],
+    fallback: Option<&str>,
+    max_event_bytes: usize,
+) -> Result<EventItem, BodyError> {
+    if payload.len() > max_event_bytes {
+        return Err(BodyError::EventTooLarge {
+            limit: max_event_bytes,
+        });
+    }
+    let mut value: Value = serde_json::from_slice(payload).map_err(|e| EnvelopeError::Payload {
+        index,
+        ty: ty.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(EnvelopeError::Payload {
+            index,
+            ty: ty.to_owned(),
+            reason: "expected an object".into(),
+        }
+        .into());
+    };
+    let own = object
+        .get("event_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let event_id = match own.as_deref().or(fallback) {
+        Some(id) => envelope::normalize_event_id(id)?,
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    object.insert("event_id".into(), Value::String(event_id.clone()));
+    Ok(EventItem {
+        event_id,
+        payload: value,
+    })
+}
+
+/// The events of an envelope; `event` items are ingested, other item types are reported as
+/// dropped.
+pub fn extract_envelope(env: &Envelope, max_event_bytes: usize) -> Result<Extracted, BodyError> {
+    let envelope_event_id = env
+        .headers
+        .event_id
+        .as_deref()
+        .map(envelope::normalize_event_id)
+        .transpose()?;
+    let mut out = Extracted {
+        envelope_event_id: envelope_event_id.clone(),
+        ..Extracted::default()
+    };
+    for (index, item) in env.items.iter().enumerate() {
+        if item.ty == "event" {
+            out.events.push(event_item(
+                index,
+                &item.ty,
+                &item.payload,
+                envelope_event_id.as_deref(),
+                max_event_bytes,
+            )?);
+        } else {
+            out.dropped.push(item.ty.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The event of a `/store/` body: JSON, or the legacy base64 of zlib-compressed JSON.
+pub fn extract_store(body: &[u8], max_event_bytes: usize) -> Result<Extracted, BodyError> {
+    let trimmed = body.trim_ascii_start();
+    let event = if trimmed.first() == Some(&b'{') {
+        event_item(0, "event", trimmed, None, max_event_bytes)?
+    } else {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(body.trim_ascii())
+            .map_err(|e| BodyError::StoreJson(format!("neither JSON nor base64 ({e})")))?;
+        let json = read_limited(
+            flate2::read::ZlibDecoder::new(&raw[..]),
+            max_event_bytes,
+            "zlib",
+        )
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => BodyError::EventTooLarge { limit },
+            other => other,
+        })?;
+        event_item(0, "event", &json, None, max_event_bytes)?
+    };
+    Ok(Extracted {
+        events: vec![event],
+        ..Extracted::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        Bytes::from(enc.finish().unwrap())
+    }
+
+    #[test]
+    fn gzip_and_deflate_round_trip() {
+        let data = b"{\"message\":\"hello\"}".repeat(10);
+        assert_eq!(decode(Some("gzip"), gzip(&data), 1000).unwrap(), &data[..]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&data).unwrap();
+        let zlib = Bytes::from(z.finish().unwrap());
+        assert_eq!(decode(Some("deflate"), zlib, 1000).unwrap(), &data[..]);
+        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        d.write_all(&data).unwrap();
+        let raw = Bytes::from(d.finish().unwrap());
+        assert_eq!(decode(Some("deflate"), raw, 1000).unwrap(), &data[..]);
+        assert_eq!(
+            decode(None, Bytes::from_static(b"x"), 10).unwrap(),
+            &b"x"[..]
+        );
+    }
+
+    #[test]
+    fn decoded_size_is_bounded_and_bad_input_named() {
+        let bomb = gzip(&vec![b'a'; 100_000]);
+        assert!(matches!(
+            decode(Some("gzip"), bomb, 1000),
+            Err(BodyError::TooLarge { limit: 1000 })
+        ));
+        assert!(matches!(
+            decode(Some("gzip"), Bytes::from_static(b"not gzip"), 1000),
+            Err(BodyError::Decode {
+                encoding: "gzip",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(Some("br"), Bytes::new(), 10),
+            Err(BodyError::UnsupportedEncoding(_))
+        ));
+    }
+
+    #[test]
+    fn envelope_events_take_ids_from_payload_or_header() {
+        let env = envelope::parse(Bytes::from_static(
+            b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n\
+              {\"type\":\"event\"}\n{\"message\":\"a\"}\n\
+              {\"type\":\"client_report\"}\n{}\n",
+        ))
+        .unwrap();
+        let out = extract_envelope(&env, 1000).unwrap();
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.events[0].event_id, "9ec79c33ec9942ab8353589fcb2e04dc");
+        assert_eq!(
+            out.events[0].payload["event_id"],
+            "9ec79c33ec9942ab8353589fcb2e04dc"
+        );
+        assert_eq!(out.dropped, vec!["client_report".to_owned()]);
+
+        let env = envelope::parse(Bytes::from_static(
+            b"{}\n{\"type\":\"event\"}\n{\"event_id\":\"AAAAAAAA-AAAA-AAAA-AAAA-AAAAAAAAAAAA\"}\n",
+        ))
+        .unwrap();
+        let out = extract_envelope(&env, 1000).unwrap();
+        assert_eq!(out.events[0].event_id, "a".repeat(32));
+    }
+
+    #[test]
+    fn event_payload_errors() {
+        let env = envelope::parse(Bytes::from_static(b"{}\n{\"type\":\"event\"}\n[1]\n")).unwrap();
+        let err = extract_envelope(&env, 1000).unwrap_err();
+        assert!(err.to_string().contains("not a JSON object"), "{err}");
+        let env = envelope::parse(Bytes::from_static(
+            b"{}\n{\"type\":\"event\"}\n{\"message\":\"long\"}\n",
+        ))
+        .unwrap();
+        assert!(matches!(
+            extract_envelope(&env, 5),
+            Err(BodyError::EventTooLarge { limit: 5 })
+        ));
+    }
+
+    #[test]
+    fn store_bodies_json_and_legacy_base64() {
+        let out = extract_store(b"{\"message\":\"x\"}", 1000).unwrap();
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.events[0].event_id.len(), 32);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(b"{\"message\":\"legacy\"}").unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
+        let out = extract_store(b64.as_bytes(), 1000).unwrap();
+        assert_eq!(out.events[0].payload["message"], "legacy");
+        assert!(matches!(
+            extract_store(b"%%%", 1000),
+            Err(BodyError::StoreJson(_))
+        ));
+    }
+}

@@ -1,0 +1,6 @@
+//! Relay against real Postgres, Redis and Kafka (from `e2e/services/up.sh`) and the real `web`
+//! binary as its project-config upstream.
+
+mod common;
+mod ingest;
+mod kafka_outage;
