@@ -34,6 +34,29 @@ pub enum AppError {
     Serve(#[from] silo_runtime::ServeError),
 }
 
+/// [`run`], but once shutdown fired the drain gets at most `--shutdown-timeout`.
+pub async fn run_with_drain_deadline(
+    args: Args,
+    contract: ContractHandle,
+    shutdown: Shutdown,
+) -> Result<(), AppError> {
+    let timeout = args.runtime.shutdown_timeout;
+    let deadline = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.wait().await;
+            tokio::time::sleep(timeout).await;
+        }
+    };
+    tokio::select! {
+        result = run(args, contract, shutdown) => result,
+        () = deadline => {
+            tracing::warn!(?timeout, "draining took longer than the shutdown timeout; exiting");
+            Ok(())
+        }
+    }
+}
+
 /// Run the consumers until SIGTERM/SIGINT (or `shutdown`) and the drain finished.
 pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Result<(), AppError> {
     let mode = contract.current().mode;
