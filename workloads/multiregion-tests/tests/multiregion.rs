@@ -1,0 +1,598 @@
+//! A control process and regions `us` and `de` (each its own database, one directory):
+//! organizations created through control land in their region, the gateway routes to them,
+//! RPC is signed and rotatable, and region changes reach control through the outbox even
+//! across a control outage. A MONOLITH process serves the same API alone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use silo_contract::rpc;
+use silo_multiregion_tests::wait::until;
+use silo_multiregion_tests::{Api, Fleet, FleetOptions, Monolith, Silo};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn create_org(api: &Api, slug: &str, region: Option<&str>) -> Value {
+    let mut body = json!({"name": format!("Org {slug}"), "slug": slug});
+    if let Some(region) = region {
+        body["region"] = json!(region);
+    }
+    let r = api.post("/api/0/organizations/", body).await;
+    assert_eq!(r.status, 201, "create {slug}: {}", r.body);
+    r.body
+}
+
+fn slugs(list: &Value) -> Vec<String> {
+    let mut slugs: Vec<String> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("expected a list, got {list}"))
+        .iter()
+        .map(|o| o["slug"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    slugs.sort();
+    slugs
+}
+
+/// Post a signed RPC call to `base` with `key`.
+async fn rpc_call(base: &str, path: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
+    let bytes = body.to_string().into_bytes();
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(bytes.clone());
+    if let Some(key) = key {
+        request = request.header(
+            "authorization",
+            format!("{} {}", rpc::SCHEME, rpc::sign(key, path, &bytes)),
+        );
+    }
+    let response = request.send().await.expect("rpc request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_live_in_their_region_and_the_gateway_routes_to_them() {
+    let mut fleet = Fleet::start(FleetOptions::default()).await;
+    let control = fleet.api(Silo::Control);
+    let us = fleet.api(Silo::Us);
+    let de = fleet.api(Silo::De);
+
+    let in_us = create_org(&control, "acme-us", Some("us")).await;
+    let in_de = create_org(&control, "acme-de", Some("de")).await;
+    let default = create_org(&control, "acme-default", None).await;
+    assert_eq!(in_de["links"]["regionUrl"], fleet.de.base_url());
+    assert_eq!(
+        default["links"]["regionUrl"],
+        fleet.us.base_url(),
+        "default is SENTRY_MONOLITH_REGION"
+    );
+    // Ids are strings, unique across regions.
+    let ids: Vec<&str> = [&in_us, &in_de, &default]
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+
+    // Slugs are unique across regions; unknown regions are refused with the known ones.
+    let dup = control
+        .post(
+            "/api/0/organizations/",
+            json!({"name": "x", "slug": "acme-us", "region": "de"}),
+        )
+        .await;
+    assert_eq!(dup.status, 409, "{}", dup.body);
+    let bad = control
+        .post(
+            "/api/0/organizations/",
+            json!({"name": "x", "slug": "x-1", "region": "mars"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body["detail"].as_str().unwrap().contains("de, us"),
+        "{}",
+        bad.body
+    );
+
+    // The directory lists all three; each region only its own.
+    let listed = control.get("/api/0/organizations/").await;
+    assert_eq!(slugs(&listed.body), ["acme-de", "acme-default", "acme-us"]);
+    assert_eq!(
+        slugs(&us.get("/api/0/organizations/").await.body),
+        ["acme-default", "acme-us"]
+    );
+    assert_eq!(
+        slugs(&de.get("/api/0/organizations/").await.body),
+        ["acme-de"]
+    );
+
+    // Through the gateway: detail, create a project, list with a query, proxy URL header.
+    let detail = control.get("/api/0/organizations/acme-de/").await;
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    assert_eq!(detail.body["id"], in_de["id"]);
+    assert_eq!(
+        detail.header("x-sentry-proxy-url"),
+        Some(format!("{}/api/0/organizations/acme-de/", fleet.de.base_url()).as_str())
+    );
+    for name in ["api", "web"] {
+        let p = control
+            .post(
+                "/api/0/organizations/acme-de/projects/",
+                json!({"name": name, "slug": name, "platform": "rust"}),
+            )
+            .await;
+        assert_eq!(p.status, 201, "{}", p.body);
+    }
+    let page = control
+        .get("/api/0/organizations/acme-de/projects/?per_page=1")
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.body.as_array().map(Vec::len),
+        Some(1),
+        "query per_page=1 preserved"
+    );
+    assert!(
+        page.header("link")
+            .unwrap_or_default()
+            .contains("results=\"true\"")
+    );
+    assert!(
+        page.header("x-sentry-proxy-url")
+            .unwrap()
+            .ends_with("/projects/?per_page=1")
+    );
+    let project = control.get("/api/0/projects/acme-de/api/").await;
+    assert_eq!(
+        (project.status, project.body["slug"].as_str()),
+        (200, Some("api"))
+    );
+
+    // `de` data is not readable from `us` directly.
+    assert_eq!(us.get("/api/0/organizations/acme-de/").await.status, 404);
+    assert_eq!(us.get("/api/0/projects/acme-de/api/").await.status, 404);
+    assert_eq!(de.get("/api/0/organizations/acme-de/").await.status, 200);
+
+    // Unknown organization, unauthenticated caller, wrong token.
+    assert_eq!(control.get("/api/0/organizations/nope/").await.status, 404);
+    let anonymous = Api::new(fleet.control.base_url(), "wrong-token");
+    assert_eq!(
+        anonymous.get("/api/0/organizations/acme-de/").await.status,
+        401
+    );
+    // A forged identity header sent straight to the region is refused.
+    let forged = reqwest::Client::new()
+        .get(format!(
+            "{}/api/0/organizations/acme-de/",
+            fleet.de.base_url()
+        ))
+        .header("x-silo-identity", "eyJ0b2tlbklkIjoxfQ")
+        .header("x-silo-identity-signature", "Rpcsignature rpc0:00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+
+    // RPC: unsigned or wrongly signed calls are refused and change nothing.
+    let args = json!({"meta": {}, "args": {"id": 42, "slug": "sneaky", "name": "Sneaky"}});
+    let path = "/api/0/internal/rpc/organization/create/";
+    assert_eq!(
+        rpc_call(&fleet.de.base_url(), path, &args, None).await.0,
+        401
+    );
+    assert_eq!(
+        rpc_call(&fleet.de.base_url(), path, &args, Some("not-the-secret"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(de.get("/api/0/organizations/sneaky/").await.status, 404);
+    let (status, reply) = rpc_call(&fleet.de.base_url(), path, &args, Some("fleet-secret-1")).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["value"]["slug"], "sneaky");
+    assert!(reply["meta"].is_object());
+
+    // A region that is down: 503 naming it; the other region still answers.
+    fleet.process(Silo::De).stop(Duration::from_secs(10)).await;
+    let down = control.get("/api/0/organizations/acme-de/").await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert!(
+        down.body["detail"].as_str().unwrap().contains("\"de\""),
+        "{}",
+        down.body
+    );
+    assert_eq!(
+        control.get("/api/0/organizations/acme-us/").await.status,
+        200
+    );
+    let refused = control
+        .post(
+            "/api/0/organizations/",
+            json!({"name": "x", "slug": "late-de", "region": "de"}),
+        )
+        .await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("region \"de\""),
+        "{}",
+        refused.body
+    );
+    // The slug was released: it can be taken in another region.
+    create_org(&control, "late-de", Some("us")).await;
+
+    fleet.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_outage_leaves_a_backlog_that_catches_up() {
+    let mut fleet = Fleet::start(FleetOptions::default()).await;
+    let control = fleet.api(Silo::Control);
+    let de = fleet.api(Silo::De);
+    create_org(&control, "keep", Some("de")).await;
+    create_org(&control, "doomed", Some("de")).await;
+    let de_pool = fleet.de_db.pool().await;
+    let backlog = |pool: sqlx::PgPool| async move {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM region_outbox")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<i64, String>(n)
+    };
+    until("the creation messages to drain", DEADLINE, || {
+        let pool = de_pool.clone();
+        async move {
+            match backlog(pool).await? {
+                0 => Ok(()),
+                n => Err(format!("{n} pending")),
+            }
+        }
+    })
+    .await;
+
+    fleet
+        .process(Silo::Control)
+        .stop(Duration::from_secs(10))
+        .await;
+    let renamed = de
+        .put(
+            "/api/0/organizations/keep/",
+            json!({"name": "Kept", "slug": "kept"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let member = de
+        .post(
+            "/api/0/organizations/kept/members/",
+            json!({"email": "Ana@Example.com", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(member.status, 201, "{}", member.body);
+    assert_eq!(member.body["email"], "ana@example.com");
+    let fresh = de
+        .post(
+            "/api/0/organizations/",
+            json!({"name": "Direct", "slug": "direct-de"}),
+        )
+        .await;
+    assert_eq!(fresh.status, 201, "{}", fresh.body);
+    assert_eq!(de.delete("/api/0/organizations/doomed/").await.status, 202);
+
+    // The backlog stays while control is down (the drain retries with backoff).
+    let pending = backlog(de_pool.clone()).await.unwrap();
+    assert_eq!(pending, 4, "rename, member, create, delete are queued");
+
+    fleet.process(Silo::Control).start();
+    fleet
+        .process(Silo::Control)
+        .wait_ready(Duration::from_secs(60))
+        .await;
+    let control = fleet.api(Silo::Control);
+    let listed = until("the directory to catch up", DEADLINE, || {
+        let control = control.clone();
+        async move {
+            let list = control.get("/api/0/organizations/").await.body;
+            let got = slugs(&list);
+            let doomed = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| o["slug"] == "doomed");
+            let deleted = doomed.is_some_and(|o| o["status"]["id"] == "pending_deletion");
+            if got == ["direct-de", "doomed", "kept"] && deleted {
+                Ok(list)
+            } else {
+                Err(list.to_string())
+            }
+        }
+    })
+    .await;
+    let kept = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["slug"] == "kept")
+        .unwrap();
+    assert_eq!(kept["name"], "Kept");
+    until("the outbox to empty", DEADLINE, || {
+        let pool = de_pool.clone();
+        async move {
+            match backlog(pool).await? {
+                0 => Ok(()),
+                n => Err(format!("{n} pending")),
+            }
+        }
+    })
+    .await;
+    let control_pool = fleet.control_db.pool().await;
+    let kept_id: i64 = kept["id"].as_str().unwrap().parse().unwrap();
+    let members: Vec<(String,)> = sqlx::query_as(
+        "SELECT u.email FROM organization_member_mappings m JOIN users u ON u.id = m.user_id \
+         WHERE m.organization_id = $1",
+    )
+    .bind(kept_id)
+    .fetch_all(&control_pool)
+    .await
+    .unwrap();
+    assert_eq!(members, vec![("ana@example.com".to_owned(),)]);
+    // The renamed slug routes through the gateway; the old one no longer does.
+    let via_gateway = until("the gateway to route the new slug", DEADLINE, || {
+        let control = control.clone();
+        async move {
+            let r = control.get("/api/0/organizations/kept/").await;
+            if r.status == 200 {
+                Ok(r)
+            } else {
+                Err(r.body.to_string())
+            }
+        }
+    })
+    .await;
+    assert_eq!(via_gateway.body["name"], "Kept");
+    assert_eq!(control.get("/api/0/organizations/keep/").await.status, 404);
+
+    // Delivering the same messages again changes nothing (receipts make it idempotent).
+    let (receipts,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM outbox_receipts WHERE region_name = 'de'")
+            .fetch_one(&control_pool)
+            .await
+            .unwrap();
+    let (first_id,): (i64,) =
+        sqlx::query_as("SELECT min(outbox_id) FROM outbox_receipts WHERE region_name = 'de'")
+            .fetch_one(&control_pool)
+            .await
+            .unwrap();
+    let replay = json!({"meta": {}, "args": {"region": "de", "messages": [{
+        "id": first_id, "category": "organization.renamed", "shardId": kept_id, "objectId": kept_id,
+        "payload": {"id": kept_id, "slug": "hijacked", "name": "Hijacked", "status": "active",
+                    "dateCreated": "2026-01-01T00:00:00Z"}
+    }]}});
+    let (status, reply) = rpc_call(
+        &fleet.control.base_url(),
+        "/api/0/internal/rpc/outbox/apply/",
+        &replay,
+        Some("fleet-secret-1"),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["value"]["receipts"][0]["outcome"], "duplicate");
+    assert_eq!(
+        control.get("/api/0/organizations/hijacked/").await.status,
+        404
+    );
+    let (after,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM outbox_receipts WHERE region_name = 'de'")
+            .fetch_one(&control_pool)
+            .await
+            .unwrap();
+    assert_eq!(after, receipts);
+    de_pool.close().await;
+    control_pool.close().await;
+    fleet.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_secret_rotates_without_failed_requests() {
+    let mut fleet = Fleet::start(FleetOptions {
+        rpc_secret: "old".into(),
+        ..FleetOptions::default()
+    })
+    .await;
+    let control = fleet.api(Silo::Control);
+    create_org(&control, "rot-de", Some("de")).await;
+    create_org(&control, "rot-us", Some("us")).await;
+
+    // Traffic through the gateway during the whole rotation: no answer may be a 401/403
+    // (secret mismatch); a 503 is allowed only while the region behind it restarts.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let traffic = {
+        let (stop, ok, control) = (stop.clone(), ok.clone(), control.clone());
+        tokio::spawn(async move {
+            let mut refused = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                for slug in ["rot-de", "rot-us"] {
+                    match control
+                        .try_send(Method::GET, &format!("/api/0/organizations/{slug}/"), None)
+                        .await
+                    {
+                        Ok(r) if r.status == 200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) if r.status == 401 || r.status == 403 || r.status == 500 => {
+                            refused.push(format!("{slug}: {} {}", r.status, r.body));
+                        }
+                        // 503 while a region restarts; connection refused while control does.
+                        _ => {}
+                    }
+                }
+            }
+            refused
+        })
+    };
+
+    // 1. every process learns the new key (still signing with the old one);
+    // 2. every process signs with the new key; 3. the old key is dropped.
+    let mut created = 0;
+    for value in ["old,new", "new,old", "new"] {
+        for silo in [Silo::De, Silo::Us, Silo::Control] {
+            fleet
+                .process(silo)
+                .restart_with(&[("RPC_SHARED_SECRET", value)], Duration::from_secs(60))
+                .await;
+            // Cross-silo writes work at every step (control -> region RPC).
+            let control = fleet.api(Silo::Control);
+            created += 1;
+            create_org(
+                &control,
+                &format!("rot-{created}"),
+                Some(if created % 2 == 0 { "us" } else { "de" }),
+            )
+            .await;
+        }
+    }
+    let before = ok.load(Ordering::Relaxed);
+    until("traffic to flow after the rotation", DEADLINE, || {
+        let ok = ok.clone();
+        async move {
+            let now = ok.load(Ordering::Relaxed);
+            if now > before + 10 {
+                Ok(())
+            } else {
+                Err(format!("{now} successful requests"))
+            }
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let refused = traffic.await.unwrap();
+    assert!(
+        refused.is_empty(),
+        "requests refused during rotation: {refused:?}"
+    );
+
+    // The old key no longer opens anything.
+    let args = json!({"meta": {}, "args": {"id": 7, "slug": "old-key", "name": "Old"}});
+    let path = "/api/0/internal/rpc/organization/create/";
+    assert_eq!(
+        rpc_call(&fleet.de.base_url(), path, &args, Some("old"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        rpc_call(&fleet.de.base_url(), path, &args, Some("new"))
+            .await
+            .0,
+        200
+    );
+    // Region changes still reach control with the new key.
+    let de = fleet.api(Silo::De);
+    assert_eq!(
+        de.put("/api/0/organizations/rot-de/", json!({"name": "Rotated"}))
+            .await
+            .status,
+        200
+    );
+    until("the rename to reach control", DEADLINE, || {
+        let control = control.clone();
+        async move {
+            let list = control.get("/api/0/organizations/").await.body;
+            let found = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|o| o["slug"] == "rot-de" && o["name"] == "Rotated");
+            if found { Ok(()) } else { Err(list.to_string()) }
+        }
+    })
+    .await;
+    fleet.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monolith_serves_the_same_api_from_one_process() {
+    let mono = Monolith::start().await;
+    let api = mono.api();
+    let org = create_org(&api, "solo", None).await;
+    assert_eq!(org["links"]["regionUrl"], mono.process.base_url());
+    assert_eq!(
+        create_org(&api, "solo-2", Some("us")).await["slug"],
+        "solo-2"
+    );
+    assert_eq!(
+        slugs(&api.get("/api/0/organizations/").await.body),
+        ["solo", "solo-2"]
+    );
+    let detail = api.get("/api/0/organizations/solo/").await;
+    assert_eq!((detail.status, &detail.body["id"]), (200, &org["id"]));
+    assert!(
+        detail.header("x-sentry-proxy-url").is_none(),
+        "served locally"
+    );
+    let p = api
+        .post(
+            "/api/0/organizations/solo/projects/",
+            json!({"name": "api", "slug": "api"}),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    assert_eq!(api.get("/api/0/projects/solo/api/").await.status, 200);
+    // Region changes reach the directory in the same process.
+    assert_eq!(
+        api.put(
+            "/api/0/organizations/solo/",
+            json!({"name": "Solo Renamed"})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        api.post(
+            "/api/0/organizations/solo/members/",
+            json!({"email": "bo@example.com"})
+        )
+        .await
+        .status,
+        201
+    );
+    let pool = mono.db.pool().await;
+    until(
+        "the monolith outbox to drain into the directory",
+        DEADLINE,
+        || {
+            let (api, pool) = (api.clone(), pool.clone());
+            async move {
+                let list = api.get("/api/0/organizations/").await.body;
+                let renamed = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|o| o["name"] == "Solo Renamed");
+                let (members,): (i64,) =
+                    sqlx::query_as("SELECT count(*) FROM organization_member_mappings")
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                if renamed && members == 1 {
+                    Ok(())
+                } else {
+                    Err(format!("renamed={renamed} members={members}: {list}"))
+                }
+            }
+        },
+    )
+    .await;
+    pool.close().await;
+    mono.finish().await;
+}
