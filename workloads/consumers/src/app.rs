@@ -141,7 +141,14 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
         max_backoff: args.retry_max_backoff,
         shutdown: shutdown.clone(),
     };
-    crate::consumer::run(consumer, worker, kafka_ready, shutdown.clone()).await;
+    crate::consumer::run(
+        consumer,
+        worker,
+        args.batch_size.max(1),
+        kafka_ready,
+        shutdown.clone(),
+    )
+    .await;
     tracing::info!("consumer stopped");
     shutdown.trigger();
     finish(admin_task).await

@@ -21,7 +21,7 @@ pub struct Args {
     pub database_url: String,
 
     /// Most Postgres connections this process opens.
-    #[arg(long, env = "SILO_DB_MAX_CONNECTIONS", default_value_t = 5)]
+    #[arg(long, env = "SILO_DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
 
     /// Apply pending database migrations at start (safe with several replicas).
@@ -35,6 +35,10 @@ pub struct Args {
     /// Prefix of every topic name, for regions sharing a broker (`de.` -> `de.ingest-events`).
     #[arg(long, env = "SILO_KAFKA_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
+
+    /// Most messages processed concurrently (taken from what is already fetched).
+    #[arg(long, env = "SILO_CONSUMER_BATCH_SIZE", default_value_t = 64)]
+    pub batch_size: usize,
 
     /// Kafka consumer group.
     #[arg(long, env = "SILO_CONSUMER_GROUP", default_value = "ingest-consumers")]

@@ -1,23 +1,27 @@
-//! The Kafka loop: receive, hand to the [`Worker`], commit the offset once the message is done.
+//! The Kafka loop: receive, hand to the [`Worker`], commit offsets once messages are done.
 //!
-//! Offsets are committed asynchronously after every finished message and synchronously when
-//! draining on shutdown. A message interrupted by shutdown is left uncommitted.
+//! Messages already fetched are taken in batches and processed concurrently (the database
+//! pool bounds the parallelism). Offsets are committed asynchronously after every finished
+//! batch and synchronously when draining on shutdown. A batch interrupted by shutdown is left
+//! uncommitted.
 
 use std::collections::BTreeMap;
 
+use futures::FutureExt;
+use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use silo_runtime::Shutdown;
 use silo_runtime::admin::ReadyFlag;
+use silo_runtime::{Backoff, Shutdown};
 
 use crate::worker::Worker;
-use silo_runtime::Backoff;
 
-/// Consume until shutdown, then commit what was processed.
+/// Consume until shutdown in batches of at most `batch_size`, then commit what was processed.
 pub async fn run(
     consumer: StreamConsumer,
     worker: Worker,
+    batch_size: usize,
     kafka_ready: ReadyFlag,
     shutdown: Shutdown,
 ) {
@@ -43,27 +47,45 @@ pub async fn run(
         };
         backoff.reset();
         kafka_ready.set(true);
-        if worker.handle(message.payload()).await.is_err() {
+        // Take whatever else is already fetched, up to the batch size, without waiting.
+        let mut batch = vec![message];
+        while batch.len() < batch_size {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "receiving from Kafka failed; processing the batch so far");
+                    break;
+                }
+                None => break,
+            }
+        }
+        // Messages of a batch are processed concurrently; its offsets are committed only when
+        // every one of them is finished.
+        let results = join_all(batch.iter().map(|m| worker.handle(m.payload()))).await;
+        if results.iter().any(Result::is_err) {
             tracing::info!(
-                partition = message.partition(),
-                offset = message.offset(),
-                "shutdown while retrying; leaving the message for the next consumer"
+                messages = batch.len(),
+                "shutdown while retrying; leaving the batch for the next consumer"
             );
             break;
         }
-        let next = message.offset() + 1;
         let mut tpl = TopicPartitionList::new();
-        if let Err(error) =
-            tpl.add_partition_offset(message.topic(), message.partition(), Offset::Offset(next))
-        {
-            tracing::warn!(%error, "cannot build the offset commit");
-            continue;
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for m in &batch {
+            let entry = next.entry((m.topic(), m.partition())).or_insert(0);
+            *entry = (*entry).max(m.offset() + 1);
+        }
+        for ((topic, partition), offset) in &next {
+            if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            {
+                tracing::warn!(%error, "cannot build the offset commit");
+            }
+            processed.insert(((*topic).to_owned(), *partition), *offset);
         }
         if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
             worker.metrics.error("commit");
             tracing::warn!(%error, "committing the offset failed; a replay will be deduplicated");
         }
-        processed.insert((message.topic().to_owned(), message.partition()), next);
     }
     drain(&consumer, &processed, &worker);
 }
