@@ -155,6 +155,14 @@ async fn organizations_live_in_their_region_and_the_gateway_routes_to_them() {
         (200, Some("api"))
     );
 
+    // Org-less region routes go to the monolith region (`us`).
+    let orgless = control.get("/api/0/issues/1/").await;
+    assert_eq!(orgless.status, 404, "{}", orgless.body);
+    assert_eq!(
+        orgless.header("x-sentry-proxy-url"),
+        Some(format!("{}/api/0/issues/1/", fleet.us.base_url()).as_str())
+    );
+
     // `de` data is not readable from `us` directly.
     assert_eq!(us.get("/api/0/organizations/acme-de/").await.status, 404);
     assert_eq!(us.get("/api/0/projects/acme-de/api/").await.status, 404);

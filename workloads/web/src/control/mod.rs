@@ -93,6 +93,7 @@ impl CrossSilo {
             contract.clone(),
             settings.rpc_timeout,
             settings.rpc_attempts,
+            metrics.clone(),
         );
         let proxy = reqwest::Client::builder()
             .tcp_nodelay(true)

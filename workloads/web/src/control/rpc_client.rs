@@ -4,6 +4,7 @@
 //! Each attempt has a timeout; a 503 or an unreachable silo is retried with doubling delays up
 //! to the configured number of attempts. Other answers are final.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -11,6 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use silo_contract::rpc;
 use silo_runtime::{Backoff, ContractHandle};
+
+use super::metrics::{CrossSiloMetrics, RpcLabels};
 
 /// Why an RPC call failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,19 +54,26 @@ struct Reply<T> {
 #[derive(Clone, Debug)]
 pub struct RpcClient {
     contract: ContractHandle,
+    metrics: Arc<CrossSiloMetrics>,
     http: reqwest::Client,
     timeout: Duration,
     attempts: u32,
 }
 
 impl RpcClient {
-    pub fn new(contract: ContractHandle, timeout: Duration, attempts: u32) -> Self {
+    pub fn new(
+        contract: ContractHandle,
+        timeout: Duration,
+        attempts: u32,
+        metrics: Arc<CrossSiloMetrics>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self {
             contract,
+            metrics,
             http,
             timeout,
             attempts: attempts.max(1),
@@ -73,6 +83,34 @@ impl RpcClient {
     /// Call `service/method` at `base_url` (a region's address or the control address);
     /// `target` names the silo in errors (`region "de"`, `the control silo`).
     pub async fn call<A: Serialize, T: DeserializeOwned>(
+        &self,
+        target: &str,
+        base_url: &str,
+        service: &str,
+        method: &str,
+        args: &A,
+    ) -> Result<T, RpcError> {
+        let result = self.attempt(target, base_url, service, method, args).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(RpcError::NoSecret) => "no_secret",
+            Err(RpcError::Unavailable { .. }) => "unavailable",
+            Err(RpcError::Unauthorized { .. }) => "unauthorized",
+            Err(RpcError::Rejected { .. }) => "rejected",
+            Err(RpcError::BadReply { .. }) => "bad_reply",
+        };
+        self.metrics
+            .rpc_calls
+            .get_or_create(&RpcLabels {
+                service: service.to_owned(),
+                method: method.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        result
+    }
+
+    async fn attempt<A: Serialize, T: DeserializeOwned>(
         &self,
         target: &str,
         base_url: &str,
