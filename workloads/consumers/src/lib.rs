@@ -2,13 +2,13 @@
 //!
 //! ```text
 //!  Kafka `ingest-events` (IngestMessage)
-//!    └─► consumer::run ── recv ──► Worker::handle
+//!    └─► consumer::run ── recv (batches of fetched messages) ──► Worker::handle (concurrently)
 //!          decode ─► process::prepare (normalize: title, culprit, level, timestamp;
 //!                                      grouping: fingerprint ─► SHA-256 issue key)
 //!          ─► silo_store::ingest::save_event (one transaction: event ON CONFLICT DO NOTHING,
 //!                                             issue upsert, times_seen only for new rows)
 //!          ─► Kafka `events` (EventStreamMessage, delivery awaited)
-//!    ◄── commit offset (only after both) ──┘
+//!    ◄── commit offsets (only after both, for the whole batch) ──┘
 //! ```
 //!
 //! At-least-once in, exactly-once effect: a replayed message finds its stored event and only

@@ -1,0 +1,78 @@
+//! `silo_store::ingest::save_event` on a real Postgres: concurrent saves of one event (two
+//! consumers racing on a replay) store it once and count it once.
+
+use chrono::Utc;
+use serde_json::json;
+use silo_pipeline_tests::{Services, TestDb};
+use silo_store::ingest::{NewEvent, save_event};
+
+fn event(project_id: i64, event_id: uuid::Uuid, fingerprint: &str) -> NewEvent {
+    NewEvent {
+        project_id,
+        event_id,
+        timestamp: Utc::now(),
+        received: Utc::now(),
+        title: "E: x".into(),
+        message: String::new(),
+        culprit: String::new(),
+        platform: "rust".into(),
+        level: "error".into(),
+        environment: None,
+        release: None,
+        data: json!({}),
+        fingerprint: fingerprint.into(),
+        group_type: "error".into(),
+        metadata: json!({}),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_saves_of_one_event_store_and_count_it_once() {
+    let services = Services::get();
+    let db = TestDb::create(&services, "save").await;
+    let (_, project_id) = db.seed_project("save").await;
+
+    for round in 0..5 {
+        let e = event(project_id, uuid::Uuid::new_v4(), &format!("fp-{round}"));
+        let saves: Vec<_> = (0..8)
+            .map(|_| {
+                let pool = db.pool.clone();
+                let e = e.clone();
+                tokio::spawn(async move { save_event(&pool, &e).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for s in saves {
+            results.push(s.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            results.iter().filter(|r| !r.duplicate).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .all(|r| r.is_new && r.group_id == results[0].group_id)
+        );
+        let (times_seen, events): (i64, i64) = sqlx::query_as(
+            "SELECT g.times_seen, (SELECT count(*) FROM events e WHERE e.group_id = g.id) \
+             FROM groups g WHERE g.id = $1",
+        )
+        .bind(results[0].group_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!((times_seen, events), (1, 1));
+    }
+    // Short ids stay unique and increasing even with racing issue creation.
+    let short_ids: Vec<i64> =
+        sqlx::query_scalar("SELECT short_id FROM groups WHERE project_id = $1 ORDER BY id")
+            .bind(project_id)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(short_ids.len(), 5);
+    assert!(short_ids.windows(2).all(|w| w[0] < w[1]), "{short_ids:?}");
+    db.drop_database(&services).await;
+}
