@@ -42,7 +42,7 @@ async fn flaky_server(failures: usize, hits: Arc<AtomicUsize>) -> String {
             async move {
                 let n = hits.fetch_add(1, Ordering::SeqCst);
                 let (parts, body) = request.into_parts();
-                let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("body");
                 let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
                 if rpc::verify(&["k".to_owned()], parts.uri.path(), &bytes, auth).is_err() {
                     return (StatusCode::UNAUTHORIZED, "bad signature".to_owned());
@@ -50,7 +50,7 @@ async fn flaky_server(failures: usize, hits: Arc<AtomicUsize>) -> String {
                 if n < failures {
                     return (StatusCode::SERVICE_UNAVAILABLE, r#"{"detail":"busy"}"#.to_owned());
                 }
-                let args: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                let args: serde_json::Value = serde_json::from_slice(&bytes).expect("json args");
                 (
                     StatusCode::OK,
                     serde_json::json!({"meta": {}, "value": {"echo": args["args"], "attempt": n + 1}})
@@ -59,8 +59,10 @@ async fn flaky_server(failures: usize, hits: Arc<AtomicUsize>) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
