@@ -3,8 +3,13 @@
 //! ```text
 //!   web (API, relay configs) ──reads/writes──┐
 //!   consumers (events, groups) ──writes──────┼──► PgPool ──► Postgres (migrations/*.sql)
-//!   postprocess (rules, notifications) ──────┘
+//!   postprocess (rules, notifications) ──────┤
+//!   web, control silo (directory, receipts) ─┘
 //! ```
+//!
+//! Region-side organization changes go through [`org_changes`], which appends an [`outbox`]
+//! message in the same transaction; the control silo applies them with
+//! [`control_directory::apply`].
 //!
 //! [`connect_lazy`] builds the pool, [`migrate`] applies `migrations/`, and each table has a
 //! module of query functions taking any executor (pool, connection or transaction). Lists are
