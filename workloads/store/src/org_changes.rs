@@ -1,5 +1,5 @@
 //! Region-side organization changes that the control silo must learn about. Each function
-//! makes the change and appends its [`outbox`](crate::outbox) message in one transaction, so
+//! makes the change and appends its [`outbox`] message in one transaction, so
 //! either both happen or neither does.
 
 use chrono::{DateTime, Utc};
