@@ -80,11 +80,27 @@ fn base_env(
     env.insert("SILO_RPC_TIMEOUT".into(), "5s".into());
     env.insert("SILO_GATEWAY_TIMEOUT".into(), "10s".into());
     env.insert("SILO_WEB_DATABASE_MAX_CONNECTIONS".into(), "8".into());
+    env.insert("SILO_DIRECTORY_RELOAD_INTERVAL".into(), "200ms".into());
     env.extend(options.env.iter().cloned());
     env
 }
 
+fn write_directory(path: &std::path::Path, us: std::net::SocketAddr, de: std::net::SocketAddr) {
+    let regions = serde_json::json!([region_entry("us", 1, us), region_entry("de", 2, de)]);
+    // Write then rename, so a reloading process never reads a half-written file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, regions.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 impl Fleet {
+    /// Rewrite the directory file from the current process addresses (running processes
+    /// re-read it on their reload interval).
+    pub fn write_directory(&self) {
+        write_directory(&self.directory, self.us.addr, self.de.addr);
+    }
+
     /// Create the three databases, write the directory and start the three processes.
     pub async fn start(options: FleetOptions) -> Fleet {
         ensure_built();
@@ -95,12 +111,7 @@ impl Fleet {
         let de_db = TestDb::create(&admin, &format!("silo_mr_{run}_de")).await;
         let (control_addr, us_addr, de_addr) = (free_addr(), free_addr(), free_addr());
         let directory = std::env::temp_dir().join(format!("silo-mr-regions-{run}.json"));
-        let regions = serde_json::json!([
-            region_entry("us", 1, us_addr),
-            region_entry("de", 2, de_addr),
-        ]);
-        std::fs::write(&directory, regions.to_string())
-            .unwrap_or_else(|e| panic!("write {}: {e}", directory.display()));
+        write_directory(&directory, us_addr, de_addr);
 
         let mut control_env = base_env(&control_db, &directory, &options);
         control_env.insert("SENTRY_SILO_MODE".into(), "CONTROL".into());

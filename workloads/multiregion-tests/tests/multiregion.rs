@@ -238,6 +238,25 @@ async fn organizations_live_in_their_region_and_the_gateway_routes_to_them() {
     // The slug was released: it can be taken in another region.
     create_org(&control, "late-de", Some("us")).await;
 
+    // `de` comes back on another address; the directory file changes and the running control
+    // process follows it without a restart.
+    fleet.de.addr = silo_multiregion_tests::process::free_addr();
+    fleet.write_directory();
+    fleet.de.start();
+    fleet.de.wait_ready(Duration::from_secs(60)).await;
+    let moved = format!("{}/api/0/organizations/acme-de/", fleet.de.base_url());
+    until("the gateway to follow the new directory", DEADLINE, || {
+        let (control, moved) = (control.clone(), moved.clone());
+        async move {
+            let r = control.get("/api/0/organizations/acme-de/").await;
+            match (r.status, r.header("x-sentry-proxy-url")) {
+                (200, Some(url)) if url == moved => Ok(()),
+                (status, url) => Err(format!("{status} via {url:?}")),
+            }
+        }
+    })
+    .await;
+
     fleet.finish().await;
 }
 
