@@ -159,6 +159,36 @@ impl Drop for WebProcess {
     }
 }
 
+/// A relay built from flags, served on a loopback port.
+struct Relay {
+    addr: SocketAddr,
+    registry: Registry,
+    _components: Components,
+}
+
+impl Relay {
+    async fn start(args: &[String], shutdown: &Shutdown) -> Relay {
+        let cli = <Cli as clap::Parser>::try_parse_from(args).expect("relay flags parse");
+        let mut registry = Registry::default();
+        let components =
+            silo_relay::app::build(&cli, &mut registry, shutdown).expect("relay components");
+        let addr = serve(silo_relay::router(components.state.clone())).await;
+        Relay {
+            addr,
+            registry,
+            _components: components,
+        }
+    }
+}
+
+/// Sum of the samples of `metric` whose labels contain every one of `labels` (0 when absent).
+pub fn metric_value(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Web over a fresh database plus a relay in front of it.
 pub struct Harness {
     pub services: Services,
@@ -167,7 +197,8 @@ pub struct Harness {
     web_process: WebProcess,
     pub web: SocketAddr,
     pub relay: SocketAddr,
-    _components: Components,
+    relays: Vec<Relay>,
+    relay_args: Vec<String>,
     pub topic_prefix: String,
     pub http: reqwest::Client,
     shutdown: Shutdown,
@@ -245,12 +276,10 @@ impl Harness {
             "1s",
         ];
         args.extend_from_slice(extra_flags);
-        let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("relay flags parse");
+        let relay_args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let shutdown = Shutdown::new();
-        let mut registry = Registry::default();
-        let components =
-            silo_relay::app::build(&cli, &mut registry, &shutdown).expect("relay components");
-        let relay = serve(silo_relay::router(components.state.clone())).await;
+        let first = Relay::start(&relay_args, &shutdown).await;
+        let relay = first.addr;
         Harness {
             services,
             db_name,
@@ -258,7 +287,8 @@ impl Harness {
             web_process,
             web,
             relay,
-            _components: components,
+            relays: vec![first],
+            relay_args,
             topic_prefix,
             http,
             shutdown,
@@ -344,6 +374,34 @@ impl Harness {
             json!({"isActive": false}),
         )
         .await;
+    }
+
+    /// Another relay with the same flags (same Redis prefix and topics, empty memory cache).
+    pub async fn second_relay(&mut self) -> SocketAddr {
+        let relay = Relay::start(&self.relay_args, &self.shutdown).await;
+        let addr = relay.addr;
+        self.relays.push(relay);
+        addr
+    }
+
+    /// The Prometheus text of the `index`th relay.
+    pub fn relay_metrics(&self, index: usize) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.relays[index].registry)
+            .expect("encode metrics");
+        text
+    }
+
+    /// The Prometheus text web serves.
+    pub async fn web_metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.web))
+            .send()
+            .await
+            .expect("web /metrics")
+            .text()
+            .await
+            .expect("web metrics text")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -2,5 +2,6 @@
 //! binary as its project-config upstream.
 
 mod common;
+mod config_cache;
 mod ingest;
 mod kafka_outage;
