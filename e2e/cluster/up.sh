@@ -2,7 +2,7 @@
 # Start a local Kubernetes cluster NAME (default "silo") on loopback:
 #   etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler, kwok -> fake Nodes (Ready)
 # and write $SILO_STATE/clusters/NAME/{kubeconfig,env}; the kubeconfig path is the only line on
-# stdout (export SILO_KUBECONFIG="$(up.sh)"). Safe to re-run: a healthy cluster is left
+# stdout (SILO_KUBECONFIG="$(up.sh)"). Safe to re-run: a healthy cluster is left
 # as is. On any failure everything started so far is stopped again and the failing component
 # and its log file are named.
 #
