@@ -2,7 +2,7 @@
 # The test command. Starts what the tests talk to, then runs every test of the workspace:
 #   e2e/services/up.sh        Postgres, Redis, Kafka (KRaft) on loopback
 #   e2e/cluster/up.sh silo    the local Kubernetes cluster
-#   e2e/cluster/up.sh silo-b  a second, independent cluster (a "customer-provided" one)
+#   e2e/cluster/up.sh silo-2  a second, independent cluster (a "customer-provided" one)
 #   cargo test --workspace    unit, integration and end-to-end tests
 # Everything is built or downloaded once into the cache dir and reused; re-running is cheap.
 # Extra arguments go to `cargo test` (e.g. `e2e/test.sh -p silo-operator`).
@@ -17,7 +17,7 @@ step "services (Postgres, Redis, Kafka)"
 e2e/services/up.sh
 step "local clusters"
 e2e/cluster/up.sh silo
-e2e/cluster/up.sh silo-b
+e2e/cluster/up.sh silo-2
 
 set -a
 # shellcheck disable=SC1091
@@ -26,7 +26,7 @@ set +a
 # shellcheck disable=SC1091
 . "$STATE/clusters/silo/env"
 export SILO_KUBECONFIG="$STATE/clusters/silo/kubeconfig"
-export SILO_KUBECONFIG_2="$STATE/clusters/silo-b/kubeconfig"
+export SILO_KUBECONFIG_2="$STATE/clusters/silo-2/kubeconfig"
 
 step "cargo test --workspace"
 cargo test --workspace --no-fail-fast "$@"
