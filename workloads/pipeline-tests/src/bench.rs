@@ -21,6 +21,10 @@ pub enum BenchError {
     NotReturned { id: String, deadline: Duration },
 }
 
+/// Latency samples started per second at most.
+pub const SAMPLES_PER_SECOND: f64 = 10.0;
+/// Latency samples being polled at once at most.
+pub const MAX_SAMPLES_IN_FLIGHT: usize = 4;
 /// Distinct issues the benchmark events fall into.
 pub const ISSUES: usize = 10;
 
@@ -119,8 +123,9 @@ pub async fn total_issue_count(api: &Api, project: &TestProject) -> u64 {
         .unwrap_or(0)
 }
 
-/// Send at `rate` events/s for `duration`; for a sample of them (at most ~20/s) measure the
-/// time from relay's 200 to the API returning the event.
+/// Send at `rate` events/s for `duration`; for a sample of them (at most
+/// [`SAMPLES_PER_SECOND`], [`MAX_SAMPLES_IN_FLIGHT`] at once) measure the time from relay's
+/// 200 to the API returning the event (polled every 5 ms).
 pub async fn latency_phase(
     region: &Region,
     project: &TestProject,
@@ -130,7 +135,10 @@ pub async fn latency_phase(
     deadline: Duration,
 ) -> Result<Stats, BenchError> {
     let total = (rate * duration.as_secs_f64()).ceil() as usize;
-    let every = (rate / 20.0).ceil().max(1.0) as usize;
+    let every = (rate / SAMPLES_PER_SECOND).ceil().max(1.0) as usize;
+    // Polling is load on web too: bound the samples in flight so the probe does not become
+    // the bottleneck it measures.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_SAMPLES_IN_FLIGHT));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..total {
@@ -139,13 +147,17 @@ pub async fn latency_phase(
         let sender = sender.clone();
         let api = region.api.clone();
         let project = project.clone();
-        let sample = i % every == 0;
+        let permit = if i % every == 0 {
+            in_flight.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
         tasks.push(tokio::spawn(async move {
             let (id, body) = bench_envelope(1_000_000 + i);
             sender.send(body).await.map_err(BenchError::Refused)?;
-            if !sample {
+            let Some(_permit) = permit else {
                 return Ok(None);
-            }
+            };
             let accepted = Instant::now();
             let until = accepted + deadline;
             loop {

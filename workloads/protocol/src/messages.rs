@@ -4,8 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 /// One event accepted by relay, on `ingest-events`.
+///
+/// `P` is the payload representation: a parsed [`serde_json::Value`] by default; a producer may
+/// use `Box<serde_json::value::RawValue>` to forward the SDK's JSON without re-encoding it (the
+/// bytes on the wire are the same JSON document).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct IngestMessage {
+pub struct IngestMessage<P = serde_json::Value> {
     /// 32 lowercase hex characters (a UUID without dashes), as Sentry writes event ids.
     pub event_id: String,
     pub project_id: u64,
@@ -17,7 +21,7 @@ pub struct IngestMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
     /// The event payload as the SDK sent it (Sentry event JSON).
-    pub payload: serde_json::Value,
+    pub payload: P,
 }
 
 /// One stored event, on `events` (the eventstream).

@@ -4,7 +4,9 @@ use std::io::Read;
 
 use base64::Engine;
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::envelope::{self, Envelope, EnvelopeError};
 
@@ -70,15 +72,24 @@ pub fn decode(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Bytes
     }
 }
 
-/// An event to produce: its normalized id and the payload as the SDK sent it.
-#[derive(Clone, Debug, PartialEq)]
+/// An event to produce: its normalized id and the payload JSON, forwarded as sent when it
+/// already carries that id (otherwise re-encoded with `event_id` set).
+#[derive(Clone, Debug)]
 pub struct EventItem {
     pub event_id: String,
-    pub payload: Value,
+    pub payload: Box<RawValue>,
+}
+
+/// The only field relay reads from an event; parsing into it validates the whole document
+/// without building a tree.
+#[derive(Deserialize)]
+struct EventProbe<'a> {
+    #[serde(default, borrow)]
+    event_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// What a request carried: events to ingest and the types of items that are not ingested.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Extracted {
     pub events: Vec<EventItem>,
     pub dropped: Vec<String>,
@@ -99,31 +110,36 @@ fn event_item(
             limit: max_event_bytes,
         });
     }
-    let mut value: Value = serde_json::from_slice(payload).map_err(|e| EnvelopeError::Payload {
+    let invalid = |reason: String| EnvelopeError::Payload {
         index,
         ty: ty.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let Some(object) = value.as_object_mut() else {
-        return Err(EnvelopeError::Payload {
-            index,
-            ty: ty.to_owned(),
-            reason: "expected an object".into(),
-        }
-        .into());
+        reason,
     };
-    let own = object
-        .get("event_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let event_id = match own.as_deref().or(fallback) {
+    let payload = payload.trim_ascii();
+    if payload.first() != Some(&b'{') {
+        return Err(invalid("expected an object".into()).into());
+    }
+    let probe: EventProbe<'_> =
+        serde_json::from_slice(payload).map_err(|e| invalid(e.to_string()))?;
+    let own = probe.event_id.as_deref();
+    let event_id = match own.or(fallback) {
         Some(id) => envelope::normalize_event_id(id)?,
         None => uuid::Uuid::new_v4().simple().to_string(),
     };
-    object.insert("event_id".into(), Value::String(event_id.clone()));
+    let raw = if own == Some(event_id.as_str()) {
+        let text = std::str::from_utf8(payload).map_err(|e| invalid(e.to_string()))?;
+        RawValue::from_string(text.to_owned()).map_err(|e| invalid(e.to_string()))?
+    } else {
+        let mut value: Value =
+            serde_json::from_slice(payload).map_err(|e| invalid(e.to_string()))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("event_id".into(), Value::String(event_id.clone()));
+        }
+        serde_json::value::to_raw_value(&value).map_err(|e| invalid(e.to_string()))?
+    };
     Ok(EventItem {
         event_id,
-        payload: value,
+        payload: raw,
     })
 }
 
@@ -188,6 +204,11 @@ mod tests {
 
     use super::*;
 
+    fn field(item: &EventItem, name: &str) -> Value {
+        let value: Value = serde_json::from_str(item.payload.get()).unwrap();
+        value[name].clone()
+    }
+
     fn gzip(data: &[u8]) -> Bytes {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(data).unwrap();
@@ -244,9 +265,10 @@ mod tests {
         assert_eq!(out.events.len(), 1);
         assert_eq!(out.events[0].event_id, "9ec79c33ec9942ab8353589fcb2e04dc");
         assert_eq!(
-            out.events[0].payload["event_id"],
+            field(&out.events[0], "event_id"),
             "9ec79c33ec9942ab8353589fcb2e04dc"
         );
+        assert_eq!(field(&out.events[0], "message"), "a");
         assert_eq!(out.dropped, vec!["client_report".to_owned()]);
 
         let env = envelope::parse(Bytes::from_static(
@@ -255,6 +277,11 @@ mod tests {
         .unwrap();
         let out = extract_envelope(&env, 1000).unwrap();
         assert_eq!(out.events[0].event_id, "a".repeat(32));
+        assert_eq!(field(&out.events[0], "event_id"), "a".repeat(32));
+        // Already normalized ids are forwarded byte for byte.
+        let sent = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\",  \"x\":1}";
+        let item = event_item(0, "event", sent, None, 1000).unwrap();
+        assert_eq!(item.payload.get().as_bytes(), &sent[..]);
     }
 
     #[test]
@@ -281,7 +308,11 @@ mod tests {
         z.write_all(b"{\"message\":\"legacy\"}").unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
         let out = extract_store(b64.as_bytes(), 1000).unwrap();
-        assert_eq!(out.events[0].payload["message"], "legacy");
+        assert_eq!(field(&out.events[0], "message"), "legacy");
+        assert_eq!(
+            field(&out.events[0], "event_id"),
+            out.events[0].event_id.as_str()
+        );
         assert!(matches!(
             extract_store(b"%%%", 1000),
             Err(BodyError::StoreJson(_))
