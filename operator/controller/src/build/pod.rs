@@ -108,6 +108,15 @@ fn selector_labels(silo: &Silo<'_>, workload: Workload) -> BTreeMap<String, Stri
     ])
 }
 
+/// The variable that sets the HTTP listen address of `workload`, if it serves HTTP.
+fn listen_env(workload: Workload) -> Option<&'static str> {
+    match workload {
+        Workload::Relay => Some("SILO_RELAY_LISTEN"),
+        Workload::Web => Some("SILO_WEB_LISTEN"),
+        Workload::Consumers | Workload::Postprocess => None,
+    }
+}
+
 /// The Deployment of `workload`, with `extra_env` appended to the contract.
 pub fn deployment(
     silo: &Silo<'_>,
@@ -123,6 +132,10 @@ pub fn deployment(
         silo.version.to_owned(),
     );
     let mut env = contract_env(silo, workload);
+    if let (Some(var), Some(port)) = (listen_env(workload), workload.service_port()) {
+        // The binaries' own defaults differ from the Service ports; pin them together.
+        env.push(plain_env(var, &format!("0.0.0.0:{port}")));
+    }
     env.extend(extra_env);
     let ports = workload.service_port().map(|port| {
         vec![ContainerPort {

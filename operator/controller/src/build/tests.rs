@@ -162,6 +162,24 @@ fn every_pod_template_carries_the_silo_contract() {
             secret_ref(&env, "RPC_SHARED_SECRET"),
             Some(("silo-rpc".into(), "secrets".into()))
         );
+        let listen = match name {
+            "relay" => env_value(&env, "SILO_RELAY_LISTEN"),
+            "web" => env_value(&env, "SILO_WEB_LISTEN"),
+            _ => None,
+        };
+        let port = d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .ports
+            .as_ref()
+            .map(|p| p[0].container_port);
+        assert_eq!(listen, port.map(|p| format!("0.0.0.0:{p}")), "{name}");
         let relay_secret = secret_ref(&env, "RELAY_SHARED_SECRET");
         if matches!(name, "relay" | "web") {
             assert_eq!(relay_secret, Some(("relay-secret".into(), "secret".into())));

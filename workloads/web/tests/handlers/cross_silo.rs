@@ -136,7 +136,7 @@ async fn rpc_client_retries_503_and_gives_up_after_its_attempts() {
 async fn rpc_client_times_out_a_silent_peer() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(|| std::future::pending::<()>());
+    let app = axum::Router::new().fallback(std::future::pending::<()>);
     tokio::spawn(async move { axum::serve(listener, app).await });
     let client = RpcClient::new(
         contract(SiloMode::Control, &["k"]),

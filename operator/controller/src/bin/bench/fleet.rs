@@ -1,0 +1,138 @@
+//! The benchmark fleet: one ControlPlane and N Regions in memory, and the same child objects
+//! the operator would create, built with the operator's own pure build step.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+use kube::api::ObjectMeta;
+use silo_api::{Category, ControlPlane, ControlPlaneSpec, Mode, Region, RegionSpec};
+use silo_operator::build::{self, Child};
+use silo_operator::validate::{self, FleetContext};
+
+/// Name of the benchmark ControlPlane.
+pub const CONTROL_PLANE: &str = "bench";
+
+/// Name of region `i`.
+pub fn region_name(i: usize) -> String {
+    format!("bench-{i:04}")
+}
+
+/// The ControlPlane the benchmark applies.
+pub fn control_plane() -> ControlPlane {
+    ControlPlane::new(
+        CONTROL_PLANE,
+        ControlPlaneSpec {
+            version: "0.1.0".into(),
+            image: "ghcr.io/silo-dev/silo".into(),
+            mode: Mode::Siloed,
+            monolith_region: Some(region_name(0)),
+            namespace: "silo-bench-control".into(),
+            control: Default::default(),
+        },
+    )
+}
+
+/// Region `i` (snowflake id `i`; every tenth one single-tenant).
+pub fn region(i: usize) -> Region {
+    Region::new(
+        &region_name(i),
+        RegionSpec {
+            category: if i % 10 == 9 {
+                Category::SingleTenant
+            } else {
+                Category::MultiTenant
+            },
+            snowflake_id: i32::try_from(i).unwrap_or(i32::MAX),
+            address: None,
+            version: None,
+            visible: true,
+            workloads: Default::default(),
+            suspend: false,
+        },
+    )
+}
+
+/// A copy with a uid, as if read back from the API server (owner references need one).
+fn with_uid<K: kube::Resource>(mut obj: K, uid: String) -> K {
+    obj.meta_mut().uid = Some(uid);
+    obj
+}
+
+/// Every child object of the fleet of `n` Regions, grouped per owner (the control silo first),
+/// without owner references (the baseline has no owners to point at) and with generated
+/// secrets filled in. Namespaces come first in each group.
+pub fn baseline_objects(n: usize) -> Result<Vec<Vec<Child>>, validate::ValidateError> {
+    let cp = Arc::new(with_uid(control_plane(), "bench-cp".into()));
+    let regions: Vec<Arc<Region>> = (0..n)
+        .map(|i| Arc::new(with_uid(region(i), format!("bench-region-{i}"))))
+        .collect();
+    let fleet = FleetContext::new(&cp);
+    let directory = validate::fleet_directory(&regions);
+    let control = validate::validate_control_plane(&cp, std::slice::from_ref(&cp))?;
+    let mut groups = vec![finish(build::build_control(
+        &control,
+        &fleet,
+        &directory.directory,
+    ))];
+    for region in &regions {
+        let valid = validate::validate_region(region, &fleet, &directory)?;
+        groups.push(finish(build::build_region(
+            &valid,
+            &fleet,
+            &directory.directory,
+            "bench-rpc-key",
+        )));
+    }
+    Ok(groups)
+}
+
+fn finish(set: build::DesiredSet) -> Vec<Child> {
+    let generated = set.generated.into_iter().map(|g| {
+        let mut secret = g.secret;
+        secret.data = Some(BTreeMap::from([(
+            g.key,
+            ByteString(b"bench-generated".to_vec()),
+        )]));
+        Child::Secret(secret)
+    });
+    let mut children: Vec<Child> = set.children.into_iter().chain(generated).collect();
+    for child in &mut children {
+        strip_owner(child);
+    }
+    children.sort_by_key(|c| c.kind() != build::ChildKind::Namespace);
+    children
+}
+
+fn strip_owner(child: &mut Child) {
+    let meta: &mut ObjectMeta = match child {
+        Child::Namespace(o) => &mut o.metadata,
+        Child::ConfigMap(o) => &mut o.metadata,
+        Child::Secret(o) => &mut o.metadata,
+        Child::Deployment(o) => &mut o.metadata,
+        Child::Service(o) => &mut o.metadata,
+    };
+    meta.owner_references = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baseline_matches_what_the_operator_builds() {
+        let groups = baseline_objects(3).unwrap();
+        assert_eq!(groups.len(), 4, "control silo plus one group per region");
+        for group in &groups {
+            assert_eq!(group[0].kind(), build::ChildKind::Namespace);
+            assert!(group.iter().all(|c| c.meta().owner_references.is_none()));
+        }
+        let deployments = groups
+            .iter()
+            .flatten()
+            .filter(|c| c.kind() == build::ChildKind::Deployment)
+            .count();
+        assert_eq!(deployments, 1 + 3 * 4);
+        assert_eq!(region(9).spec.category, Category::SingleTenant);
+    }
+}
