@@ -167,6 +167,7 @@ async fn operator_run(client: &Client, args: &Args) -> anyhow::Result<OperatorRu
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = client(&args).await?;
+    cluster::install_crds(&client).await?;
     let (r, c, n) = cluster::leftovers(&client).await?;
     if r + c + n > 0 {
         anyhow::bail!(
@@ -174,7 +175,6 @@ async fn main() -> anyhow::Result<()> {
              run the benchmark on an empty cluster (e2e/bench-operator.sh starts one)"
         );
     }
-    cluster::install_crds(&client).await?;
     let base = if args.no_baseline {
         None
     } else {
