@@ -60,6 +60,9 @@ pub fn conditions(
 }
 
 /// Whether every desired Deployment is Available at the desired spec; otherwise which not.
+///
+/// The message names the Deployments only: it changes when one of them becomes available,
+/// not on every replica count, so a rollout costs few status writes. Details go to the log.
 pub fn deployments_ready<'a>(
     desired: impl Iterator<Item = &'a Deployment>,
     store: &Store<Deployment>,
@@ -69,22 +72,25 @@ pub fn deployments_ready<'a>(
         let name = want.name_any();
         let ns = want.namespace().unwrap_or_default();
         let want_hash = want.annotations().get(labels::SPEC_HASH);
-        let Some(have) = store.get(&ObjectRef::new(&name).within(&ns)) else {
-            waiting.push(format!("{name} (not created yet)"));
-            continue;
+        let why = match store.get(&ObjectRef::new(&name).within(&ns)) {
+            None => Err("not created yet".to_owned()),
+            Some(have) if have.annotations().get(labels::SPEC_HASH) != want_hash => {
+                Err("update not yet observed".to_owned())
+            }
+            Some(have) => deployment_available(&have),
         };
-        if have.annotations().get(labels::SPEC_HASH) != want_hash {
-            waiting.push(format!("{name} (update not yet observed)"));
-            continue;
-        }
-        if let Err(why) = deployment_available(&have) {
-            waiting.push(format!("{name} ({why})"));
+        if let Err(why) = why {
+            tracing::debug!(namespace = %ns, deployment = %name, %why, "deployment not ready");
+            waiting.push(name);
         }
     }
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(format!("waiting for Deployments: {}", waiting.join(", ")))
+        Err(format!(
+            "waiting for Deployments to become available: {}",
+            waiting.join(", ")
+        ))
     }
 }
 

@@ -99,8 +99,11 @@ async fn baseline(client: &Client, args: &Args) -> anyhow::Result<(Duration, u64
 }
 
 struct OperatorRun {
+    /// Still running: deleting the fleet needs its finalizer.
+    operator: Operator,
     converged: Duration,
     writes: f64,
+    child_writes: f64,
     steady_requests_per_min: f64,
     steady_writes: f64,
     peak_rss_mib: f64,
@@ -122,7 +125,7 @@ async fn operator_run(client: &Client, args: &Args) -> anyhow::Result<OperatorRu
     )
     .await?;
     eprintln!("[bench] operator started (log {})", operator.log.display());
-    let (_, writes_before) = operator.requests().await?;
+    let (_, writes_before, children_before) = operator.requests().await?;
     let regions: Vec<_> = (0..args.regions).map(fleet::region).collect();
     let started = Instant::now();
     cluster::apply_fleet(client, &fleet::control_plane(), &regions, args.concurrency).await?;
@@ -141,7 +144,7 @@ async fn operator_run(client: &Client, args: &Args) -> anyhow::Result<OperatorRu
     })
     .await?;
     let converged = started.elapsed();
-    let (all_after, writes_after) = operator.requests().await?;
+    let (all_after, writes_after, children_after) = operator.requests().await?;
     eprintln!(
         "[bench] operator: {} Regions Ready in {:.1}s; watching the idle fleet for {:?}",
         args.regions,
@@ -149,13 +152,13 @@ async fn operator_run(client: &Client, args: &Args) -> anyhow::Result<OperatorRu
         args.steady
     );
     tokio::time::sleep(args.steady).await;
-    let (all_steady, writes_steady) = operator.requests().await?;
+    let (all_steady, writes_steady, _) = operator.requests().await?;
     let (peak_rss_mib, rss_mib) = operator.memory_mib()?;
-    let teardown = cluster::delete_fleet(client, args.timeout).await?;
-    eprintln!("[bench] fleet deleted in {:.1}s", teardown.as_secs_f64());
     Ok(OperatorRun {
+        operator,
         converged,
         writes: writes_after - writes_before,
+        child_writes: children_after - children_before,
         steady_requests_per_min: (all_steady - all_after) * 60.0 / args.steady.as_secs_f64(),
         steady_writes: writes_steady - writes_after,
         peak_rss_mib,
@@ -200,7 +203,10 @@ async fn main() -> anyhow::Result<()> {
             run.converged.as_secs_f64() / took.as_secs_f64()
         );
     }
-    println!("  operator writes           {:>9.0}", run.writes);
+    println!(
+        "  operator writes           {:>9.0}   ({:.0} child objects; the rest finalizers, status, Events)",
+        run.writes, run.child_writes
+    );
     println!(
         "  steady state              {:>9.1} requests/min, {} writes in {:?} (target 0 writes)",
         run.steady_requests_per_min, run.steady_writes, args.steady
@@ -209,5 +215,8 @@ async fn main() -> anyhow::Result<()> {
         "  operator peak RSS         {:>9.1} MiB (now {:.1} MiB; target < 100 MiB at 1000)",
         run.peak_rss_mib, run.rss_mib
     );
+    let teardown = cluster::delete_fleet(&client, args.timeout).await?;
+    eprintln!("[bench] fleet deleted in {:.1}s", teardown.as_secs_f64());
+    drop(run.operator);
     Ok(())
 }

@@ -64,8 +64,9 @@ impl Operator {
         Ok(operator)
     }
 
-    /// Requests the operator has sent to the API server: (all, writes).
-    pub async fn requests(&self) -> anyhow::Result<(f64, f64)> {
+    /// Requests the operator has sent to the API server: (all, writes, of those writes the
+    /// child objects it applied or created).
+    pub async fn requests(&self) -> anyhow::Result<(f64, f64, f64)> {
         let body = self
             .http
             .get(format!("{}/metrics", self.base))
@@ -74,7 +75,8 @@ impl Operator {
             .error_for_status()?
             .text()
             .await?;
-        Ok(count_requests(&body))
+        let (all, writes) = count_requests(&body);
+        Ok((all, writes, child_writes(&body)))
     }
 
     /// Peak and current resident set size in MiB (`VmHWM`, `VmRSS`).
@@ -113,6 +115,17 @@ fn count_requests(metrics: &str) -> (f64, f64) {
     (all, writes)
 }
 
+/// Sum `silo_operator_child_applies_total` samples with `outcome="applied"`.
+fn child_writes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("silo_operator_child_applies_total{") && l.contains("outcome=\"applied\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::count_requests;
@@ -125,5 +138,9 @@ mod tests {
             silo_operator_api_requests_total{method=\"POST\"} 2\n\
             silo_operator_reconciles_total{controller=\"region\"} 99\n";
         assert_eq!(count_requests(body), (19.0, 9.0));
+        let applies = "silo_operator_child_applies_total{kind=\"Deployment\",outcome=\"applied\"} 4\n\
+            silo_operator_child_applies_total{kind=\"Deployment\",outcome=\"unchanged\"} 8\n\
+            silo_operator_child_applies_total{kind=\"Service\",outcome=\"applied\"} 2\n";
+        assert_eq!(child_writes(applies), 6.0);
     }
 }
