@@ -128,6 +128,16 @@ pub async fn ready_regions(client: &Client) -> kube::Result<usize> {
     Ok(list.items.iter().filter(|r| r.is_ready()).count())
 }
 
+/// Whether the ControlPlane reports `n` Regions, all Ready.
+pub async fn control_plane_counts(client: &Client, n: usize) -> kube::Result<bool> {
+    let api: Api<ControlPlane> = Api::all(client.clone());
+    let cp = api.get(crate::fleet::CONTROL_PLANE).await?;
+    let want = i32::try_from(n).unwrap_or(i32::MAX);
+    Ok(cp
+        .status
+        .is_some_and(|s| s.regions == want && s.regions_ready == want))
+}
+
 /// Silo objects present: (Regions, ControlPlanes, managed namespaces).
 pub async fn leftovers(client: &Client) -> kube::Result<(usize, usize, usize)> {
     let regions: Api<Region> = Api::all(client.clone());

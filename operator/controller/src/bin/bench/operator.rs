@@ -128,7 +128,7 @@ fn child_writes(metrics: &str) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::count_requests;
+    use super::{child_writes, count_requests};
 
     #[test]
     fn counts_writes_apart_from_reads() {
