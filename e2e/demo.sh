@@ -32,7 +32,7 @@ done
 
 if [[ "$USE_CURRENT" == 0 ]]; then
     log "starting local cluster '$CLUSTER' (e2e/cluster/up.sh)"
-    "$ROOT/e2e/cluster/up.sh" "$CLUSTER"
+    "$ROOT/e2e/cluster/up.sh" "$CLUSTER" >/dev/null
     # shellcheck disable=SC1090
     . "$STATE/clusters/$CLUSTER/env"
 fi
