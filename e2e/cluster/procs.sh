@@ -27,6 +27,15 @@ port_in_use() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # allocate_ports: pick free loopback ports not used by other clusters, record them in $CDIR/ports.
 allocate_ports() {
+    # Listen below the kernel's ephemeral range: a port picked inside it can be taken by an
+    # outgoing connection between the check and the component's bind.
+    local ephemeral_low
+    ephemeral_low="$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+    PORT_LOW=20000
+    PORT_SPAN=$((ephemeral_low - PORT_LOW))
+    if [[ "$PORT_SPAN" -lt 2000 ]]; then
+        PORT_SPAN=10000
+    fi
     local taken name p tries
     exec 8>"$CLUSTERS_DIR/.ports.lock"
     flock -w 60 8 || die "could not lock $CLUSTERS_DIR/.ports.lock"
@@ -48,7 +57,7 @@ allocate_ports() {
         while :; do
             tries=$((tries + 1))
             [[ $tries -le 200 ]] || die "no free loopback port found for $name"
-            p=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+            p=$((PORT_LOW + (RANDOM * 32768 + RANDOM) % PORT_SPAN))
             [[ "$taken" == *" $p "* ]] && continue
             port_in_use "$p" && continue
             break
