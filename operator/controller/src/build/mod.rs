@@ -52,7 +52,7 @@ impl Child {
         }
     }
 
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
             Child::Namespace(o) => &mut o.metadata,
             Child::ConfigMap(o) => &mut o.metadata,

@@ -167,25 +167,6 @@ fn every_pod_template_carries_the_silo_contract() {
             "web" => env_value(&env, "SILO_WEB_LISTEN"),
             _ => None,
         };
-        let port = d
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .ports
-            .as_ref()
-            .map(|p| p[0].container_port);
-        assert_eq!(listen, port.map(|p| format!("0.0.0.0:{p}")), "{name}");
-        let relay_secret = secret_ref(&env, "RELAY_SHARED_SECRET");
-        if matches!(name, "relay" | "web") {
-            assert_eq!(relay_secret, Some(("relay-secret".into(), "secret".into())));
-        } else {
-            assert_eq!(relay_secret, None, "{name} must not see the relay secret");
-        }
         let container = &d
             .spec
             .as_ref()
@@ -195,6 +176,14 @@ fn every_pod_template_carries_the_silo_contract() {
             .as_ref()
             .unwrap()
             .containers[0];
+        let port = container.ports.as_ref().map(|p| p[0].container_port);
+        assert_eq!(listen, port.map(|p| format!("0.0.0.0:{p}")), "{name}");
+        let relay_secret = secret_ref(&env, "RELAY_SHARED_SECRET");
+        if matches!(name, "relay" | "web") {
+            assert_eq!(relay_secret, Some(("relay-secret".into(), "secret".into())));
+        } else {
+            assert_eq!(relay_secret, None, "{name} must not see the relay secret");
+        }
         assert_eq!(
             container.image.as_deref(),
             Some("ghcr.io/silo-dev/silo:1.4.0")

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
-use kube::api::ObjectMeta;
 use silo_api::{Category, ControlPlane, ControlPlaneSpec, Mode, Region, RegionSpec};
 use silo_operator::build::{self, Child};
 use silo_operator::validate::{self, FleetContext};
@@ -98,21 +97,10 @@ fn finish(set: build::DesiredSet) -> Vec<Child> {
     });
     let mut children: Vec<Child> = set.children.into_iter().chain(generated).collect();
     for child in &mut children {
-        strip_owner(child);
+        child.meta_mut().owner_references = None;
     }
     children.sort_by_key(|c| c.kind() != build::ChildKind::Namespace);
     children
-}
-
-fn strip_owner(child: &mut Child) {
-    let meta: &mut ObjectMeta = match child {
-        Child::Namespace(o) => &mut o.metadata,
-        Child::ConfigMap(o) => &mut o.metadata,
-        Child::Secret(o) => &mut o.metadata,
-        Child::Deployment(o) => &mut o.metadata,
-        Child::Service(o) => &mut o.metadata,
-    };
-    meta.owner_references = None;
 }
 
 #[cfg(test)]
