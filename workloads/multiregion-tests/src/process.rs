@@ -1,57 +1,17 @@
 //! The `web` binary as a child process on a loopback port.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::services::repo_root;
-
-static BUILT: Mutex<bool> = Mutex::new(false);
-
-/// `target/<profile>` of the running executable (tests run from `target/<profile>/deps/`).
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no current exe: {e}"));
-    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-    } else {
-        dir
-    }
-}
+pub use silo_testkit::{free_addr, profile_dir};
 
 /// Build `web` with the profile of the running executable, once per process (skipped with
 /// `SILO_SKIP_BUILD=1`).
 pub fn ensure_built() {
-    if std::env::var("SILO_SKIP_BUILD").is_ok_and(|v| v == "1") {
-        return;
-    }
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if *built {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(repo_root())
-        .args(["build", "--quiet", "-p", "silo-web", "--bin", "web"]);
-    if profile_dir().file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo build: {e}"));
-    assert!(status.success(), "cargo build -p silo-web --bin web failed");
-    *built = true;
-}
-
-/// A free loopback address (bound, then released).
-pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local addr: {e}"))
+    silo_testkit::ensure_built(&[("silo-web", "web")]);
 }
 
 /// A running `web` process; killed when dropped.
@@ -86,12 +46,7 @@ impl WebProcess {
 
     /// (Re)start with the current `env`.
     pub fn start(&mut self) {
-        let path = profile_dir().join("web");
-        assert!(
-            path.exists(),
-            "{} is missing; build it with `cargo build -p silo-web --bin web`",
-            path.display()
-        );
+        let path = silo_testkit::binary("silo-web", "web");
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

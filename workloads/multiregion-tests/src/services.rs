@@ -38,10 +38,4 @@ pub fn admin_database_url() -> String {
         })
 }
 
-/// The repository root (two levels above this crate).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap_or_else(|e| panic!("cannot resolve the repository root: {e}"))
-}
+pub use silo_testkit::repo_root;

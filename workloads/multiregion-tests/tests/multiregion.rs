@@ -427,6 +427,86 @@ async fn control_outage_leaves_a_backlog_that_catches_up() {
     fleet.finish().await;
 }
 
+/// The value of `series` (a metric name with its label set) in a Prometheus text
+/// exposition, 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series))
+        .filter_map(|rest| rest.trim().parse::<f64>().ok())
+        .next()
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_reuses_an_authenticated_token_only_for_its_ttl() {
+    let fleet = Fleet::start(FleetOptions {
+        env: vec![("SILO_GATEWAY_TOKEN_CACHE_TTL".into(), "2s".into())],
+        ..FleetOptions::default()
+    })
+    .await;
+    let control = fleet.api(Silo::Control);
+    create_org(&control, "tok-de", Some("de")).await;
+
+    // A second token, known to the control silo only.
+    let secret = "gateway-cache-test-token";
+    let pool = fleet.control_db.pool().await;
+    silo_store::api_tokens::upsert(&pool, secret, "cache test", &["org:read".to_owned()])
+        .await
+        .expect("store token");
+    let reader = Api::new(fleet.control.base_url(), secret);
+    let path = "/api/0/organizations/tok-de/";
+    for _ in 0..5 {
+        let r = reader.get(path).await;
+        assert_eq!(r.status, 200, "through the gateway: {}", r.body);
+        assert_eq!(r.body["slug"], "tok-de");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", fleet.control.base_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let (cached, looked_up) = (
+        metric(
+            &metrics,
+            "silo_web_gateway_token_lookups_total{source=\"cache\"}",
+        ),
+        metric(
+            &metrics,
+            "silo_web_gateway_token_lookups_total{source=\"database\"}",
+        ),
+    );
+    assert!(cached >= 1.0, "no token came from the cache:\n{metrics}");
+    assert!(
+        looked_up >= 1.0,
+        "the first use was not looked up:\n{metrics}"
+    );
+
+    // Delete the token: control's own routes refuse it at once, the gateway once its
+    // cached authentication is older than the TTL.
+    let deleted = sqlx::query("DELETE FROM api_tokens WHERE label = 'cache test'")
+        .execute(&pool)
+        .await
+        .expect("delete token");
+    assert_eq!(deleted.rows_affected(), 1);
+    let own = reader.get("/api/0/organizations/").await;
+    assert_eq!(own.status, 401, "control's own route: {}", own.body);
+    until(
+        "the gateway to refuse the deleted token",
+        DEADLINE,
+        || async {
+            let r = reader.get(path).await;
+            if r.status == 401 {
+                Ok(())
+            } else {
+                Err(format!("{} {}", r.status, r.body))
+            }
+        },
+    )
+    .await;
+    fleet.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_secret_rotates_without_failed_requests() {
     let mut fleet = Fleet::start(FleetOptions {

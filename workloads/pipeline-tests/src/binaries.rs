@@ -5,13 +5,10 @@
 //! once per process (skipped with `SILO_SKIP_BUILD=1`, e.g. when CI built them before).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use crate::services::repo_root;
 
 /// `(package, binary)` of every workload.
 pub const WORKLOADS: [(&str, &str); 4] = [
@@ -21,63 +18,20 @@ pub const WORKLOADS: [(&str, &str); 4] = [
     ("silo-postprocess", "postprocess"),
 ];
 
-static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// `target/<profile>` of the running executable.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no current exe: {e}"));
-    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-    } else {
-        dir
-    }
-}
-
-fn is_release() -> bool {
-    profile_dir().file_name().is_some_and(|n| n == "release")
-}
+pub use silo_testkit::{free_addr, profile_dir};
 
 /// Build the named binaries (see [`WORKLOADS`]) with the profile of the running executable.
 pub fn ensure_built(bins: &[&str]) {
-    if std::env::var("SILO_SKIP_BUILD").is_ok_and(|v| v == "1") {
-        return;
-    }
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    let missing: Vec<&str> = bins
+    let binaries: Vec<(&str, &str)> = bins
         .iter()
-        .copied()
-        .filter(|b| !built.iter().any(|x| x == b))
+        .map(|bin| {
+            *WORKLOADS
+                .iter()
+                .find(|(_, b)| b == bin)
+                .unwrap_or_else(|| panic!("unknown workload binary {bin}"))
+        })
         .collect();
-    if missing.is_empty() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(repo_root()).arg("build").arg("--quiet");
-    if is_release() {
-        cmd.arg("--release");
-    }
-    for bin in &missing {
-        let (package, _) = WORKLOADS
-            .iter()
-            .find(|(_, b)| b == bin)
-            .unwrap_or_else(|| panic!("unknown workload binary {bin}"));
-        cmd.args(["-p", package, "--bin", bin]);
-    }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo build: {e}"));
-    assert!(status.success(), "cargo build of {missing:?} failed");
-    built.extend(missing.iter().map(|b| (*b).to_owned()));
-}
-
-/// A free loopback port (bound then released).
-pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local addr: {e}"))
+    silo_testkit::ensure_built(&binaries);
 }
 
 /// A running workload; killed when dropped.
@@ -93,12 +47,11 @@ pub struct Binary {
 impl Binary {
     /// Start `bin` with `env` (plus `RUST_LOG=info` unless given); output goes to a log file.
     pub fn spawn(bin: &str, admin_addr: SocketAddr, env: &BTreeMap<String, String>) -> Self {
-        let path = profile_dir().join(bin);
-        assert!(
-            path.exists(),
-            "{} is missing; build it with `cargo build -p <package> --bin {bin}` (see WORKLOADS)",
-            path.display()
-        );
+        let package = WORKLOADS
+            .iter()
+            .find(|(_, b)| *b == bin)
+            .map_or("<package>", |(p, _)| p);
+        let path = silo_testkit::binary(package, bin);
         let log_dir = std::env::temp_dir().join("silo-pipeline-tests");
         std::fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("log dir: {e}"));
         let log = log_dir.join(format!("{bin}-{}.log", crate::unique_suffix()));

@@ -56,10 +56,7 @@ impl Services {
     }
 }
 
-/// The repository root (this crate lives in `workloads/pipeline-tests`).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use silo_testkit::repo_root;
 
 /// Run `e2e/services/ctl.sh <action> <component>`; panics with its output on failure.
 pub fn ctl(action: &str, component: &str) {

@@ -21,6 +21,7 @@ use silo_protocol::relay_auth;
 use silo_store::api_tokens::{self, ApiToken};
 
 use crate::control::identity;
+use crate::control::metrics::TokenSource;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -67,24 +68,54 @@ pub enum Principal {
     Rpc,
 }
 
+/// Where bearer tokens are looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenLookup {
+    /// In the database, on every request.
+    Database,
+    /// Through the gateway's token cache (see `SILO_GATEWAY_TOKEN_CACHE_TTL`).
+    GatewayCache,
+}
+
 /// Middleware installed per route by [`crate::silo::compose`].
 pub async fn check_access(
     State((state, access)): State<(AppState, Access)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authorize(&state, access, TokenLookup::Database, request, next).await
+}
+
+/// [`check_access`] for the requests the control silo's gateway proxies to a region: a token
+/// authenticated less than `SILO_GATEWAY_TOKEN_CACHE_TTL` ago is not looked up again.
+pub async fn check_gateway_access(
+    State((state, access)): State<(AppState, Access)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authorize(&state, access, TokenLookup::GatewayCache, request, next).await
+}
+
+async fn authorize(
+    state: &AppState,
+    access: Access,
+    lookup: TokenLookup,
     mut request: Request,
     next: Next,
 ) -> Response {
     let principal = match access {
         Access::Public => Ok((Principal::Anonymous, request)),
         Access::Scope(scope) if request.headers().contains_key(identity::IDENTITY_HEADER) => {
-            forwarded(&state, &request, scope).map(|token| (Principal::Token(token), request))
+            forwarded(state, &request, scope).map(|token| (Principal::Token(token), request))
         }
         Access::Scope(scope) => {
-            bearer(&state, request.headers().get(AUTHORIZATION).cloned(), scope)
+            let header = request.headers().get(AUTHORIZATION).cloned();
+            bearer(state, header, scope, lookup)
                 .await
                 .map(|token| (Principal::Token(token), request))
         }
-        Access::Relay => relay(&state, request).await,
-        Access::Rpc => crate::control::rpc::verify_request(&state, request).await,
+        Access::Relay => relay(state, request).await,
+        Access::Rpc => crate::control::rpc::verify_request(state, request).await,
     };
     match principal {
         Ok((principal, req)) => {
@@ -100,6 +131,7 @@ async fn bearer(
     state: &AppState,
     header: Option<HeaderValue>,
     scope: &str,
+    lookup: TokenLookup,
 ) -> Result<ApiToken, AppError> {
     let header = header.ok_or_else(|| {
         AppError::Unauthorized(
@@ -120,15 +152,44 @@ async fn bearer(
                 "Invalid Authorization header: expected \"Bearer <token>\".".to_owned(),
             )
         })?;
-    let token = api_tokens::authenticate(&state.pool, token)
-        .await?
-        .ok_or_else(|| AppError::Unauthorized("Invalid token.".to_owned()))?;
+    let token = match lookup {
+        TokenLookup::Database => api_tokens::authenticate(&state.pool, token).await?,
+        TokenLookup::GatewayCache => authenticate_cached(state, token).await?,
+    }
+    .ok_or_else(|| AppError::Unauthorized("Invalid token.".to_owned()))?;
     if !grants(&token.scopes, scope) {
         return Err(AppError::Forbidden(format!(
             "You do not have permission to perform this action: the token lacks the {scope:?} scope."
         )));
     }
     Ok(token)
+}
+
+/// `token` from the gateway's cache while it is fresh and unexpired, else from the database
+/// (unknown tokens are not cached, so a token created elsewhere works at once).
+async fn authenticate_cached(state: &AppState, token: &str) -> Result<Option<ApiToken>, AppError> {
+    let key = api_tokens::hash_token(token);
+    let cache = state.cross.tokens();
+    let lookups = &state.cross.metrics().gateway_token_lookups;
+    if let Some(found) = cache.get(&key) {
+        if found.expires_at.is_none_or(|at| at > chrono::Utc::now()) {
+            lookups.get_or_create(&source("cache")).inc();
+            return Ok(Some(found));
+        }
+        cache.remove(&key);
+    }
+    lookups.get_or_create(&source("database")).inc();
+    let found = api_tokens::authenticate(&state.pool, token).await?;
+    if let Some(found) = &found {
+        cache.put(&key, found.clone());
+    }
+    Ok(found)
+}
+
+fn source(name: &str) -> TokenSource {
+    TokenSource {
+        source: name.to_owned(),
+    }
 }
 
 /// The caller identity forwarded by the control silo's gateway (see [`identity`]).

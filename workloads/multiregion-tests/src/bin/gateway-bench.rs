@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  cargo run --release -p silo-multiregion-tests --bin gateway-bench
+//!  cargo run --release -p silo-multiregion-tests --bin gateway-bench -- --token-cache-ttl 0s
 //!  Fleet (control + us + de, release `web`) ─► org "bench" in de
 //!  rounds: direct (de) ─► gateway (control) ─► direct ─► gateway ... (same client, same load)
 //!  ─► requests/s, p50, p99 per target; ratios against direct
@@ -30,6 +31,9 @@ struct Args {
     /// Unmeasured requests per target before the first round.
     #[arg(long, env = "BENCH_WARMUP", default_value_t = 1000)]
     warmup: usize,
+    /// The control silo's SILO_GATEWAY_TOKEN_CACHE_TTL (`0s` looks every token up).
+    #[arg(long, env = "BENCH_TOKEN_CACHE_TTL", default_value = "5s")]
+    token_cache_ttl: String,
 }
 
 #[derive(Default)]
@@ -98,7 +102,13 @@ fn ms(d: Duration) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let fleet = Fleet::start(FleetOptions {
-        env: vec![("RUST_LOG".into(), "warn".into())],
+        env: vec![
+            ("RUST_LOG".into(), "warn".into()),
+            (
+                "SILO_GATEWAY_TOKEN_CACHE_TTL".into(),
+                args.token_cache_ttl.clone(),
+            ),
+        ],
         ..FleetOptions::default()
     })
     .await;
@@ -143,8 +153,9 @@ async fn main() -> anyhow::Result<()> {
         gateway.percentile(0.99),
     );
     println!(
-        "org-scoped GET {path} ({} rounds x {} requests, concurrency {}, loopback)",
-        args.rounds, args.requests, args.concurrency
+        "org-scoped GET {path} ({} rounds x {} requests, concurrency {}, loopback, \
+         gateway token cache {})",
+        args.rounds, args.requests, args.concurrency, args.token_cache_ttl
     );
     println!(
         "{:<10} {:>10} {:>9} {:>9} {:>7}",

@@ -3,9 +3,8 @@
 //! prefixes so tests never see each other's data.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
@@ -111,42 +110,14 @@ pub struct Key {
 
 const TOKEN: &str = "relay-test-token";
 
-/// `target/<profile>` of the running test executable.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-    } else {
-        dir
-    }
-}
-
 /// Build the `web` binary once per test process (same profile) and return its path.
-fn web_binary() -> &'static Path {
-    static WEB: OnceLock<PathBuf> = OnceLock::new();
-    WEB.get_or_init(|| {
-        let dir = profile_dir();
-        if std::env::var("SILO_SKIP_BUILD").map_or(true, |v| v != "1") {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-                .args(["build", "--quiet", "-p", "silo-web", "--bin", "web"]);
-            if dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build for web");
-            assert!(status.success(), "cargo build -p silo-web --bin web failed");
-        }
-        dir.join("web")
-    })
+fn web_binary() -> PathBuf {
+    silo_testkit::ensure_built(&[("silo-web", "web")]);
+    silo_testkit::binary("silo-web", "web")
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free loopback port")
+    silo_testkit::free_addr().port()
 }
 
 /// The web process; killed when dropped.
@@ -226,7 +197,7 @@ impl Harness {
 
         let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let binary = web_binary();
-        let child = Command::new(binary)
+        let child = Command::new(&binary)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SENTRY_SILO_MODE", "REGION")

@@ -25,6 +25,12 @@ pub struct CrossSiloArgs {
     #[arg(long, env = "SILO_GATEWAY_CACHE_TTL", default_value = "2s", value_parser = parse_duration)]
     pub gateway_cache_ttl: Duration,
 
+    /// How long the gateway trusts a bearer token it authenticated before looking it up again
+    /// (0 disables the cache). A token deleted or expired in the directory keeps working through
+    /// the gateway for at most this long; the control silo's own routes always look it up.
+    #[arg(long, env = "SILO_GATEWAY_TOKEN_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub gateway_token_cache_ttl: Duration,
+
     /// How often the region's outbox is checked for undelivered messages (writes in this
     /// process wake the drain at once).
     #[arg(long, env = "SILO_OUTBOX_DRAIN_INTERVAL", default_value = "1s", value_parser = parse_duration)]
@@ -38,6 +44,7 @@ impl CrossSiloArgs {
             rpc_attempts: self.rpc_attempts.max(1),
             proxy_timeout: self.gateway_timeout,
             mapping_cache_ttl: self.gateway_cache_ttl,
+            token_cache_ttl: self.gateway_token_cache_ttl,
             outbox_interval: self.outbox_interval,
         }
     }

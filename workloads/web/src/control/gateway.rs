@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  request for a region route (CONTROL mode)
-//!    ─► check_access with the control silo's tokens (same scopes as the region route)
+//!    ─► check_gateway_access with the control silo's tokens (same scopes as the region
+//!       route; a token authenticated less than SILO_GATEWAY_TOKEN_CACHE_TTL ago is reused)
 //!    ─► {organization_id_or_slug} in the path? ─► directory (cached for a TTL) ─► region
 //!       otherwise (org-less route)            ─► SENTRY_MONOLITH_REGION
 //!    ─► region address from SENTRY_REGION_CONFIG (reloaded)
@@ -77,7 +78,7 @@ pub fn off_silo(state: AppState) -> impl Fn(&RouteDef, SiloMode) -> MethodRouter
         let Ok(filter) = MethodFilter::try_from(route.method.clone()) else {
             return silo::wrong_silo(route, mode);
         };
-        let layer = from_fn_with_state((state.clone(), route.access), auth::check_access);
+        let layer = from_fn_with_state((state.clone(), route.access), auth::check_gateway_access);
         on(
             filter,
             move |State(state): State<AppState>, params: RawPathParams, request: Request| async move {
@@ -186,12 +187,12 @@ async fn proxy(state: AppState, target: Target, org: Option<String>, request: Re
 }
 
 async fn resolve(state: &AppState, key: &str) -> Result<Option<OrganizationMapping>, AppError> {
-    if let Some(mapping) = state.cross.cached_mapping(key) {
+    if let Some(mapping) = state.cross.mappings().get(key) {
         return Ok(Some(mapping));
     }
     let found = control_directory::resolve(&state.pool, key).await?;
     if let Some(mapping) = &found {
-        state.cross.cache_mapping(key, mapping);
+        state.cross.mappings().put(key, mapping.clone());
     }
     Ok(found)
 }

@@ -15,6 +15,12 @@ pub struct RegionOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenSource {
+    /// `cache` or `database`.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
     pub service: String,
     pub method: String,
@@ -26,6 +32,8 @@ pub struct RpcLabels {
 pub struct CrossSiloMetrics {
     /// Requests the gateway proxied (or refused), by region and outcome.
     pub gateway_requests: Family<RegionOutcome, Counter>,
+    /// Bearer tokens the gateway authenticated, by where it found them.
+    pub gateway_token_lookups: Family<TokenSource, Counter>,
     /// RPC calls made, by service, method and outcome.
     pub rpc_calls: Family<RpcLabels, Counter>,
     /// RPC requests received, by service, method and outcome.
@@ -46,6 +54,11 @@ impl CrossSiloMetrics {
             "gateway_requests",
             "Requests proxied by the control gateway, by region and outcome",
             metrics.gateway_requests.clone(),
+        );
+        sub.register(
+            "gateway_token_lookups",
+            "Bearer tokens the gateway authenticated, by source (cache or database)",
+            metrics.gateway_token_lookups.clone(),
         );
         sub.register(
             "rpc_calls",

@@ -12,6 +12,7 @@
 //! process instead of going over HTTP.
 
 pub mod args;
+pub mod cache;
 pub mod gateway;
 pub mod identity;
 pub mod members;
@@ -23,11 +24,12 @@ pub mod rpc_client;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::Method;
 use silo_contract::{RegionInfo, SiloContract, SiloMode};
 use silo_runtime::ContractHandle;
+use silo_store::api_tokens::ApiToken;
 use silo_store::control_directory::OrganizationMapping;
 use silo_store::snowflake::SnowflakeGenerator;
 use tokio::sync::Notify;
@@ -36,12 +38,16 @@ pub use args::CrossSiloArgs;
 pub use metrics::CrossSiloMetrics;
 pub use rpc_client::{RpcClient, RpcError};
 
+use self::cache::TtlCache;
 use crate::auth::Access;
 use crate::silo::{RouteDef, Silos};
 
 /// Name of the region a MONOLITH process serves when no directory names one (Sentry's
 /// default for `SENTRY_MONOLITH_REGION`).
 pub const DEFAULT_MONOLITH_REGION: &str = "--monolith--";
+
+/// Most entries each gateway cache holds.
+const CACHE_CAPACITY: usize = 10_000;
 
 /// Cross-silo handles every handler can reach through `AppState::cross`.
 #[derive(Clone, Debug)]
@@ -56,7 +62,8 @@ struct Inner {
     proxy: reqwest::Client,
     settings: CrossSiloSettings,
     ids: Mutex<HashMap<u16, Arc<SnowflakeGenerator>>>,
-    mappings: Mutex<HashMap<String, (Instant, OrganizationMapping)>>,
+    mappings: TtlCache<OrganizationMapping>,
+    tokens: TtlCache<ApiToken>,
     outbox_wake: Notify,
     metrics: Arc<CrossSiloMetrics>,
 }
@@ -68,6 +75,7 @@ pub struct CrossSiloSettings {
     pub rpc_attempts: u32,
     pub proxy_timeout: Duration,
     pub mapping_cache_ttl: Duration,
+    pub token_cache_ttl: Duration,
     pub outbox_interval: Duration,
 }
 
@@ -78,6 +86,7 @@ impl Default for CrossSiloSettings {
             rpc_attempts: 4,
             proxy_timeout: Duration::from_secs(30),
             mapping_cache_ttl: Duration::from_secs(2),
+            token_cache_ttl: Duration::from_secs(5),
             outbox_interval: Duration::from_secs(1),
         }
     }
@@ -101,6 +110,8 @@ impl CrossSilo {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
+        let mappings = TtlCache::new(settings.mapping_cache_ttl, CACHE_CAPACITY);
+        let tokens = TtlCache::new(settings.token_cache_ttl, CACHE_CAPACITY);
         Self {
             inner: Arc::new(Inner {
                 contract,
@@ -108,7 +119,8 @@ impl CrossSilo {
                 proxy,
                 settings,
                 ids: Mutex::new(HashMap::new()),
-                mappings: Mutex::new(HashMap::new()),
+                mappings,
+                tokens,
                 outbox_wake: Notify::new(),
                 metrics,
             }),
@@ -198,33 +210,14 @@ impl CrossSilo {
         self.inner.outbox_wake.notified().await;
     }
 
-    /// A cached directory entry younger than the cache TTL.
-    pub(crate) fn cached_mapping(&self, key: &str) -> Option<OrganizationMapping> {
-        let ttl = self.inner.settings.mapping_cache_ttl;
-        let cache = self
-            .inner
-            .mappings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < ttl)
-            .map(|(_, m)| m.clone())
+    /// Organization -> region lookups of the gateway (`SILO_GATEWAY_CACHE_TTL`).
+    pub(crate) fn mappings(&self) -> &TtlCache<OrganizationMapping> {
+        &self.inner.mappings
     }
 
-    pub(crate) fn cache_mapping(&self, key: &str, mapping: &OrganizationMapping) {
-        if self.inner.settings.mapping_cache_ttl.is_zero() {
-            return;
-        }
-        let mut cache = self
-            .inner
-            .mappings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-        cache.insert(key.to_owned(), (Instant::now(), mapping.clone()));
+    /// Tokens the gateway authenticated, by token hash (`SILO_GATEWAY_TOKEN_CACHE_TTL`).
+    pub(crate) fn tokens(&self) -> &TtlCache<ApiToken> {
+        &self.inner.tokens
     }
 }
 
