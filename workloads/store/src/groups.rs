@@ -1,8 +1,9 @@
 //! `groups`: issues, one per (project, fingerprint hash).
 //!
-//! Rows are written by the ingest consumers (`INSERT ... ON CONFLICT (project_id, fingerprint)
-//! DO UPDATE`, leaving `short_id` out so the `groups_short_id` trigger numbers new issues);
-//! this module reads them and changes their status.
+//! Rows are written by the ingest consumers (`crate::ingest`: locked with `SELECT ... FOR
+//! UPDATE`, created with `INSERT ... ON CONFLICT DO NOTHING` leaving `short_id` out so the
+//! `groups_short_id` trigger numbers new issues); this module reads them and changes their
+//! status.
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};

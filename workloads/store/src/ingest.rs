@@ -3,7 +3,8 @@
 //! ```text
 //!  save_event ─► BEGIN
 //!                ├─ event already stored? ──yes──► ROLLBACK, return what was stored (duplicate)
-//!                ├─ INSERT groups ... ON CONFLICT DO UPDATE (creates or locks the issue)
+//!                ├─ SELECT groups ... FOR UPDATE (locks the issue), or when there is none
+//!                │  INSERT groups ... ON CONFLICT DO NOTHING (creates it; lost race: lock it)
 //!                ├─ INSERT events ... ON CONFLICT DO NOTHING
 //!                ├─ UPDATE groups: times_seen + 1, first/last seen, reopen if resolved
 //!                └─ COMMIT
@@ -17,6 +18,9 @@ use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
+
+/// SQLSTATE of a unique violation.
+const UNIQUE_VIOLATION: &str = "23505";
 
 /// A normalized event ready to store.
 #[derive(Clone, Debug)]
@@ -70,27 +74,9 @@ pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
         return Ok(stored);
     }
 
-    // Create the issue or take its row lock; counters are only touched below, once the event
-    // row is known to be new. The short id trigger numbers new issues.
-    let group: LockedGroup = sqlx::query_as(
-        "INSERT INTO groups (project_id, fingerprint, title, culprit, level, type, first_seen, \
-           last_seen, times_seen, first_event_id, last_event_id, metadata) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0, $8, $8, $9) \
-         ON CONFLICT (project_id, fingerprint) DO UPDATE SET times_seen = groups.times_seen \
-         RETURNING id, (xmax = 0) AS created, status",
-    )
-    .bind(event.project_id)
-    .bind(&event.fingerprint)
-    .bind(&event.title)
-    .bind(&event.culprit)
-    .bind(&event.level)
-    .bind(&event.group_type)
-    .bind(event.timestamp)
-    .bind(event.event_id)
-    .bind(&event.metadata)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(StoreError::db(OP, None))?;
+    // Lock the issue, or create it; counters are only touched below, once the event row is
+    // known to be new. Existing issues (nearly every event) are locked without a write.
+    let group = lock_or_create_group(&mut tx, event).await?;
 
     let is_new = group.created;
     let is_regression = !is_new && group.status == "resolved";
@@ -160,6 +146,62 @@ pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
     })
 }
 
+/// The event's issue, row-locked until the transaction ends; created (numbered by the
+/// `groups_short_id` trigger) when it does not exist yet. When another transaction creates it
+/// first, the insert does nothing and the issue is locked as it committed.
+async fn lock_or_create_group(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    event: &NewEvent,
+) -> Result<LockedGroup> {
+    const OP: &str = "store event";
+    const LOCK: &str = "SELECT id, false AS created, status FROM groups \
+         WHERE project_id = $1 AND fingerprint = $2 FOR UPDATE";
+    let lock = || {
+        sqlx::query_as::<_, LockedGroup>(LOCK)
+            .bind(event.project_id)
+            .bind(&event.fingerprint)
+    };
+    if let Some(group) = lock()
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP, None))?
+    {
+        return Ok(group);
+    }
+    let created: Option<LockedGroup> = sqlx::query_as(
+        "INSERT INTO groups (project_id, fingerprint, title, culprit, level, type, first_seen, \
+           last_seen, times_seen, first_event_id, last_event_id, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0, $8, $8, $9) \
+         ON CONFLICT (project_id, fingerprint) DO NOTHING \
+         RETURNING id, true AS created, status",
+    )
+    .bind(event.project_id)
+    .bind(&event.fingerprint)
+    .bind(&event.title)
+    .bind(&event.culprit)
+    .bind(&event.level)
+    .bind(&event.group_type)
+    .bind(event.timestamp)
+    .bind(event.event_id)
+    .bind(&event.metadata)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP, None))?;
+    match created {
+        Some(group) => Ok(group),
+        None => lock()
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP, None))?
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "issue {} of project {} conflicted but is not stored",
+                    event.fingerprint, event.project_id
+                ))
+            }),
+    }
+}
+
 async fn stored_event(
     db: impl sqlx::PgExecutor<'_>,
     project_id: i64,
@@ -181,16 +223,20 @@ async fn stored_event(
 }
 
 /// Whether the error means the event can never be stored (its project is gone, a value is out
-/// of range): retrying will not help, unlike [`StoreError::is_unavailable`].
+/// of range): retrying will not help, unlike [`StoreError::is_unavailable`]. A unique violation
+/// is not permanent: every unique key written here is upserted, so one can only come from a
+/// concurrent writer, and the retry finds its row.
 pub fn is_permanent(error: &StoreError) -> bool {
     match error {
         StoreError::Database {
             source: sqlx::Error::Database(e),
             ..
         } => {
-            // Class 22 data exceptions, 23 integrity violations (e.g. unknown project).
-            e.code()
-                .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+            // Class 22 data exceptions, 23 integrity violations (e.g. unknown project) except
+            // 23505 unique_violation.
+            e.code().is_some_and(|c| {
+                c.starts_with("22") || (c.starts_with("23") && c != UNIQUE_VIOLATION)
+            })
         }
         StoreError::Invalid(_) => true,
         _ => false,

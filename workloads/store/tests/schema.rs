@@ -248,3 +248,63 @@ async fn expired_tokens_do_not_authenticate() {
     );
     db.drop_db().await;
 }
+
+fn message_event(project_id: i64, fingerprint: &str) -> silo_store::ingest::NewEvent {
+    let now = Utc::now();
+    silo_store::ingest::NewEvent {
+        project_id,
+        event_id: Uuid::new_v4(),
+        timestamp: now,
+        received: now,
+        title: fingerprint.to_owned(),
+        message: fingerprint.to_owned(),
+        culprit: String::new(),
+        platform: "rust".to_owned(),
+        level: "warning".to_owned(),
+        environment: None,
+        release: None,
+        data: serde_json::json!({}),
+        fingerprint: fingerprint.to_owned(),
+        group_type: "default".to_owned(),
+        metadata: serde_json::json!({}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_events_of_a_new_issue_are_all_stored_on_one_issue() {
+    let db = Db::new().await;
+    let a = project(&db.pool, "a").await;
+    silo_store::ingest::save_event(&db.pool, &message_event(a, "first"))
+        .await
+        .expect("first event");
+    const N: usize = 40;
+    for round in 0..5 {
+        let fingerprint = format!("burst-{round}");
+        let saves = (0..N).map(|_| {
+            let pool = db.pool.clone();
+            let event = message_event(a, &fingerprint);
+            tokio::spawn(async move { silo_store::ingest::save_event(&pool, &event).await })
+        });
+        let mut created = 0;
+        for save in saves.collect::<Vec<_>>() {
+            let saved = save
+                .await
+                .expect("task")
+                .unwrap_or_else(|e| panic!("round {round}: storing failed: {e}"));
+            created += usize::from(saved.is_new);
+        }
+        assert_eq!(
+            created, 1,
+            "round {round}: exactly one event creates the issue"
+        );
+        let counts: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT short_id, times_seen FROM groups WHERE fingerprint = $1")
+                .bind(&fingerprint)
+                .fetch_all(&db.pool)
+                .await
+                .expect("groups");
+        assert_eq!(counts.len(), 1, "round {round}: one issue");
+        assert_eq!(counts[0].1, N as i64, "round {round}: every event counted");
+    }
+    db.drop_db().await;
+}
