@@ -181,6 +181,18 @@ async fn operator_run(client: &Client, args: &Args) -> anyhow::Result<OperatorRu
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // On SIGINT/SIGTERM the run is dropped, and with it the operator child (killed on drop).
+    let shutdown = silo_runtime::Shutdown::on_signals();
+    tokio::select! {
+        result = run(args) => result,
+        () = shutdown.wait() => anyhow::bail!(
+            "interrupted; the operator child is stopped, the cluster keeps what was created \
+             (e2e/bench-operator.sh stops its cluster)"
+        ),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let client = client(&args).await?;
     cluster::install_crds(&client).await?;
     let (r, c, n) = cluster::leftovers(&client).await?;
