@@ -70,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
     let relay_rate = args.events as f64 / accepted_in.as_secs_f64();
     let pipeline_rate = args.events as f64 / stored_in.as_secs_f64();
 
-    // Latency at a load the pipeline sustains.
+    // Latency at a load the pipeline sustains, once postprocess has evaluated the burst (its
+    // backlog would otherwise compete for the CPU and skew the first seconds).
+    wait_postprocessed(&region, 50 + args.events as u64, deadline).await?;
     let rate = (pipeline_rate * args.latency_load).max(1.0);
     let latency = silo_pipeline_tests::bench::latency_phase(
         &region,
@@ -119,6 +121,23 @@ async fn main() -> anyhow::Result<()> {
     }
     region.stop().await;
     Ok(())
+}
+
+async fn wait_postprocessed(region: &Region, want: u64, deadline: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + deadline;
+    loop {
+        let have = region
+            .postprocess
+            .metric("silo_postprocess_events_processed_total")
+            .await;
+        if have >= want as f64 {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("postprocess evaluated only {have} of {want} events after {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn wait_stored(
