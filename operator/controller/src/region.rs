@@ -1,6 +1,7 @@
 //! The Region reconciler: read -> validate -> build -> apply + prune -> status, and the
 //! finalizer that removes the namespace and waits until no directory lists the Region.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -305,7 +306,10 @@ async fn set_finalizers(
     Ok(())
 }
 
-/// Directory ConfigMaps (other than the deleted Region's own) that do not yet hold `hash`.
+/// Directory ConfigMaps that will keep serving and do not yet hold `hash`: those of the
+/// ControlPlane and of live, unsuspended Regions. Regions being deleted themselves are skipped
+/// (their directories are never rewritten and go away with their namespaces), so deleting many
+/// Regions at once does not make each wait for all the others' namespaces.
 fn stale_directories(ctx: &Context, deleted: &str, hash: &str) -> Vec<String> {
     let siloed_control: Vec<String> = ctx
         .stores
@@ -315,12 +319,12 @@ fn stale_directories(ctx: &Context, deleted: &str, hash: &str) -> Vec<String> {
         .filter(|cp| cp.spec.mode == Mode::Siloed)
         .map(|cp| cp.spec.namespace.clone())
         .collect();
-    let suspended: Vec<String> = ctx
+    let skipped: HashSet<String> = ctx
         .stores
         .regions
         .state()
         .iter()
-        .filter(|r| r.spec.suspend)
+        .filter(|r| r.spec.suspend || r.meta().deletion_timestamp.is_some())
         .map(|r| labels::region_namespace(&r.name_any()))
         .collect();
     let own = labels::region_namespace(deleted);
@@ -333,7 +337,7 @@ fn stale_directories(ctx: &Context, deleted: &str, hash: &str) -> Vec<String> {
             let ns = cm.metadata.namespace.clone()?;
             let labels = cm.metadata.labels.as_ref()?;
             let relevant =
-                (labels.contains_key(labels::REGION) && ns != own && !suspended.contains(&ns))
+                (labels.contains_key(labels::REGION) && ns != own && !skipped.contains(&ns))
                     || (labels.contains_key(labels::CONTROL_PLANE) && siloed_control.contains(&ns));
             let current = cm
                 .metadata

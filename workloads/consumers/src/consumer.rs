@@ -1,14 +1,13 @@
 //! The Kafka loop: receive, hand to the [`Worker`], commit offsets once messages are done.
 //!
-//! Messages already fetched are taken in batches and processed concurrently (the database
-//! pool bounds the parallelism). Offsets are committed asynchronously after every finished
+//! Messages already fetched are taken in batches; the issues of a batch are processed
+//! concurrently, the messages of one issue in order (the database pool bounds the parallelism). Offsets are committed asynchronously after every finished
 //! batch and synchronously when draining on shutdown. A batch interrupted by shutdown is left
 //! uncommitted.
 
 use std::collections::BTreeMap;
 
 use futures::FutureExt;
-use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -59,10 +58,13 @@ pub async fn run(
                 None => break,
             }
         }
-        // Messages of a batch are processed concurrently; its offsets are committed only when
-        // every one of them is finished.
-        let results = join_all(batch.iter().map(|m| worker.handle(m.payload()))).await;
-        if results.iter().any(Result::is_err) {
+        // Issues of a batch are processed concurrently; its offsets are committed only when
+        // every message is finished.
+        if worker
+            .handle_batch(batch.iter().map(|m| m.payload()))
+            .await
+            .is_err()
+        {
             tracing::info!(
                 messages = batch.len(),
                 "shutdown while retrying; leaving the batch for the next consumer"

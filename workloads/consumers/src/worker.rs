@@ -1,10 +1,14 @@
-//! One message at a time: decode, prepare, store (retrying while Postgres is unavailable),
-//! publish the eventstream record (retrying while Kafka refuses it).
+//! Per message: decode, prepare, store (retrying while Postgres is unavailable), publish the
+//! eventstream record (retrying while Kafka refuses it). A batch runs the messages of one issue
+//! in order and different issues concurrently.
 //!
 //! A message is finished ([`Handled`]) only when its effect is durable: stored and published,
 //! or rejected for good. Until then the caller must not commit its offset.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use futures::future::join_all;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -47,20 +51,60 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub async fn handle(&self, payload: Option<&[u8]>) -> Result<Handled, Interrupted> {
+    /// Process a batch in its Kafka order: the events of one issue one after another, so the
+    /// earliest in its partition creates the issue (and none waits on the issue's row lock
+    /// holding a connection), different issues concurrently.
+    pub async fn handle_batch<'a>(
+        &self,
+        payloads: impl IntoIterator<Item = Option<&'a [u8]>>,
+    ) -> Result<(), Interrupted> {
         let started = Instant::now();
-        let prepared = match decode(payload.unwrap_or_default()).and_then(|m| prepare(&m)) {
-            Ok(p) => p,
+        let mut groups: Vec<Vec<Prepared>> = Vec::new();
+        let mut index: HashMap<(i64, String), usize> = HashMap::new();
+        for payload in payloads {
+            let Some(prepared) = self.prepare(payload) else {
+                continue;
+            };
+            let key = (
+                prepared.event.project_id,
+                prepared.event.fingerprint.clone(),
+            );
+            let slot = *index.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[slot].push(prepared);
+        }
+        let runs = groups.iter().map(|group| async move {
+            for prepared in group {
+                self.store_and_publish(prepared, started).await?;
+            }
+            Ok::<(), Interrupted>(())
+        });
+        join_all(runs).await.into_iter().collect()
+    }
+
+    /// Decode and normalize a message; `None` (logged, counted) when it can never be stored.
+    fn prepare(&self, payload: Option<&[u8]>) -> Option<Prepared> {
+        match decode(payload.unwrap_or_default()).and_then(|m| prepare(&m)) {
+            Ok(prepared) => Some(prepared),
             Err(error) => {
                 tracing::error!(%error, "skipping an ingest message that can never be stored");
                 self.metrics.error("invalid");
-                return Ok(Handled::Rejected);
+                None
             }
-        };
-        let Some(saved) = self.store(&prepared).await? else {
+        }
+    }
+
+    async fn store_and_publish(
+        &self,
+        prepared: &Prepared,
+        started: Instant,
+    ) -> Result<Handled, Interrupted> {
+        let Some(saved) = self.store(prepared).await? else {
             return Ok(Handled::Rejected);
         };
-        let record = stream_message(&prepared, &saved);
+        let record = stream_message(prepared, &saved);
         self.publish(&record).await?;
 
         self.metrics

@@ -79,8 +79,8 @@ async fn sdk_events_are_grouped_into_issues_and_an_alert_fires() {
         "the SDK sent everything"
     );
 
-    // The fingerprinted issue takes its title from whichever of its two events was stored
-    // first; the consumers process a batch concurrently, so either may be.
+    // The fingerprinted issue takes its title from the first of its two events in Kafka; the
+    // order in which the SDK's transport delivers them is not part of its contract.
     let wants: Vec<Vec<(String, String)>> = [
         "PaymentDeclined: card amex was declined",
         "InventoryMissing: item is out of stock",
