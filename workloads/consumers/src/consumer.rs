@@ -1,7 +1,7 @@
 //! The Kafka loop: receive, hand to the [`Worker`], commit offsets once messages are done.
 //!
-//! Messages already fetched are taken in batches; the issues of a batch are processed
-//! concurrently, the messages of one issue in order (the database pool bounds the parallelism). Offsets are committed asynchronously after every finished
+//! Messages already fetched are taken in batches and processed concurrently, the first event
+//! of each issue before the rest (the database pool bounds the parallelism). Offsets are committed asynchronously after every finished
 //! batch and synchronously when draining on shutdown. A batch interrupted by shutdown is left
 //! uncommitted.
 
@@ -58,8 +58,7 @@ pub async fn run(
                 None => break,
             }
         }
-        // Issues of a batch are processed concurrently; its offsets are committed only when
-        // every message is finished.
+        // A batch's offsets are committed only when every message is finished.
         if worker
             .handle_batch(batch.iter().map(|m| m.payload()))
             .await

@@ -1,6 +1,6 @@
 //! Per message: decode, prepare, store (retrying while Postgres is unavailable), publish the
-//! eventstream record (retrying while Kafka refuses it). A batch runs the messages of one issue
-//! in order and different issues concurrently.
+//! eventstream record (retrying while Kafka refuses it). A batch stores the first event of each
+//! issue before the others.
 //!
 //! A message is finished ([`Handled`]) only when its effect is durable: stored and published,
 //! or rejected for good. Until then the caller must not commit its offset.
@@ -51,9 +51,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Process a batch in its Kafka order: the events of one issue one after another, so the
-    /// earliest in its partition creates the issue (and none waits on the issue's row lock
-    /// holding a connection), different issues concurrently.
+    /// Process a batch: first the earliest event of each issue (in Kafka order), so that one
+    /// creates the issue and names it, then all the others, concurrently in both steps.
     pub async fn handle_batch<'a>(
         &self,
         payloads: impl IntoIterator<Item = Option<&'a [u8]>>,
@@ -75,13 +74,16 @@ impl Worker {
             });
             groups[slot].push(prepared);
         }
-        let runs = groups.iter().map(|group| async move {
-            for prepared in group {
-                self.store_and_publish(prepared, started).await?;
-            }
-            Ok::<(), Interrupted>(())
-        });
-        join_all(runs).await.into_iter().collect()
+        let firsts = groups.iter().filter_map(|group| group.first());
+        let rest = groups.iter().flat_map(|group| group.iter().skip(1));
+        for step in [firsts.collect::<Vec<_>>(), rest.collect()] {
+            let runs = step.into_iter().map(|p| self.store_and_publish(p, started));
+            join_all(runs)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        Ok(())
     }
 
     /// Decode and normalize a message; `None` (logged, counted) when it can never be stored.
