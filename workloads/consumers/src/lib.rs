@@ -2,11 +2,13 @@
 //!
 //! ```text
 //!  Kafka `ingest-events` (IngestMessage)
-//!    └─► consumer::run ── recv (batches of fetched messages) ──► Worker::handle (concurrently)
+//!    └─► consumer::run ── recv (batches of fetched messages) ──► Worker::handle_batch
+//!          (concurrently; the first event of each issue in the batch before the rest)
 //!          decode ─► process::prepare (normalize: title, culprit, level, timestamp;
 //!                                      grouping: fingerprint ─► SHA-256 issue key)
-//!          ─► silo_store::ingest::save_event (one transaction: event ON CONFLICT DO NOTHING,
-//!                                             issue upsert, times_seen only for new rows)
+//!          ─► silo_store::ingest::save_event (one transaction: issue locked or created,
+//!                                             event ON CONFLICT DO NOTHING, times_seen only
+//!                                             for new rows)
 //!          ─► Kafka `events` (EventStreamMessage, delivery awaited)
 //!    ◄── commit offsets (only after both, for the whole batch) ──┘
 //! ```
