@@ -33,6 +33,11 @@ pub struct Args {
     #[arg(long, env = "SILO_OPERATOR_FLEET_DEBOUNCE", default_value = "500ms", value_parser = parse_duration)]
     pub fleet_debounce: Duration,
 
+    /// Shortest time between two Region status writes that only change condition messages
+    /// (the Deployments a rollout still waits for); transitions are written at once.
+    #[arg(long, env = "SILO_OPERATOR_STATUS_MESSAGE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub status_message_interval: Duration,
+
     /// Name reported on Events (the operator pod's name in a cluster).
     #[arg(long, env = "POD_NAME", default_value = "silo-operator")]
     pub instance: String,

@@ -8,6 +8,7 @@ use kube::runtime::events::Recorder;
 use crate::apply::{Applier, ApplyError};
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
+use crate::pacing::StatusPacer;
 use crate::stores::Stores;
 
 /// Shared state of both controllers.
@@ -20,6 +21,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Re-check interval for settled objects (reads only the in-memory stores).
     pub resync: Duration,
+    /// Spaces out Region status writes that only change condition messages.
+    pub status_pacer: StatusPacer,
 }
 
 /// A reconcile step that talked to the API server failed; retried with per-object backoff.

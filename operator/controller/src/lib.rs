@@ -22,6 +22,7 @@ pub mod controlplane;
 pub mod http;
 pub mod labels;
 pub mod metrics;
+pub mod pacing;
 pub mod region;
 pub mod run;
 pub mod status;

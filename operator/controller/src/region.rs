@@ -16,6 +16,7 @@ use silo_api::{Mode, Region, RegionStatus};
 use crate::build::{self, DesiredSet};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
+use crate::pacing;
 use crate::status::{self, Verdict};
 use crate::validate::{self, FleetContext, FleetDirectory, ValidateError, ValidatedRegion};
 
@@ -84,7 +85,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
             reason::SUSPENDED,
             "spec.suspend is true: the operator leaves this region's objects as they are",
         );
-        write_status(ctx, region, vec![verdict], None).await?;
+        write_status(ctx, region, vec![verdict], None, false).await?;
         return Ok(Action::await_change());
     }
     let plan = match plan(region, ctx) {
@@ -97,7 +98,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 invalid.reason(),
                 invalid.to_string(),
             );
-            write_status(ctx, region, vec![verdict], None).await?;
+            write_status(ctx, region, vec![verdict], None, false).await?;
             // Waiting on other objects: their changes re-trigger this Region.
             return Ok(Action::await_change());
         }
@@ -122,8 +123,8 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         Ok(()) => {
             let ready = status::deployments_ready(set.deployments(), &ctx.stores.deployments);
             let verdicts = verdicts(ready);
-            write_status(ctx, region, verdicts, Some(desired)).await?;
-            Ok(Action::requeue(ctx.resync))
+            let held = write_status(ctx, region, verdicts, Some(desired), true).await?;
+            Ok(Action::requeue(held.unwrap_or(ctx.resync)))
         }
         Err(error) => {
             let verdicts = vec![
@@ -140,7 +141,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                     error.to_string(),
                 ),
             ];
-            write_status(ctx, region, verdicts, Some(desired)).await?;
+            write_status(ctx, region, verdicts, Some(desired), false).await?;
             Err(error)
         }
     }
@@ -210,12 +211,16 @@ struct Desired {
     address: Option<String>,
 }
 
+/// Write the status when it changed; with `pace`, a change of condition messages alone is held
+/// back while the last write is recent (see [`crate::pacing`]): `Some(wait)` says when to
+/// reconcile again to write it.
 async fn write_status(
     ctx: &Context,
     region: &Region,
     verdicts: Vec<Verdict>,
     desired: Option<Desired>,
-) -> Result<(), ReconcileError> {
+    pace: bool,
+) -> Result<Option<Duration>, ReconcileError> {
     let previous = region.status.clone().unwrap_or_default();
     let conditions = status::conditions(
         &verdicts,
@@ -238,9 +243,18 @@ async fn write_status(
         conditions,
     };
     if region.status.as_ref() == Some(&next) {
-        return Ok(());
+        return Ok(None);
     }
     let name = region.name_any();
+    let messages_only = pace
+        && RegionStatus {
+            conditions: previous.conditions.clone(),
+            ..next.clone()
+        } == previous
+        && pacing::messages_only(&previous.conditions, &next.conditions);
+    if let Some(wait) = ctx.status_pacer.hold(&name, messages_only) {
+        return Ok(Some(wait));
+    }
     let api: Api<Region> = Api::all(ctx.client.clone());
     let patch = json!({
         "apiVersion": format!("{}/{}", silo_api::GROUP, silo_api::VERSION),
@@ -257,6 +271,7 @@ async fn write_status(
         name: name.clone(),
         source,
     })?;
+    ctx.status_pacer.written(&name);
     if let Some(ready) = ready {
         status::publish_transition(
             &ctx.recorder,
@@ -266,7 +281,7 @@ async fn write_status(
         )
         .await;
     }
-    Ok(())
+    Ok(None)
 }
 
 fn has_finalizer(region: &Region) -> bool {
@@ -385,6 +400,7 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
         .cloned()
         .collect();
     set_finalizers(ctx, region, remaining).await?;
+    ctx.status_pacer.forget(&name);
     tracing::info!(region = %name, "region cleaned up");
     Ok(Action::await_change())
 }

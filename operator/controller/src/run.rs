@@ -23,6 +23,7 @@ use crate::config::Args;
 use crate::context::Context;
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
+use crate::pacing::StatusPacer;
 use crate::stores::{self, Routes, Stores, Tracker};
 use crate::{controlplane, region, validate};
 
@@ -145,6 +146,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         recorder: Recorder::new(client.clone(), reporter),
         backoff: Backoff::default(),
         resync: args.resync,
+        status_pacer: StatusPacer::new(args.status_message_interval),
     });
 
     let shutdown = Shutdown::on_signals();

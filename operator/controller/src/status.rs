@@ -130,7 +130,16 @@ pub fn ready_status(conditions: &[Condition]) -> Option<bool> {
         .map(|c| c.status == "True")
 }
 
-/// Publish an Event when `Ready` flipped (or first appeared).
+/// Whether a change of `Ready` is worth an Event: a flip, or a first verdict other than
+/// "still progressing" (a new object rolling out is expected, not a warning).
+pub fn is_transition(before: Option<bool>, ready: &Verdict) -> bool {
+    match before {
+        Some(was) => was != ready.ok,
+        None => ready.ok || ready.reason != silo_api::conditions::reason::PROGRESSING,
+    }
+}
+
+/// Publish an Event when `Ready` flipped, or first appeared with a verdict worth reporting.
 pub async fn publish_transition<K>(
     recorder: &Recorder,
     obj: &K,
@@ -139,7 +148,7 @@ pub async fn publish_transition<K>(
 ) where
     K: Resource<DynamicType = ()>,
 {
-    if before == Some(ready.ok) {
+    if !is_transition(before, ready) {
         return;
     }
     let event = Event {
@@ -203,6 +212,19 @@ mod tests {
         assert!(deployment_available(&deployment(2, 2, 1)).is_ok());
         assert!(deployment_available(&deployment(3, 2, 1)).is_err());
         assert!(deployment_available(&deployment(2, 2, 0)).is_err());
+    }
+
+    #[test]
+    fn a_new_object_still_progressing_is_no_event() {
+        let progressing = Verdict::new("Ready", false, "Progressing", "waiting");
+        let failed = Verdict::new("Ready", false, "ApplyFailed", "forbidden");
+        let ready = Verdict::new("Ready", true, "Ready", "ok");
+        assert!(!is_transition(None, &progressing));
+        assert!(is_transition(None, &failed));
+        assert!(is_transition(None, &ready));
+        assert!(is_transition(Some(false), &ready));
+        assert!(is_transition(Some(true), &progressing));
+        assert!(!is_transition(Some(false), &progressing));
     }
 
     #[test]
