@@ -247,11 +247,11 @@ async fn write_status(
     }
     let name = region.name_any();
     let messages_only = pace
+        && pacing::messages_only(&previous.conditions, &next.conditions)
         && RegionStatus {
             conditions: previous.conditions.clone(),
             ..next.clone()
-        } == previous
-        && pacing::messages_only(&previous.conditions, &next.conditions);
+        } == previous;
     if let Some(wait) = ctx.status_pacer.hold(&name, messages_only) {
         return Ok(Some(wait));
     }

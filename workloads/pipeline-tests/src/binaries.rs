@@ -20,17 +20,18 @@ pub const WORKLOADS: [(&str, &str); 4] = [
 
 pub use silo_testkit::{free_addr, profile_dir};
 
+/// The package of a workload binary (see [`WORKLOADS`]).
+fn package_of(bin: &str) -> &'static str {
+    WORKLOADS
+        .iter()
+        .find(|(_, b)| *b == bin)
+        .map(|(package, _)| *package)
+        .unwrap_or_else(|| panic!("unknown workload binary {bin}"))
+}
+
 /// Build the named binaries (see [`WORKLOADS`]) with the profile of the running executable.
 pub fn ensure_built(bins: &[&str]) {
-    let binaries: Vec<(&str, &str)> = bins
-        .iter()
-        .map(|bin| {
-            *WORKLOADS
-                .iter()
-                .find(|(_, b)| b == bin)
-                .unwrap_or_else(|| panic!("unknown workload binary {bin}"))
-        })
-        .collect();
+    let binaries: Vec<(&str, &str)> = bins.iter().map(|bin| (package_of(bin), *bin)).collect();
     silo_testkit::ensure_built(&binaries);
 }
 
@@ -47,11 +48,7 @@ pub struct Binary {
 impl Binary {
     /// Start `bin` with `env` (plus `RUST_LOG=info` unless given); output goes to a log file.
     pub fn spawn(bin: &str, admin_addr: SocketAddr, env: &BTreeMap<String, String>) -> Self {
-        let package = WORKLOADS
-            .iter()
-            .find(|(_, b)| *b == bin)
-            .map_or("<package>", |(p, _)| p);
-        let path = silo_testkit::binary(package, bin);
+        let path = silo_testkit::binary(package_of(bin), bin);
         let log_dir = std::env::temp_dir().join("silo-pipeline-tests");
         std::fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("log dir: {e}"));
         let log = log_dir.join(format!("{bin}-{}.log", crate::unique_suffix()));

@@ -173,23 +173,21 @@ async fn authenticate_cached(state: &AppState, token: &str) -> Result<Option<Api
     let lookups = &state.cross.metrics().gateway_token_lookups;
     if let Some(found) = cache.get(&key) {
         if found.expires_at.is_none_or(|at| at > chrono::Utc::now()) {
-            lookups.get_or_create(&source("cache")).inc();
+            lookups
+                .get_or_create(&TokenSource { source: "cache" })
+                .inc();
             return Ok(Some(found));
         }
         cache.remove(&key);
     }
-    lookups.get_or_create(&source("database")).inc();
+    lookups
+        .get_or_create(&TokenSource { source: "database" })
+        .inc();
     let found = api_tokens::authenticate(&state.pool, token).await?;
     if let Some(found) = &found {
         cache.put(&key, found.clone());
     }
     Ok(found)
-}
-
-fn source(name: &str) -> TokenSource {
-    TokenSource {
-        source: name.to_owned(),
-    }
 }
 
 /// The caller identity forwarded by the control silo's gateway (see [`identity`]).

@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use silo_pipeline_tests::bench::{peak_rss_kib, send_all, total_issue_count};
 use silo_pipeline_tests::sdk::EnvelopeSender;
-use silo_pipeline_tests::{Region, TestProject};
+use silo_pipeline_tests::{Region, TestProject, wait};
 
 #[derive(Debug, Parser)]
 #[command(name = "pipeline-bench", about = "Benchmark relay -> consumers -> API")]
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Latency at a load the pipeline sustains, once postprocess has evaluated the burst (its
     // backlog would otherwise compete for the CPU and skew the first seconds).
-    wait_postprocessed(&region, 50 + args.events as u64, deadline).await?;
+    wait_postprocessed(&region, 50 + args.events as u64, deadline).await;
     let rate = (pipeline_rate * args.latency_load).max(1.0);
     let latency = silo_pipeline_tests::bench::latency_phase(
         &region,
@@ -123,21 +123,19 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_postprocessed(region: &Region, want: u64, deadline: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + deadline;
-    loop {
+async fn wait_postprocessed(region: &Region, want: u64, deadline: Duration) {
+    wait::until("postprocess to evaluate every event", deadline, || async {
         let have = region
             .postprocess
             .metric("silo_postprocess_events_processed_total")
             .await;
         if have >= want as f64 {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(format!("{have} of {want} evaluated"))
         }
-        if Instant::now() > until {
-            bail!("postprocess evaluated only {have} of {want} events after {deadline:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 async fn wait_stored(

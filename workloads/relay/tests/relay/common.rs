@@ -116,10 +116,6 @@ fn web_binary() -> PathBuf {
     silo_testkit::binary("silo-web", "web")
 }
 
-fn free_port() -> u16 {
-    silo_testkit::free_addr().port()
-}
-
 /// The web process; killed when dropped.
 struct WebProcess(Child);
 
@@ -195,7 +191,7 @@ impl Harness {
         admin.close().await.ok();
         let db_url = with_database(&services.database_url, &db_name);
 
-        let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let web: SocketAddr = silo_testkit::free_addr();
         let binary = web_binary();
         let child = Command::new(&binary)
             .env_clear()

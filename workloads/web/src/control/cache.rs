@@ -50,7 +50,7 @@ impl<V: Clone> TtlCache<V> {
         entries.insert(key.to_owned(), (Instant::now(), value));
     }
 
-    /// Forget `key` (after a change made through this process).
+    /// Forget `key`.
     pub fn remove(&self, key: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.remove(key);
