@@ -69,14 +69,24 @@ def copy_tar(path, out, mtime):
         fileobj=out, mode="w", format=tarfile.PAX_FORMAT
     ) as dst:
         for info in src:
-            info.mtime = mtime
             if info.name in (".", "./"):
                 continue
-            info.name = info.name[2:] if info.name.startswith("./") else info.name
+            # Pax records win over the header fields when tarfile writes them again, so drop the
+            # ones rewritten here (tarfile adds path/linkpath back when a name needs them).
+            for key in ("mtime", "atime", "ctime", "path", "linkpath"):
+                info.pax_headers.pop(key, None)
+            info.mtime = mtime
+            info.name = strip_dot(info.name)
+            if info.islnk():
+                info.linkname = strip_dot(info.linkname)
             if info.isreg():
                 dst.addfile(info, src.extractfile(info))
             else:
                 dst.addfile(info)
+
+
+def strip_dot(name):
+    return name[2:] if name.startswith("./") else name
 
 
 class Blobs:
@@ -106,7 +116,9 @@ class Blobs:
         diff = hashlib.sha256()
         packed = tempfile.NamedTemporaryFile(dir=self.directory, delete=False)
         raw_size = 0
-        with gzip.GzipFile(fileobj=packed, mode="wb", mtime=mtime, compresslevel=6) as gz:
+        with gzip.GzipFile(
+            filename="", fileobj=packed, mode="wb", mtime=mtime, compresslevel=6
+        ) as gz:
             while chunk := raw.read(1 << 20):
                 diff.update(chunk)
                 raw_size += len(chunk)
