@@ -5,6 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::pods::PodSettings;
+
 /// How the fleet is laid out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -122,6 +124,9 @@ pub struct ControlPlaneSpec {
     /// Control-silo replicas and database.
     #[serde(default)]
     pub control: ControlSpec,
+    /// Image pull policy and node placement of every workload pod of the fleet.
+    #[serde(default)]
+    pub pods: PodSettings,
 }
 
 fn default_image() -> String {

@@ -13,10 +13,12 @@
 pub mod conditions;
 pub mod controlplane;
 pub mod crdgen;
+pub mod pods;
 pub mod region;
 pub mod workload;
 
 pub use controlplane::{ControlPlane, ControlPlaneSpec, ControlPlaneStatus, ControlSpec, Mode};
+pub use pods::{PodSettings, PullPolicy};
 pub use region::{Category, Region, RegionSpec, RegionStatus};
 pub use workload::{Workload, WorkloadSpec, WorkloadsSpec};
 

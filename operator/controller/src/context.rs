@@ -9,12 +9,15 @@ use crate::apply::{Applier, ApplyError};
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::pacing::StatusPacer;
+use crate::pods::PodProblems;
 use crate::stores::Stores;
 
 /// Shared state of both controllers.
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
+    /// Why pods of a silo cannot run, for status.
+    pub pod_problems: PodProblems,
     pub applier: Applier,
     pub metrics: Metrics,
     pub recorder: Recorder,

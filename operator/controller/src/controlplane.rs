@@ -124,7 +124,11 @@ async fn reconcile_control_plane(
         write_status(ctx, cp, verdicts, region_counts(ctx), None).await?;
         return Err(error.into());
     }
-    let ready = status::deployments_ready(set.deployments(), &ctx.stores.deployments);
+    let ready = status::deployments_ready(
+        set.deployments(),
+        &ctx.stores.deployments,
+        &ctx.pod_problems,
+    );
     let counts = if counts_of_monolith {
         (1, i32::from(ready.is_ok()))
     } else {
@@ -145,7 +149,7 @@ async fn reconcile_control_plane(
     };
     match (&ready, unknown_monolith) {
         (Err(waiting), _) => {
-            verdicts.push(Verdict::new(conditions::READY, false, reason::PROGRESSING, waiting.clone()));
+            verdicts.push(Verdict::new(conditions::READY, false, &waiting.reason, waiting.message.clone()));
         }
         (Ok(()), Some(region)) => verdicts.push(Verdict::new(
             conditions::READY,
@@ -167,8 +171,8 @@ async fn reconcile_control_plane(
         Err(waiting) => Verdict::new(
             conditions::WORKLOADS_READY,
             false,
-            reason::PROGRESSING,
-            waiting.clone(),
+            &waiting.reason,
+            waiting.message.clone(),
         ),
     });
     verdicts.push(Verdict::new(

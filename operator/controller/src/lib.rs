@@ -23,6 +23,7 @@ pub mod http;
 pub mod labels;
 pub mod metrics;
 pub mod pacing;
+pub mod pods;
 pub mod region;
 pub mod run;
 pub mod status;

@@ -17,7 +17,7 @@ use crate::build::{self, DesiredSet};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
 use crate::pacing;
-use crate::status::{self, Verdict};
+use crate::status::{self, Verdict, Waiting};
 use crate::validate::{self, FleetContext, FleetDirectory, ValidateError, ValidatedRegion};
 
 const CONTROLLER: &str = "region";
@@ -121,7 +121,11 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
     };
     match applied {
         Ok(()) => {
-            let ready = status::deployments_ready(set.deployments(), &ctx.stores.deployments);
+            let ready = status::deployments_ready(
+                set.deployments(),
+                &ctx.stores.deployments,
+                &ctx.pod_problems,
+            );
             let verdicts = verdicts(ready);
             let held = write_status(ctx, region, verdicts, Some(desired), true).await?;
             Ok(Action::requeue(held.unwrap_or(ctx.resync)))
@@ -163,7 +167,7 @@ async fn apply(ctx: &Context, name: &str, set: &DesiredSet) -> Result<(), Reconc
     Ok(())
 }
 
-fn verdicts(ready: Result<(), String>) -> Vec<Verdict> {
+fn verdicts(ready: Result<(), Waiting>) -> Vec<Verdict> {
     let reconciled = Verdict::new(
         conditions::RECONCILED,
         true,
@@ -190,14 +194,14 @@ fn verdicts(ready: Result<(), String>) -> Vec<Verdict> {
             Verdict::new(
                 conditions::READY,
                 false,
-                reason::PROGRESSING,
-                waiting.clone(),
+                &waiting.reason,
+                waiting.message.clone(),
             ),
             Verdict::new(
                 conditions::WORKLOADS_READY,
                 false,
-                reason::PROGRESSING,
-                waiting,
+                &waiting.reason,
+                waiting.message,
             ),
             reconciled,
         ],

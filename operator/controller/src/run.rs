@@ -21,9 +21,10 @@ use crate::backoff::Backoff;
 use crate::build;
 use crate::config::Args;
 use crate::context::Context;
-use crate::http::{HttpState, router};
+use crate::http::router;
 use crate::metrics::Metrics;
 use crate::pacing::StatusPacer;
+use crate::pods::{self, PodProblems};
 use crate::stores::{self, Routes, Stores, Tracker};
 use crate::{controlplane, region, validate};
 
@@ -117,7 +118,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         control_planes: cp_tx,
         fleet: fleet.clone(),
     };
-    let (stores, primary) = stores::start(&client, tracker.clone(), routes);
+    let (stores, primary) = stores::start(&client, tracker.clone(), routes.clone());
+    let pod_problems = PodProblems::default();
+    tokio::spawn(pods::watch(client.clone(), pod_problems.clone(), routes));
+    let readiness = silo_runtime::Readiness::new();
+    let watches_synced = readiness.register("watches");
+    tokio::spawn({
+        let stores = stores.clone();
+        async move {
+            if stores.wait_until_ready().await.is_ok() {
+                tracing::info!("every watch has listed its objects");
+                watches_synced.set(true);
+            }
+        }
+    });
 
     let (regions_all_tx, regions_all_rx) = mpsc::channel(1);
     let (cp_all_tx, cp_all_rx) = mpsc::channel(1);
@@ -136,6 +150,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
+        pod_problems,
         applier: Applier {
             client: client.clone(),
             stores: stores.clone(),
@@ -177,9 +192,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     let http = silo_runtime::serve(
         args.listen,
-        router(HttpState {
-            registry: Arc::new(registry),
-        }),
+        router(Arc::new(registry), readiness),
         shutdown.clone(),
     );
     tracing::info!(listen = %args.listen, concurrency = args.concurrency, "silo-operator starting");

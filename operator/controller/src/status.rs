@@ -9,6 +9,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::labels;
+use crate::pods::PodProblems;
 
 /// A condition as the reconciler decided it, before timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,15 +60,27 @@ pub fn conditions(
         .collect()
 }
 
-/// Whether every desired Deployment is Available at the desired spec; otherwise which not.
+/// Why the workloads are not all available: a condition reason and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// `Progressing`, or the reason a pod cannot run (`ErrImageNeverPull`, `CrashLoopBackOff`...).
+    pub reason: String,
+    pub message: String,
+}
+
+/// Whether every desired Deployment is Available at the desired spec; otherwise which not,
+/// and why, when one of their pods cannot run.
 ///
-/// The message names the Deployments only: it changes when one of them becomes available,
-/// not on every replica count, so a rollout costs few status writes. Details go to the log.
+/// The message names the Deployments (and the problems of their pods) only: it changes when
+/// one of them becomes available or a pod's problem changes, not on every replica count, so a
+/// rollout costs few status writes. Details go to the log.
 pub fn deployments_ready<'a>(
     desired: impl Iterator<Item = &'a Deployment>,
     store: &Store<Deployment>,
-) -> Result<(), String> {
+    problems: &PodProblems,
+) -> Result<(), Waiting> {
     let mut waiting = Vec::new();
+    let mut reason = None;
     for want in desired {
         let name = want.name_any();
         let ns = want.namespace().unwrap_or_default();
@@ -81,16 +94,30 @@ pub fn deployments_ready<'a>(
         };
         if let Err(why) = why {
             tracing::debug!(namespace = %ns, deployment = %name, %why, "deployment not ready");
-            waiting.push(name);
+            match problems.of(&ns, &name) {
+                Some(problem) => {
+                    reason.get_or_insert(problem.reason.clone());
+                    waiting.push(format!(
+                        "{name} (pod {}: {}: {})",
+                        problem.pod,
+                        problem.reason,
+                        truncate(&problem.message, 300)
+                    ));
+                }
+                None => waiting.push(name),
+            }
         }
     }
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "waiting for Deployments to become available: {}",
-            waiting.join(", ")
-        ))
+        Err(Waiting {
+            reason: reason.unwrap_or_else(|| silo_api::conditions::reason::PROGRESSING.to_owned()),
+            message: format!(
+                "waiting for Deployments to become available: {}",
+                waiting.join(", ")
+            ),
+        })
     }
 }
 

@@ -128,6 +128,17 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// Wait until every watch has listed its objects once (what `/readyz` waits for).
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.regions.wait_until_ready().await?;
+        self.control_planes.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
+        self.configmaps.wait_until_ready().await?;
+        self.services.wait_until_ready().await?;
+        self.secrets.wait_until_ready().await?;
+        self.deployments.wait_until_ready().await
+    }
+
     /// What the store shows of `key`.
     pub fn observed(&self, key: &ChildKey) -> Option<Observed> {
         fn oref<K: kube::Resource<DynamicType = ()>>(key: &ChildKey) -> ObjectRef<K> {
@@ -251,6 +262,24 @@ pub struct Routes {
 }
 
 impl Routes {
+    /// Queue the Region or ControlPlane named by the owner label of `meta` (pods carry the
+    /// label of the silo they belong to, not an owner reference to it).
+    pub async fn route_labels(&mut self, meta: &ObjectMeta) {
+        let Some(owner_labels) = meta.labels.as_ref() else {
+            return;
+        };
+        let sent = if let Some(region) = owner_labels.get(labels::REGION) {
+            self.regions.send(ObjectRef::new(region)).await.is_ok()
+        } else if let Some(cp) = owner_labels.get(labels::CONTROL_PLANE) {
+            self.control_planes.send(ObjectRef::new(cp)).await.is_ok()
+        } else {
+            true
+        };
+        if !sent {
+            tracing::debug!("controller queue closed");
+        }
+    }
+
     async fn route(&mut self, meta: &ObjectMeta) {
         for owner in meta.owner_references.iter().flatten() {
             if !owner.api_version.starts_with(silo_api::GROUP) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kube::{Resource, ResourceExt};
 use silo_api::conditions::reason;
 use silo_api::controlplane::DatabaseRef;
-use silo_api::{Category, ControlPlane, Mode, Region, WorkloadsSpec};
+use silo_api::{Category, ControlPlane, Mode, PodSettings, Region, WorkloadsSpec};
 use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
 
 use crate::build::{self, Owner};
@@ -134,6 +134,8 @@ pub struct FleetContext {
     pub version: String,
     pub control_address: String,
     pub monolith_region: Option<String>,
+    /// Pull policy and placement of every workload pod.
+    pub pods: PodSettings,
 }
 
 impl FleetContext {
@@ -146,6 +148,7 @@ impl FleetContext {
             version: cp.spec.version.clone(),
             control_address: build::control_address(&cp.spec.namespace),
             monolith_region: cp.spec.effective_monolith_region().map(str::to_owned),
+            pods: cp.spec.pods.clone(),
         }
     }
 

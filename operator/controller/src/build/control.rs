@@ -56,6 +56,7 @@ pub fn build_control(
         image: &image,
         version: &fleet.version,
         owner: &cp.owner,
+        pods: &fleet.pods,
     };
     let database = cp.database.iter().map(|db| EnvVar {
         name: "DATABASE_URL".to_owned(),
@@ -118,6 +119,7 @@ pub fn build_monolith(
         image: &image,
         version: &fleet.version,
         owner: &cp.owner,
+        pods: &fleet.pods,
     };
     for workload in Workload::ALL {
         let sizing = silo_api::WorkloadSpec {

@@ -3,6 +3,7 @@
 //! Every object gets the operator's labels, an owner reference and a `silo.dev/spec-hash`
 //! annotation over its own content, so the apply step can tell "unchanged" without a request.
 
+mod container;
 mod control;
 mod pod;
 mod region;
@@ -15,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use container::{ADMIN_PORT, TERMINATION_GRACE_SECONDS};
 pub use control::{build_control, build_monolith, monolith_directory_entry};
 pub use pod::{Silo, control_address, directory_hash, region_address};
 pub use region::build_region;

@@ -5,16 +5,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, PodSpec,
-    PodTemplateSpec, Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Secret,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use silo_api::{Workload, WorkloadSpec};
+use silo_api::{PodSettings, Workload, WorkloadSpec};
 use silo_contract::{RegionConfigSource, RegionDirectory, SiloMode, env};
 
-use super::{GeneratedSecret, Owner, content_hash};
+use super::{GeneratedSecret, Owner, container, content_hash};
 use crate::labels;
 
 /// Where and as what a set of workloads runs.
@@ -32,6 +31,8 @@ pub struct Silo<'a> {
     pub image: &'a str,
     pub version: &'a str,
     pub owner: &'a Owner,
+    /// Pull policy and placement of the pods.
+    pub pods: &'a PodSettings,
 }
 
 /// Internal address of a region's web Service.
@@ -63,7 +64,7 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-fn plain_env(name: &str, value: &str) -> EnvVar {
+pub(super) fn plain_env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.to_owned()),
@@ -108,15 +109,6 @@ fn selector_labels(silo: &Silo<'_>, workload: Workload) -> BTreeMap<String, Stri
     ])
 }
 
-/// The variable that sets the HTTP listen address of `workload`, if it serves HTTP.
-fn listen_env(workload: Workload) -> Option<&'static str> {
-    match workload {
-        Workload::Relay => Some("SILO_RELAY_LISTEN"),
-        Workload::Web => Some("SILO_WEB_LISTEN"),
-        Workload::Consumers | Workload::Postprocess => None,
-    }
-}
-
 /// The Deployment of `workload`, with `extra_env` appended to the contract.
 pub fn deployment(
     silo: &Silo<'_>,
@@ -127,44 +119,16 @@ pub fn deployment(
     let selector = selector_labels(silo, workload);
     let mut pod_labels = selector.clone();
     pod_labels.insert(labels::PART_OF.to_owned(), labels::PART_OF_VALUE.to_owned());
+    // The operator watches its pods (by this label) to report why one cannot run.
+    pod_labels.insert(
+        labels::MANAGED_BY.to_owned(),
+        labels::MANAGED_BY_VALUE.to_owned(),
+    );
     pod_labels.insert(
         "app.kubernetes.io/version".to_owned(),
         silo.version.to_owned(),
     );
-    let mut env = contract_env(silo, workload);
-    if let (Some(var), Some(port)) = (listen_env(workload), workload.service_port()) {
-        // The binaries' own defaults differ from the Service ports; pin them together.
-        env.push(plain_env(var, &format!("0.0.0.0:{port}")));
-    }
-    env.extend(extra_env);
-    let ports = workload.service_port().map(|port| {
-        vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: port,
-            ..ContainerPort::default()
-        }]
-    });
-    let container = Container {
-        name: workload.name().to_owned(),
-        image: Some(silo.image.to_owned()),
-        command: Some(vec![workload.name().to_owned()]),
-        env: Some(env),
-        ports,
-        resources: sizing.and_then(|s| s.resources.clone()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "directory".to_owned(),
-            mount_path: labels::DIRECTORY_MOUNT.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            ..SecurityContext::default()
-        }),
-        ..Container::default()
-    };
+    let container = container::container(silo, workload, sizing, extra_env);
     Deployment {
         metadata: silo
             .owner
@@ -183,6 +147,13 @@ pub fn deployment(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     automount_service_account_token: Some(false),
+                    // Service links would add a variable per Service of the namespace.
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(container::TERMINATION_GRACE_SECONDS),
+                    node_selector: (!silo.pods.node_selector.is_empty())
+                        .then(|| silo.pods.node_selector.clone()),
+                    tolerations: (!silo.pods.tolerations.is_empty())
+                        .then(|| silo.pods.tolerations.clone()),
                     volumes: Some(vec![Volume {
                         name: "directory".to_owned(),
                         config_map: Some(ConfigMapVolumeSource {

@@ -28,6 +28,7 @@ pub fn build_region(
         image: &image,
         version: &region.version,
         owner,
+        pods: &fleet.pods,
     };
     let mut set = DesiredSet::default();
     set.push(Child::Namespace(Namespace {

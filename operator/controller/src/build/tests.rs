@@ -165,7 +165,8 @@ fn every_pod_template_carries_the_silo_contract() {
         let listen = match name {
             "relay" => env_value(&env, "SILO_RELAY_LISTEN"),
             "web" => env_value(&env, "SILO_WEB_LISTEN"),
-            _ => None,
+            // consumers and postprocess serve only their admin endpoints (probes, metrics).
+            _ => env_value(&env, "SILO_ADMIN_ADDR"),
         };
         let container = &d
             .spec

@@ -28,6 +28,7 @@ pub fn control_plane() -> ControlPlane {
             monolith_region: Some(region_name(0)),
             namespace: "silo-bench-control".into(),
             control: Default::default(),
+            pods: Default::default(),
         },
     )
 }

@@ -1,0 +1,162 @@
+//! The workload container: the binary, the settings it needs beyond the silo contract, its
+//! ports, probes, resources and a locked-down security context.
+//!
+//! Every value a binary requires is written here or in [`super::pod::contract_env`]; the
+//! `pod_config` test parses each binary's own command line from exactly this environment.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use silo_api::{Workload, WorkloadSpec};
+use silo_contract::SiloMode;
+
+use super::pod::{Silo, contract_env, plain_env, region_address};
+use crate::labels;
+
+/// Port of `/healthz`, `/readyz` and `/metrics` for workloads without an HTTP Service.
+pub const ADMIN_PORT: i32 = 9000;
+/// How long a binary drains in-flight work after SIGTERM (`SILO_SHUTDOWN_TIMEOUT`).
+pub const SHUTDOWN_TIMEOUT_SECONDS: i64 = 20;
+/// The pod's grace period: the drain plus time for the kubelet and the process to exit.
+pub const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_TIMEOUT_SECONDS + 10;
+/// The non-root user and group the workload image is built for.
+pub const RUN_AS: i64 = 65532;
+
+/// The named container port serving the probes of `workload`.
+fn probe_port(workload: Workload) -> (&'static str, i32) {
+    match workload.service_port() {
+        Some(port) => ("http", port),
+        None => ("admin", ADMIN_PORT),
+    }
+}
+
+/// Settings of `workload` beyond the silo contract: where it listens and what it talks to.
+pub fn workload_env(silo: &Silo<'_>, workload: Workload) -> Vec<EnvVar> {
+    let ns = silo.namespace;
+    let mut env = vec![
+        plain_env("SILO_LOG_FORMAT", "json"),
+        plain_env(
+            "SILO_SHUTDOWN_TIMEOUT",
+            &format!("{SHUTDOWN_TIMEOUT_SECONDS}s"),
+        ),
+    ];
+    let listen = |port: i32| format!("0.0.0.0:{port}");
+    match workload {
+        Workload::Relay => {
+            env.push(plain_env("SILO_RELAY_LISTEN", &listen(3000)));
+            // The region's own web serves relay its project configs.
+            env.push(plain_env("SILO_RELAY_UPSTREAM_URL", &region_address(ns)));
+        }
+        Workload::Web => {
+            env.push(plain_env("SILO_WEB_LISTEN", &listen(8000)));
+            if silo.mode != SiloMode::Control {
+                let relay = Workload::Relay.service_port().unwrap_or(3000);
+                env.push(plain_env(
+                    "SILO_RELAY_PUBLIC_URL",
+                    &format!("http://relay.{ns}.svc:{relay}"),
+                ));
+            }
+        }
+        Workload::Consumers => {
+            env.push(plain_env("SILO_ADMIN_ADDR", &listen(ADMIN_PORT)));
+        }
+        Workload::Postprocess => {
+            env.push(plain_env("SILO_ADMIN_ADDR", &listen(ADMIN_PORT)));
+            env.push(plain_env("SILO_PUBLIC_URL", &region_address(ns)));
+        }
+    }
+    env
+}
+
+fn http_probe(path: &str, port: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(port.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// Requests of a workload whose Region sets no resources: enough to be scheduled honestly.
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity("50m".to_owned())),
+            ("memory".to_owned(), Quantity("64Mi".to_owned())),
+        ])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The container of `workload`, with `extra_env` appended to the contract and its settings.
+pub fn container(
+    silo: &Silo<'_>,
+    workload: Workload,
+    sizing: Option<&WorkloadSpec>,
+    extra_env: Vec<EnvVar>,
+) -> Container {
+    let mut env = contract_env(silo, workload);
+    env.extend(workload_env(silo, workload));
+    env.extend(extra_env);
+    let (probe_name, probe_number) = probe_port(workload);
+    // Startup allows for web and consumers waiting on the database and migrating (up to
+    // their 60 s database wait); after that a stuck process is restarted within 30 s.
+    let startup = http_probe("/healthz", probe_name, 2, 60);
+    Container {
+        name: workload.name().to_owned(),
+        image: Some(silo.image.to_owned()),
+        image_pull_policy: silo.pods.image_pull_policy.map(|p| p.as_str().to_owned()),
+        command: Some(vec![workload.name().to_owned()]),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some(probe_name.to_owned()),
+            container_port: probe_number,
+            ..ContainerPort::default()
+        }]),
+        resources: Some(
+            sizing
+                .and_then(|s| s.resources.clone())
+                .unwrap_or_else(default_resources),
+        ),
+        startup_probe: Some(startup),
+        liveness_probe: Some(http_probe("/healthz", probe_name, 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", probe_name, 5, 2)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "directory".to_owned(),
+            mount_path: labels::DIRECTORY_MOUNT.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(security_context()),
+        ..Container::default()
+    }
+}

@@ -1,0 +1,268 @@
+//! Pod problems: why a silo's pod cannot run (image missing, crash loop, unschedulable), as the
+//! kubelet and the scheduler report it, so that status names the cause instead of "waiting".
+//!
+//! ```text
+//!   watch Pods (label managed-by=silo-operator) ─► pod_problem (pure) ─► index by (namespace, workload)
+//!                                                     └─ problem appeared/changed/cleared ─► owner's queue
+//! ```
+//!
+//! Only pods with a problem are kept, so the index stays small at any fleet size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::core::ObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+
+use crate::labels;
+use crate::stores::Routes;
+
+/// Container waiting reasons that mean the pod will not become ready by itself.
+const WAITING_PROBLEMS: [&str; 8] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Why one pod cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub pod: String,
+    /// The kubelet's or scheduler's reason, e.g. `ErrImageNeverPull`.
+    pub reason: String,
+    pub message: String,
+}
+
+/// The problem of `pod`, if the kubelet or scheduler reports one.
+pub fn pod_problem(pod: &Pod) -> Option<Problem> {
+    let status = pod.status.as_ref()?;
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for container in containers {
+        let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        if WAITING_PROBLEMS.contains(&reason) {
+            return Some(Problem {
+                pod: pod.name_any(),
+                reason: reason.to_owned(),
+                message: format!(
+                    "container {}: {}",
+                    container.name,
+                    waiting.message.as_deref().unwrap_or(reason)
+                ),
+            });
+        }
+    }
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .map(|c| Problem {
+            pod: pod.name_any(),
+            reason: c
+                .reason
+                .clone()
+                .unwrap_or_else(|| "Unschedulable".to_owned()),
+            message: c.message.clone().unwrap_or_default(),
+        })
+}
+
+/// (namespace, workload) -> pod name -> problem.
+type Index = HashMap<(String, String), BTreeMap<String, Problem>>;
+
+/// Problems of the operator's pods, by namespace and workload (= Deployment name).
+#[derive(Clone, Debug, Default)]
+pub struct PodProblems {
+    index: Arc<Mutex<Index>>,
+}
+
+fn workload_key(meta: &ObjectMeta) -> Option<(String, String)> {
+    let workload = meta.labels.as_ref()?.get(labels::NAME)?;
+    Some((meta.namespace.clone()?, workload.clone()))
+}
+
+impl PodProblems {
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        // Entries are replaced whole; a panic elsewhere cannot leave one half-written.
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The first problem of a pod of Deployment `name` in `namespace`.
+    pub fn of(&self, namespace: &str, name: &str) -> Option<Problem> {
+        let index = self.lock();
+        let pods = index.get(&(namespace.to_owned(), name.to_owned()))?;
+        pods.values().next().cloned()
+    }
+
+    /// Record `pod` as it is now (`None`: deleted); true when its problem changed.
+    pub fn update(&self, pod: &Pod, deleted: bool) -> bool {
+        let Some(key) = workload_key(&pod.metadata) else {
+            return false;
+        };
+        let problem = if deleted { None } else { pod_problem(pod) };
+        let name = pod.name_any();
+        let mut index = self.lock();
+        let pods = index.entry(key.clone()).or_default();
+        let changed = match problem {
+            Some(p) => pods.insert(name, p.clone()) != Some(p),
+            None => pods.remove(&name).is_some(),
+        };
+        if pods.is_empty() {
+            index.remove(&key);
+        }
+        changed
+    }
+
+    /// Replace the whole index after a (re-)list of every pod.
+    fn replace(&self, pods: &[Pod]) {
+        let fresh = PodProblems::default();
+        for pod in pods {
+            fresh.update(pod, false);
+        }
+        let rebuilt = std::mem::take(&mut *fresh.lock());
+        *self.lock() = rebuilt;
+    }
+}
+
+/// Watch the operator's pods, keep `problems` current and queue the owner (by its label) of
+/// a pod whose problem appeared, changed or cleared. Pod specs are not kept.
+pub async fn watch(client: Client, problems: PodProblems, mut routes: Routes) {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().labels(&labels::managed_selector());
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut listing: Vec<Pod> = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod)) => {
+                if problems.update(&pod, false) {
+                    routes.route_labels(&pod.metadata).await;
+                }
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                if problems.update(&pod, true) {
+                    routes.route_labels(&pod.metadata).await;
+                }
+            }
+            Ok(watcher::Event::Init) => listing.clear(),
+            Ok(watcher::Event::InitApply(pod)) => listing.push(pod),
+            Ok(watcher::Event::InitDone) => {
+                problems.replace(&listing);
+                // Owners of pods with problems learn about them; the rest are unaffected.
+                for pod in std::mem::take(&mut listing) {
+                    if pod_problem(&pod).is_some() {
+                        routes.route_labels(&pod.metadata).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying with backoff"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
+    };
+
+    fn pod(name: &str, waiting: Option<&str>, unschedulable: bool) -> Pod {
+        let container = ContainerStatus {
+            name: "web".into(),
+            state: Some(ContainerState {
+                waiting: waiting.map(|reason| ContainerStateWaiting {
+                    reason: Some(reason.into()),
+                    message: Some(format!("{reason} detail")),
+                }),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        };
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("region-us".into()),
+                labels: Some(BTreeMap::from([(labels::NAME.into(), "web".into())])),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+            status: Some(PodStatus {
+                container_statuses: Some(vec![container]),
+                conditions: unschedulable.then(|| {
+                    vec![PodCondition {
+                        type_: "PodScheduled".into(),
+                        status: "False".into(),
+                        reason: Some("Unschedulable".into()),
+                        message: Some("0/1 nodes are available".into()),
+                        ..PodCondition::default()
+                    }]
+                }),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn reports_image_and_crash_problems_but_not_normal_start() {
+        let missing = pod_problem(&pod("a", Some("ErrImageNeverPull"), false)).unwrap();
+        assert_eq!(missing.reason, "ErrImageNeverPull");
+        assert!(missing.message.contains("container web"), "{missing:?}");
+        assert_eq!(
+            pod_problem(&pod("b", Some("CrashLoopBackOff"), false)).map(|p| p.reason),
+            Some("CrashLoopBackOff".to_owned())
+        );
+        assert_eq!(
+            pod_problem(&pod("c", Some("ContainerCreating"), false)),
+            None
+        );
+        assert_eq!(pod_problem(&pod("d", None, false)), None);
+        assert_eq!(
+            pod_problem(&pod("e", None, true)).map(|p| p.reason),
+            Some("Unschedulable".to_owned())
+        );
+    }
+
+    #[test]
+    fn index_tracks_problems_and_reports_changes_only() {
+        let problems = PodProblems::default();
+        let broken = pod("web-1", Some("ImagePullBackOff"), false);
+        assert!(problems.update(&broken, false));
+        assert!(
+            !problems.update(&broken, false),
+            "same problem again is no change"
+        );
+        assert_eq!(
+            problems.of("region-us", "web").map(|p| p.pod),
+            Some("web-1".to_owned())
+        );
+        assert!(problems.of("region-us", "relay").is_none());
+        assert!(
+            problems.update(&pod("web-1", None, false), false),
+            "cleared"
+        );
+        assert!(problems.of("region-us", "web").is_none());
+        assert!(!problems.update(&pod("web-2", None, false), false));
+        problems.replace(&[pod("web-3", Some("CrashLoopBackOff"), false)]);
+        assert_eq!(
+            problems.of("region-us", "web").map(|p| p.reason),
+            Some("CrashLoopBackOff".to_owned())
+        );
+        assert!(problems.update(&pod("web-3", None, false), true), "deleted");
+        assert!(problems.of("region-us", "web").is_none());
+    }
+}
