@@ -1,0 +1,54 @@
+//! End-to-end scenarios in real pods, on the local cluster's real node or on kind.
+//!
+//! ```text
+//!  settings (env: image tag, pull policy, Postgres image, node placement)
+//!     --> helm upgrade --install charts/silo-operator (operator pod, chart RBAC)
+//!     --> Postgres pod + Secret in the control namespace --> ControlPlane (control.database)
+//!     --> operator --> control web Deployment --> real container (probes pass)
+//!     --> kubectl port-forward --> /api/0/... answered by the real binary
+//!     --> kubectl logs / exec --> delete ControlPlane --> pods exit on SIGTERM
+//! ```
+//!
+//! Everything is reached through the API server (port-forward, logs, exec): no test connects
+//! to a pod or Service address.
+
+pub mod kubectl;
+pub mod operator;
+pub mod pods;
+pub mod postgres;
+pub mod settings;
+
+pub use silo_e2e_cluster::wait::{self, Check};
+
+/// A failed step of a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Cluster(#[from] silo_e2e_cluster::cluster::Error),
+    #[error(transparent)]
+    Wait(#[from] wait::Error),
+    #[error("{step}: {source}")]
+    Kube {
+        step: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Tool(#[from] kubectl::ToolError),
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+/// Attach the step being performed to a `kube::Error`.
+pub trait StepContext<T> {
+    fn step(self, step: impl Into<String>) -> Result<T, Error>;
+}
+
+impl<T> StepContext<T> for Result<T, kube::Error> {
+    fn step(self, step: impl Into<String>) -> Result<T, Error> {
+        self.map_err(|source| Error::Kube {
+            step: step.into(),
+            source,
+        })
+    }
+}

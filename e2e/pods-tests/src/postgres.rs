@@ -1,0 +1,123 @@
+//! A Postgres pod for the control silo (the locally built Debian-based image), its Service and
+//! the Secret the ControlPlane's `control.database` references.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::pods::{describe, ready_on_real_node};
+use crate::settings::Settings;
+use crate::wait::{self, Check};
+use crate::{Error, StepContext};
+
+pub const USER: &str = "silo";
+pub const DATABASE: &str = "silo";
+/// Name of the Service, the Deployment and the Secret key holder.
+pub const NAME: &str = "postgres";
+/// Secret holding the control database URL under key `url`.
+pub const SECRET: &str = "control-database";
+
+/// The running database: its password and the URL pods use.
+pub struct Postgres {
+    pub password: String,
+    pub url: String,
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply("silo-e2e-pods").force()
+}
+
+/// Start Postgres in `namespace` and wait until it accepts connections (readiness probe).
+pub async fn start(
+    client: &Client,
+    namespace: &str,
+    settings: &Settings,
+) -> Result<Postgres, Error> {
+    let password = hex::encode(rand::random::<[u8; 16]>());
+    let url = format!("postgres://{USER}:{password}@{NAME}.{namespace}.svc:5432/{DATABASE}");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": namespace},
+        "stringData": {"url": url, "password": password},
+    }))
+    .map_err(|e| Error::Unexpected(e.to_string()))?;
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .patch(SECRET, &apply_params(), &Patch::Apply(&secret))
+        .await
+        .step("apply the database Secret")?;
+    let labels = json!({"app.kubernetes.io/name": NAME});
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": settings.node_selector(),
+                    "tolerations": settings.tolerations(),
+                    "automountServiceAccountToken": false,
+                    "containers": [{
+                        "name": "postgres",
+                        "image": settings.postgres_image,
+                        "imagePullPolicy": settings.pull_policy,
+                        "env": [
+                            {"name": "POSTGRES_USER", "value": USER},
+                            {"name": "POSTGRES_DB", "value": DATABASE},
+                            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "password"}}},
+                        ],
+                        "ports": [{"name": "postgres", "containerPort": 5432}],
+                        "readinessProbe": {"tcpSocket": {"port": "postgres"}, "periodSeconds": 2},
+                        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+                    }],
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                },
+            },
+        },
+    }))
+    .map_err(|e| Error::Unexpected(e.to_string()))?;
+    Api::<Deployment>::namespaced(client.clone(), namespace)
+        .patch(NAME, &apply_params(), &Patch::Apply(&deployment))
+        .await
+        .step("apply the Postgres Deployment")?;
+    let service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {"selector": labels, "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres"}]},
+    }))
+    .map_err(|e| Error::Unexpected(e.to_string()))?;
+    Api::<Service>::namespaced(client.clone(), namespace)
+        .patch(NAME, &apply_params(), &Patch::Apply(&service))
+        .await
+        .step("apply the Postgres Service")?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait::until(
+        "Postgres to be Ready on a real node",
+        Duration::from_secs(180),
+        || {
+            let pods = pods.clone();
+            let nodes = nodes.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels(&format!("app.kubernetes.io/name={NAME}")))
+                    .await?;
+                for pod in &list.items {
+                    if let Check::Done(()) = ready_on_real_node(&nodes, pod).await? {
+                        return Ok(Check::Done(()));
+                    }
+                }
+                Ok(Check::Pending(describe(&list.items)))
+            }
+        },
+    )
+    .await?;
+    Ok(Postgres { password, url })
+}
