@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Stop local cluster NAME (default "silo") started by up.sh and remove its state directory.
+# A real node (up.sh --real-node) is removed with everything it added to the host: pods,
+# containers and shims, mounts, kubepods cgroups, bridge, routes, nftables/iptables rules and
+# sysctls (node/stop.sh, node/net.sh); that needs root.
 # Usage: down.sh [NAME]
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

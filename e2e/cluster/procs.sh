@@ -1,6 +1,14 @@
 # Process, port and health helpers for up.sh / down.sh (sourced after lib.sh).
 # shellcheck shell=bash
 
+# The real node (up.sh --real-node): its definitions, host network and teardown.
+# shellcheck source=node/lib.sh
+. "$CLUSTER_SCRIPT_DIR/node/lib.sh"
+# shellcheck source=node/net.sh
+. "$CLUSTER_SCRIPT_DIR/node/net.sh"
+# shellcheck source=node/stop.sh
+. "$CLUSTER_SCRIPT_DIR/node/stop.sh"
+
 PORT_NAMES=(etcd etcd-peer apiserver controller-manager scheduler)
 
 # cluster_init NAME: set CDIR and take the per-cluster lock (held until the script exits).
@@ -91,7 +99,7 @@ start_component() {
     [[ -x "$exe" ]] || die_component "$name" "executable $exe missing (run e2e/cluster/build.sh)"
     printf '%s\n' "$exe $*" >"$(log_of "$name")"
     # Close the lock descriptors: a long-running child must not keep the cluster locked.
-    setsid "$exe" "$@" </dev/null >>"$(log_of "$name")" 2>&1 8>&- 9>&- &
+    setsid "$exe" "$@" </dev/null >>"$(log_of "$name")" 2>&1 5>&- 6>&- 8>&- 9>&- &
     local pid=$!
     printf '%s\n' "$pid" >"$CDIR/pids/$name"
     printf '%s\n' "$name" >>"$CDIR/pids/order"
@@ -148,12 +156,23 @@ cluster_healthy() {
         [[ -n "$(pid_of "$name")" ]] || return 1
     done <"$CDIR/pids/order"
     "$K8S_DIR/bin/kubectl" --kubeconfig "$CDIR/kubeconfig" get --raw /readyz >/dev/null 2>&1 || return 1
-    KUBECONFIG_FOR_CHECKS="$CDIR/kubeconfig" nodes_ready "$(cat "$CDIR/ready")"
+    KUBECONFIG_FOR_CHECKS="$CDIR/kubeconfig" nodes_ready "$(cat "$CDIR/ready")" || return 1
+    # With a real node: it is Ready (its processes are checked above with the others).
+    if [[ -d "$CDIR/node" ]]; then
+        [[ -f "$CDIR/node/ready" ]] || return 1
+        [[ "$("$K8S_DIR/bin/kubectl" --kubeconfig "$CDIR/kubeconfig" get node "$REAL_NODE_NAME" \
+            -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]] || return 1
+    fi
 }
 
 # cluster_stop [keep-logs]: stop every component (newest first) and remove the cluster state.
+# A real node goes first (pods, kubelet, containerd, mounts, cgroups) and its host network last,
+# once the API server, which listens on every address then, is gone.
 cluster_stop() {
-    local keep="${1:-}" name pid pids=() deadline
+    local keep="${1:-}" name pid pids=() deadline node_ok=1
+    if [[ -d "$CDIR/node" ]]; then
+        node_stop || node_ok=0
+    fi
     if [[ -f "$CDIR/pids/order" ]]; then
         while read -r name; do
             pid="$(pid_of "$name")"
@@ -175,6 +194,14 @@ cluster_stop() {
     done
     # Reap what was started by this shell so nothing lingers as a zombie.
     wait 2>/dev/null || true
+    if [[ -d "$CDIR/node" ]]; then
+        node_net_down
+    fi
+    blackholes_remove
+    if [[ "$node_ok" != 1 ]]; then
+        log "error: the real node of '${CDIR##*/}' was not removed completely; $CDIR is kept (run down.sh again as root)"
+        return 1
+    fi
     if [[ "$keep" == keep-logs && -d "$CDIR/logs" ]]; then
         find "${CDIR:?}" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
     else

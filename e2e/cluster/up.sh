@@ -6,7 +6,12 @@
 # as is. On any failure everything started so far is stopped again and the failing component
 # and its log file are named.
 #
-# Usage: up.sh [NAME]
+# With --real-node the cluster also gets one real node, real-node-0 (kubelet, containerd, runc,
+# kube-proxy, CoreDNS; see node/start.sh), where pods with nodeSelector silo.dev/node=real and a
+# toleration of the taint silo.dev/node=real:NoSchedule really run. Only one cluster per machine
+# can have it; it needs root.
+#
+# Usage: up.sh [--real-node] [NAME]
 # Environment: SILO_CLUSTER_NODES (fake nodes, default 4), SILO_NODE_CPU (64), SILO_NODE_MEMORY
 # (256Gi), SILO_NODE_PODS (2000), SILO_CLUSTER_TIMEOUT (seconds per readiness wait, default 120),
 # SILO_CLUSTER_APISERVER_PORT (fixed API server port; other ports are always picked free).
@@ -14,7 +19,17 @@ set -Eeuo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$CLUSTER_SCRIPT_DIR/procs.sh"
 
-NAME="${1:-silo}"
+REAL_NODE=0
+NAME=
+for arg in "$@"; do
+    case "$arg" in
+        --real-node) REAL_NODE=1 ;;
+        -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option '$arg' (usage: up.sh [--real-node] [NAME])" ;;
+        *) [[ -z "$NAME" ]] || die "more than one cluster name given: '$NAME' and '$arg'"; NAME="$arg" ;;
+    esac
+done
+NAME="${NAME:-silo}"
 cluster_init "$NAME"
 
 NODES="${SILO_CLUSTER_NODES:-4}"
@@ -29,11 +44,16 @@ START="$(now_s)"
 
 if [[ -f "$CDIR/ready" ]]; then
     if cluster_healthy; then
-        log "cluster '$NAME' is already running (API server https://127.0.0.1:$(port_of apiserver)); source $CDIR/env"
-        printf '%s\n' "$CDIR/kubeconfig"
-        exit 0
+        # A cluster with a real node keeps it when started again without --real-node.
+        if [[ "$REAL_NODE" == 0 || -f "$CDIR/node/ready" ]]; then
+            log "cluster '$NAME' is already running (API server https://127.0.0.1:$(port_of apiserver)$([[ -f "$CDIR/node/ready" ]] && echo ", real node $REAL_NODE_NAME")); source $CDIR/env"
+            printf '%s\n' "$CDIR/kubeconfig"
+            exit 0
+        fi
+        log "cluster '$NAME' runs without a real node; restarting it with --real-node"
+    else
+        log "cluster '$NAME' has state but is not healthy; restarting it"
     fi
-    log "cluster '$NAME' has state but is not healthy; restarting it"
     cluster_stop
 elif [[ -d "$CDIR" ]]; then
     # Left over from an interrupted start.
@@ -44,6 +64,12 @@ for tool in openssl curl setsid base64; do
     require_tool "$tool" "install it with your package manager (Debian: apt-get install openssl curl util-linux coreutils)"
 done
 "$CLUSTER_SCRIPT_DIR/build.sh"
+if [[ "$REAL_NODE" == 1 ]]; then
+    [[ $EUID -eq 0 ]] || die "--real-node needs root (kubelet, containerd, a bridge, routes, nftables and cgroups are host-wide)"
+    "$CLUSTER_SCRIPT_DIR/node/build.sh"
+    # shellcheck source=node/start.sh
+    . "$CLUSTER_SCRIPT_DIR/node/start.sh"
+fi
 
 mkdir -p "$CDIR/pki" "$CDIR/logs" "$CDIR/pids" "$CDIR/etcd" "$CDIR/config"
 chmod 700 "$CDIR"
@@ -60,6 +86,7 @@ trap on_exit EXIT
 trap 'exit 130' INT TERM
 trap 'log "unexpected failure (exit $?) at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND"' ERR
 
+[[ "$REAL_NODE" == 1 ]] && node_preflight
 allocate_ports
 
 # --- certificates and kubeconfigs -------------------------------------------------------------
@@ -76,9 +103,11 @@ sign_cert() {
         -days 3650 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt"
     rm -f "$PKI/$name.csr" "$PKI/$name.ext"
 }
+# With a real node, pods reach the API server at the node's bridge address too.
+APISERVER_SANS='IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local'
+[[ "$REAL_NODE" == 1 ]] && APISERVER_SANS+=",IP:$NODE_IP"
 sign_cert apiserver "/CN=kube-apiserver" \
-    "$(printf '%s\n' 'extendedKeyUsage=serverAuth' \
-        'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local')"
+    "$(printf '%s\n' 'extendedKeyUsage=serverAuth' "subjectAltName=$APISERVER_SANS")"
 # Control-plane components and the admin act as cluster administrators (group system:masters).
 for who in admin kube-controller-manager kube-scheduler kwok; do
     sign_cert "$who" "/O=system:masters/CN=silo-$who"
@@ -117,8 +146,22 @@ for who in kube-controller-manager kube-scheduler kwok; do
     write_kubeconfig "$CDIR/config/$who.kubeconfig" "$who"
 done
 write_kubeconfig "$CDIR/kubeconfig.tmp" admin
+[[ "$REAL_NODE" == 1 ]] && node_pki
 
 KUBECTL=("$K8S_DIR/bin/kubectl" --kubeconfig "$CDIR/kubeconfig.tmp")
+
+# --- host network ------------------------------------------------------------------------------
+# kwok's fake pod and node addresses are blackholed (when root) so nothing sent to them leaves the
+# machine; a real node adds its bridge, Service route and firewall (node/net.sh) before the API
+# server starts listening on every address.
+if [[ "$REAL_NODE" == 1 ]]; then
+    node_net_up "$(port_of apiserver)"
+else
+    blackholes_add
+fi
+# Only loopback without a real node; with one the API server also serves pods on the bridge.
+APISERVER_NET_FLAGS=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+[[ "$REAL_NODE" == 1 ]] && mapfile -t APISERVER_NET_FLAGS < <(node_apiserver_flags)
 
 # --- etcd --------------------------------------------------------------------------------------
 start_component etcd "$ETCD_DIR/bin/etcd" \
@@ -137,10 +180,8 @@ wait_for etcd "etcd to report healthy" \
 # --- kube-apiserver ----------------------------------------------------------------------------
 start_component kube-apiserver "$K8S_DIR/bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$(port_of etcd)" \
-    --bind-address 127.0.0.1 \
-    --advertise-address 127.0.0.1 \
+    "${APISERVER_NET_FLAGS[@]}" \
     --secure-port "$(port_of apiserver)" \
-    --endpoint-reconciler-type none \
     --cert-dir "$CDIR/pki/apiserver-generated" \
     --tls-cert-file "$PKI/apiserver.crt" \
     --tls-private-key-file "$PKI/apiserver.key" \
@@ -165,6 +206,7 @@ start_component kube-controller-manager "$K8S_DIR/bin/kube-controller-manager" \
     --leader-elect=false \
     --service-account-private-key-file "$PKI/sa.key" \
     --root-ca-file "$PKI/ca.crt" \
+    --flex-volume-plugin-dir "$CDIR/flexvolume" \
     --cluster-signing-cert-file "$PKI/ca.crt" \
     --cluster-signing-key-file "$PKI/ca.key" \
     --kube-api-qps 1000 \
@@ -241,6 +283,9 @@ EOF
     die_component kwok "creating the fake nodes failed (kubectl output in $CDIR/logs/kubectl.log)"
 wait_for kwok "$NODES fake nodes to become Ready" nodes_ready "$NODES"
 
+# --- real node ---------------------------------------------------------------------------------
+[[ "$REAL_NODE" == 1 ]] && node_start
+
 # --- results -----------------------------------------------------------------------------------
 mv "$CDIR/kubeconfig.tmp" "$CDIR/kubeconfig"
 cat >"$CDIR/env" <<EOF
@@ -248,8 +293,9 @@ cat >"$CDIR/env" <<EOF
 export KUBECONFIG="$CDIR/kubeconfig"
 export PATH="$(cluster_bin_path):\$PATH"
 EOF
+[[ "$REAL_NODE" == 1 ]] && node_env >>"$CDIR/env"
 printf '%s\n' "$NODES" >"$CDIR/ready"
 UP_OK=1
-log "cluster '$NAME' is up in $(elapsed "$START")s: API server $APISERVER_URL, $NODES fake nodes"
+log "cluster '$NAME' is up in $(elapsed "$START")s: API server $APISERVER_URL, $NODES fake nodes$([[ "$REAL_NODE" == 1 ]] && echo ", real node $REAL_NODE_NAME")"
 log "kubeconfig: $CDIR/kubeconfig   environment: source $CDIR/env"
 printf '%s\n' "$CDIR/kubeconfig"
