@@ -4,7 +4,7 @@
 //! SILO_KUBECONFIG / SILO_KUBECONFIG_2 --> cluster::connect --> kube::Client
 //!     --> TestNamespace (generated name, deleted and awaited at the end)
 //!     --> scenario (Deployment rollout/scale/delete, CRD with a CEL rule,
-//!                   ServiceAccount token limited by RBAC)
+//!                   ServiceAccount token limited by RBAC, pods on the real node)
 //!     --> wait::until polls the API server with a deadline until it reports the expected state
 //! ```
 //!
@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod crd;
 pub mod deployment;
 pub mod namespace;
+pub mod realnode;
 pub mod token;
 pub mod wait;
 
