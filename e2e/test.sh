@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test command. Starts what the tests talk to, then runs every test of the workspace:
-#   e2e/services/up.sh        Postgres, Redis, Kafka (KRaft) on loopback
-#   e2e/cluster/up.sh silo    the local Kubernetes cluster
-#   e2e/cluster/up.sh silo-2  a second, independent cluster (a "customer-provided" one)
-#   cargo test --workspace    unit, integration and end-to-end tests
+#   e2e/services/up.sh                  Postgres, Redis, Kafka (KRaft) on loopback
+#   e2e/cluster/up.sh --real-node silo  the local Kubernetes cluster, with one real node (root)
+#   e2e/cluster/up.sh silo-2            a second, independent cluster (a "customer-provided"
+#                                       one; kwok nodes only)
+#   e2e/cluster/load-images.sh          the test images, into the real node's containerd
+#   cargo test --workspace              unit, integration and end-to-end tests
 # Everything is built or downloaded once into the cache dir and reused; re-running is cheap.
 # Extra arguments go to `cargo test` (e.g. `e2e/test.sh -p silo-operator`).
 set -euo pipefail
@@ -16,7 +18,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "services (Postgres, Redis, Kafka)"
 e2e/services/up.sh
 step "local clusters"
-e2e/cluster/up.sh silo
+e2e/cluster/up.sh --real-node silo
 e2e/cluster/up.sh silo-2
 
 set -a
@@ -27,6 +29,11 @@ set +a
 . "$STATE/clusters/silo/env"
 export SILO_KUBECONFIG="$STATE/clusters/silo/kubeconfig"
 export SILO_KUBECONFIG_2="$STATE/clusters/silo-2/kubeconfig"
+SILO_KUBECTL="$(command -v kubectl)"
+export SILO_KUBECTL
+
+step "test images on the real node"
+e2e/cluster/load-images.sh --cluster silo "$SILO_BUSYBOX_IMAGE_ARCHIVE"
 
 step "cargo test --workspace"
 cargo test --workspace --no-fail-fast "$@"

@@ -42,6 +42,17 @@ TIMEOUT="${SILO_CLUSTER_TIMEOUT:-120}"
 
 START="$(now_s)"
 
+# Refuse a real node that cannot be had before touching a running cluster (node_preflight
+# checks again under its lock).
+if [[ "$REAL_NODE" == 1 ]]; then
+    [[ $EUID -eq 0 ]] || die "--real-node needs root (kubelet, containerd, a bridge, routes, nftables and cgroups are host-wide)"
+    _owner="$(node_owner)"
+    if [[ -n "$_owner" && "$_owner" != "$CDIR" ]]; then
+        die "real node: $([[ "$_owner" == "?" ]] && echo "an interface $NODE_BRIDGE exists that this project did not create" ||
+            echo "cluster '${_owner##*/}' already has the real node of this machine (only one cluster can); stop it with e2e/cluster/down.sh ${_owner##*/}, or start '$NAME' without --real-node")"
+    fi
+fi
+
 if [[ -f "$CDIR/ready" ]]; then
     if cluster_healthy; then
         # A cluster with a real node keeps it when started again without --real-node.
@@ -65,7 +76,6 @@ for tool in openssl curl setsid base64; do
 done
 "$CLUSTER_SCRIPT_DIR/build.sh"
 if [[ "$REAL_NODE" == 1 ]]; then
-    [[ $EUID -eq 0 ]] || die "--real-node needs root (kubelet, containerd, a bridge, routes, nftables and cgroups are host-wide)"
     "$CLUSTER_SCRIPT_DIR/node/build.sh"
     # shellcheck source=node/start.sh
     . "$CLUSTER_SCRIPT_DIR/node/start.sh"
