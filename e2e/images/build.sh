@@ -34,7 +34,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 SILO_CACHE="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}"
 IMAGES="$SILO_CACHE/images"
 LOGS="$IMAGES/logs"
-TARGET_DIR="${CARGO_TARGET_DIR:-$SILO_CACHE/cargo-target}"
+TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$SILO_CACHE/cargo-target}")"
 OCI_IMAGE="$HERE/oci-image.py"
 
 WORKLOAD_REPO=ghcr.io/silo-dev/silo
