@@ -354,9 +354,9 @@ if ((want_workload || want_operator)); then
     require cargo "install Rust (rustup)"
     require strip "apt-get install -y binutils"
     require ldd "apt-get install -y libc-bin"
-    bins=() pkgs=()
-    if ((want_workload)); then bins+=("${WORKLOAD_BINS[@]}") pkgs+=("${WORKLOAD_PKGS[@]}"); fi
-    if ((want_operator)); then bins+=(silo-operator) pkgs+=(silo-operator); fi
+    # Always all five binaries: cargo unifies dependency features over the selected packages,
+    # so building fewer would give other binaries (and rebuild the dependencies).
+    bins=("${WORKLOAD_BINS[@]}" silo-operator) pkgs=("${WORKLOAD_PKGS[@]}" silo-operator)
     cargo_args=(build --release)
     for p in "${pkgs[@]}"; do cargo_args+=(-p "$p"); done
     for b in "${bins[@]}"; do cargo_args+=(--bin "$b"); done
