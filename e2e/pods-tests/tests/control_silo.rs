@@ -89,7 +89,15 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
     let settings = Settings::from_env();
     let cps: Api<ControlPlane> = Api::all(client.clone());
 
-    // The operator manages exactly one ControlPlane: the scenario needs the fleet to itself.
+    // 1. The operator from its image, by Helm, on the real node.
+    let (_uninstall, to_ready) = operator::install(&client, &tools, &settings).await?;
+    println!(
+        "figure: helm install -> operator pod Ready: {:.1} s",
+        to_ready.as_secs_f64()
+    );
+
+    // The operator manages exactly one ControlPlane: the scenario needs the fleet to itself
+    // (the chart has installed the CRDs by now).
     let _ = cps.delete(CONTROL_PLANE, &DeleteParams::default()).await;
     wait::until(
         "no ControlPlane to exist (other tests' ControlPlanes would own the fleet)",
@@ -110,13 +118,6 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
         },
     )
     .await?;
-
-    // 1. The operator from its image, by Helm, on the real node.
-    let (_uninstall, to_ready) = operator::install(&client, &tools, &settings).await?;
-    println!(
-        "figure: helm install -> operator pod Ready: {:.1} s",
-        to_ready.as_secs_f64()
-    );
 
     // 2. Postgres for the control silo, in the control namespace.
     let suffix = hex::encode(rand::random::<[u8; 3]>());
@@ -232,7 +233,9 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
     })
     .map_err(|e| Error::Unexpected(e.to_string()))?;
     let token = hex::encode(rand::random::<[u8; 24]>());
-    let scopes: Vec<String> = ["org:read", "org:write"].map(String::from).to_vec();
+    let scopes: Vec<String> = ["org:read", "org:write", "project:read"]
+        .map(String::from)
+        .to_vec();
     silo_store::api_tokens::upsert(&pool, &token, "e2e", &scopes)
         .await
         .map_err(|e| Error::Unexpected(format!("storing a token in the control database: {e}")))?;

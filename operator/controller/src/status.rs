@@ -133,9 +133,13 @@ pub fn deployment_available(d: &Deployment) -> Result<(), String> {
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
-    if updated < want || available < want {
+    // Pods of every revision: while old ones remain, `available` may count only old pods (a
+    // new pod that cannot start leaves the old one serving), so the rollout is not done.
+    let total = status.replicas.unwrap_or(0);
+    if updated < want || available < want || total > updated {
         return Err(format!(
-            "{available}/{want} available, {updated}/{want} updated"
+            "{available}/{want} available, {updated}/{want} updated, {} old",
+            total.saturating_sub(updated)
         ));
     }
     let condition_ok = status
@@ -222,6 +226,7 @@ mod tests {
             }),
             status: Some(DeploymentStatus {
                 observed_generation: Some(observed),
+                replicas: Some(available),
                 updated_replicas: Some(available),
                 available_replicas: Some(available),
                 conditions: Some(vec![DeploymentCondition {
@@ -239,6 +244,17 @@ mod tests {
         assert!(deployment_available(&deployment(2, 2, 1)).is_ok());
         assert!(deployment_available(&deployment(3, 2, 1)).is_err());
         assert!(deployment_available(&deployment(2, 2, 0)).is_err());
+    }
+
+    #[test]
+    fn an_old_pod_still_serving_is_no_finished_rollout() {
+        // The new pod exists (updated 1) but cannot start; the old one keeps `available` at 1.
+        let mut rolling = deployment(2, 2, 1);
+        if let Some(status) = rolling.status.as_mut() {
+            status.replicas = Some(2);
+        }
+        let why = deployment_available(&rolling).unwrap_err();
+        assert!(why.contains("1 old"), "{why}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
@@ -130,13 +131,13 @@ pub struct Stores {
 impl Stores {
     /// Wait until every watch has listed its objects once (what `/readyz` waits for).
     pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.regions.wait_until_ready().await?;
-        self.control_planes.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await?;
-        self.configmaps.wait_until_ready().await?;
-        self.services.wait_until_ready().await?;
-        self.secrets.wait_until_ready().await?;
-        self.deployments.wait_until_ready().await
+        ready(&self.regions).await?;
+        ready(&self.control_planes).await?;
+        ready(&self.namespaces).await?;
+        ready(&self.configmaps).await?;
+        ready(&self.services).await?;
+        ready(&self.secrets).await?;
+        ready(&self.deployments).await
     }
 
     /// What the store shows of `key`.
@@ -249,6 +250,24 @@ impl Stores {
         String::from_utf8(bytes.0.clone())
             .ok()
             .filter(|s| !s.is_empty())
+    }
+}
+
+/// Wait until `store` has been filled once.
+///
+/// A store's readiness is a oneshot channel that remembers only the last task waiting on it;
+/// the controllers wait on the Region and ControlPlane stores too, so a second waiter is never
+/// woken. Asking again every half second registers afresh and sees the value once it is there.
+async fn ready<K>(store: &Store<K>) -> Result<(), reflector::store::WriterDropped>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(result) => return result,
+            Err(_elapsed) => continue,
+        }
     }
 }
 

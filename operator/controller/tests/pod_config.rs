@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use clap::{CommandFactory, Parser};
 use k8s_openapi::api::core::v1::Container;
 use kube::core::ObjectMeta;
 use silo_api::{ControlPlane, ControlPlaneSpec, Region, RegionSpec};
@@ -126,32 +125,29 @@ fn argv(cmd: &clap::Command, container: &Container, env: &BTreeMap<String, Strin
     argv
 }
 
+/// Parse `T` from the container's env and args only: clap's own environment lookup is turned
+/// off, so variables of the test process (e.g. the services' URLs) cannot fill a gap.
+fn parse_as<T: clap::Parser>(
+    container: &Container,
+    env: &BTreeMap<String, String>,
+) -> Result<T, String> {
+    let cmd = T::command();
+    let argv = argv(&cmd, container, env);
+    let mut cmd = cmd.mut_args(|arg| arg.env(None::<&str>));
+    let matches = cmd
+        .try_get_matches_from_mut(argv)
+        .map_err(|e| e.to_string())?;
+    T::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
 fn parse(container: &Container, env: &BTreeMap<String, String>) -> Result<(), String> {
     match container.name.as_str() {
-        "relay" => {
-            let cmd = silo_relay::cli::Cli::command();
-            silo_relay::cli::Cli::try_parse_from(argv(&cmd, container, env))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
-        "web" => {
-            let cmd = silo_web::cli::Cli::command();
-            let cli = silo_web::cli::Cli::try_parse_from(argv(&cmd, container, env))
-                .map_err(|e| e.to_string())?;
-            cli.serve.validate()
-        }
-        "consumers" => {
-            let cmd = silo_consumers::args::Args::command();
-            silo_consumers::args::Args::try_parse_from(argv(&cmd, container, env))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
-        "postprocess" => {
-            let cmd = silo_postprocess::args::Args::command();
-            silo_postprocess::args::Args::try_parse_from(argv(&cmd, container, env))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
+        "relay" => parse_as::<silo_relay::cli::Cli>(container, env).map(drop),
+        "web" => parse_as::<silo_web::cli::Cli>(container, env)?
+            .serve
+            .validate(),
+        "consumers" => parse_as::<silo_consumers::args::Args>(container, env).map(drop),
+        "postprocess" => parse_as::<silo_postprocess::args::Args>(container, env).map(drop),
         other => Err(format!("unknown workload container {other}")),
     }
 }
