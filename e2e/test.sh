@@ -4,10 +4,11 @@
 #   e2e/cluster/up.sh --real-node silo  the local Kubernetes cluster, with one real node (root)
 #   e2e/cluster/up.sh silo-2            a second, independent cluster (a "customer-provided"
 #                                       one; kwok nodes only)
-#   e2e/cluster/load-images.sh          the test images, into the real node's containerd
+#   e2e/images/build.sh all             workload, operator and Postgres images (OCI archives)
+#   e2e/cluster/load-images.sh          those and the test images, into the real node's containerd
 #   cargo test --workspace              unit, integration and end-to-end tests
 # Everything is built or downloaded once into the cache dir and reused; re-running is cheap.
-# Extra arguments go to `cargo test` (e.g. `e2e/test.sh -p silo-operator`).
+# Arguments replace `--workspace` (e.g. `e2e/test.sh -p silo-e2e-pods -- --nocapture`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,8 +33,18 @@ export SILO_KUBECONFIG_2="$STATE/clusters/silo-2/kubeconfig"
 SILO_KUBECTL="$(command -v kubectl)"
 export SILO_KUBECTL
 
-step "test images on the real node"
-e2e/cluster/load-images.sh --cluster silo "$SILO_BUSYBOX_IMAGE_ARCHIVE"
+step "images (workload, operator, Postgres)"
+e2e/images/build.sh all >/dev/null
+IMAGES="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}/images"
 
-step "cargo test --workspace"
-cargo test --workspace --no-fail-fast "$@"
+step "images on the real node"
+e2e/cluster/load-images.sh --cluster silo "$SILO_BUSYBOX_IMAGE_ARCHIVE" \
+    "$(cat "$IMAGES/workload.path")" "$(cat "$IMAGES/operator.path")" "$(cat "$IMAGES/postgres.path")"
+
+if [[ $# -gt 0 ]]; then
+    step "cargo test $*"
+    cargo test --no-fail-fast "$@"
+else
+    step "cargo test --workspace"
+    cargo test --workspace --no-fail-fast
+fi
