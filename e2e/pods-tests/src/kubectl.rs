@@ -2,7 +2,7 @@
 //! and `kubectl port-forward` as a guard that stops the forward when dropped.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -81,6 +81,20 @@ impl Tools {
         self.run(&self.helm, args)
     }
 
+    /// `kubectl ARGS...` as a running child with its stdout piped, killed when dropped.
+    pub fn spawn_kubectl(&self, args: &[&str]) -> Result<tokio::process::Child, ToolError> {
+        tokio::process::Command::from(self.command(&self.kubectl, args))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ToolError::Spawn {
+                tool: self.kubectl.clone(),
+                source,
+            })
+    }
+
     /// Forward a free loopback port to `target` (e.g. `svc/web`) port `port` in `namespace`.
     pub async fn port_forward(
         &self,
@@ -156,15 +170,5 @@ impl Drop for OnDrop {
         if let Some(f) = self.0.take() {
             f();
         }
-    }
-}
-
-/// A child process killed on drop (for `kubectl logs -f`).
-pub struct Spawned(pub Child);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

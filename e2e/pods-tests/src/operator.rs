@@ -8,9 +8,8 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 
 use crate::kubectl::{OnDrop, Tools};
-use crate::pods::ready_on_real_node;
+use crate::pods::wait_ready_on_real_node;
 use crate::settings::Settings;
-use crate::wait::{self, Check};
 use crate::{Error, StepContext};
 
 /// Release name and namespace of the operator under test.
@@ -44,6 +43,10 @@ pub async fn install(
         "-n",
         NAMESPACE,
         "--create-namespace",
+        // Its own ServiceAccount and ClusterRole names: the operator's integration tests apply
+        // the chart's RBAC under the default names without Helm.
+        "--set",
+        &format!("serviceAccount.name={RELEASE}-operator"),
         "--set",
         &format!("image.tag={}", settings.image_tag),
         "--set",
@@ -67,26 +70,11 @@ pub async fn install(
             }
         })
     };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let nodes = Api::all(client.clone());
-    wait::until(
+    wait_ready_on_real_node(
+        client,
+        NAMESPACE,
+        "app.kubernetes.io/name=silo-operator",
         "the operator pod to be Ready on a real node",
-        Duration::from_secs(180),
-        || {
-            let pods = pods.clone();
-            let nodes = nodes.clone();
-            async move {
-                let list = pods
-                    .list(&ListParams::default().labels("app.kubernetes.io/name=silo-operator"))
-                    .await?;
-                for pod in &list.items {
-                    if let Check::Done(()) = ready_on_real_node(&nodes, pod).await? {
-                        return Ok(Check::Done(()));
-                    }
-                }
-                Ok(Check::Pending(crate::pods::describe(&list.items)))
-            }
-        },
     )
     .await?;
     Ok((uninstall, started.elapsed()))

@@ -1,11 +1,35 @@
 //! Pods that really run: Ready, on a node that runs containers, with an image id.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
 
 use crate::settings::REAL_NODE_LABEL;
-use crate::wait::Check;
+use crate::wait::{self, Check};
+
+/// Wait until a pod matching `selector` in `namespace` runs Ready on a real node; its name.
+pub async fn wait_ready_on_real_node(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    what: &str,
+) -> Result<String, wait::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let params = ListParams::default().labels(selector);
+    wait::until(what, Duration::from_secs(240), || async {
+        let list = pods.list(&params).await?;
+        for pod in &list.items {
+            if let Check::Done(()) = ready_on_real_node(&nodes, pod).await? {
+                return Ok(Check::Done(pod.name_any()));
+            }
+        }
+        Ok(Check::Pending(describe(&list.items)))
+    })
+    .await
+}
 
 /// Done when `pod` is Ready, every container runs with a resolved image id, and its node is a
 /// real one (labelled `silo.dev/node=real`, not a kwok node).

@@ -1,17 +1,14 @@
 //! A Postgres pod for the control silo (the locally built Debian-based image), its Service and
 //! the Secret the ControlPlane's `control.database` references.
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::pods::{describe, ready_on_real_node};
+use crate::pods::wait_ready_on_real_node;
 use crate::settings::Settings;
-use crate::wait::{self, Check};
 use crate::{Error, StepContext};
 
 pub const USER: &str = "silo";
@@ -97,26 +94,11 @@ pub async fn start(
         .await
         .step("apply the Postgres Service")?;
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let nodes: Api<Node> = Api::all(client.clone());
-    wait::until(
+    wait_ready_on_real_node(
+        client,
+        namespace,
+        &format!("app.kubernetes.io/name={NAME}"),
         "Postgres to be Ready on a real node",
-        Duration::from_secs(180),
-        || {
-            let pods = pods.clone();
-            let nodes = nodes.clone();
-            async move {
-                let list = pods
-                    .list(&ListParams::default().labels(&format!("app.kubernetes.io/name={NAME}")))
-                    .await?;
-                for pod in &list.items {
-                    if let Check::Done(()) = ready_on_real_node(&nodes, pod).await? {
-                        return Ok(Check::Done(()));
-                    }
-                }
-                Ok(Check::Pending(describe(&list.items)))
-            }
-        },
     )
     .await?;
     Ok(Postgres { password, url })

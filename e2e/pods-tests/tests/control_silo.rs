@@ -7,17 +7,16 @@
 //! kind via `e2e/kind.sh`), the images built and loaded (`e2e/images/build.sh all`), and the
 //! cluster's `kubectl` and `helm` on PATH (or `SILO_KUBECTL`, `SILO_HELM`).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 use silo_api::ControlPlane;
 use silo_e2e_cluster::cluster::{self, Which};
 use silo_e2e_pods::kubectl::{OnDrop, Tools};
-use silo_e2e_pods::pods::{describe, ready_on_real_node};
+use silo_e2e_pods::pods::{describe, wait_ready_on_real_node};
 use silo_e2e_pods::settings::Settings;
 use silo_e2e_pods::wait::{self, Check};
 use silo_e2e_pods::{Error, StepContext, operator, postgres};
@@ -167,19 +166,11 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
     .await
     .step("apply the ControlPlane")?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let nodes: Api<Node> = Api::all(client.clone());
-    let web_pod = wait::until(
+    let web_pod = wait_ready_on_real_node(
+        &client,
+        &namespace,
+        WEB_LABEL,
         "the control web pod to be Ready on a real node",
-        Duration::from_secs(240),
-        || async {
-            let list = pods.list(&ListParams::default().labels(WEB_LABEL)).await?;
-            for pod in &list.items {
-                if let Check::Done(()) = ready_on_real_node(&nodes, pod).await? {
-                    return Ok(Check::Done(pod.name_any()));
-                }
-            }
-            Ok(Check::Pending(describe(&list.items)))
-        },
     )
     .await
     .map_err(|e| Error::Unexpected(format!("{e}\noperator log:\n{}", operator::logs(&tools))))?;
@@ -327,17 +318,8 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
         .as_ref()
         .and_then(|s| s.termination_grace_period_seconds)
         .unwrap_or(30);
-    let mut follow = tokio::process::Command::new(
-        std::env::var("SILO_KUBECTL").unwrap_or_else(|_| "kubectl".into()),
-    )
-    .arg("--kubeconfig")
-    .arg(&tools.kubeconfig)
-    .args(["logs", "-f", "--since=1s", "-n", &namespace, &pod_name])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .kill_on_drop(true)
-    .spawn()
-    .map_err(|e| Error::Unexpected(format!("kubectl logs -f: {e}")))?;
+    let mut follow =
+        tools.spawn_kubectl(&["logs", "-f", "--since=1s", "-n", &namespace, &pod_name])?;
     let mut stdout = follow
         .stdout
         .take()
