@@ -11,23 +11,6 @@ set -euo pipefail
 
 GO_BUILD_FLAGS=(-trimpath)
 
-# quiet LOGFILE COMMAND...: run COMMAND with its output in LOGFILE; print the tail when it fails.
-quiet() {
-    local logfile="$1"
-    shift
-    if "$@" >"$logfile" 2>&1; then return 0; fi
-    tail -n 20 "$logfile" >&2
-    return 1
-}
-
-# go_workdir DIR MODULE: fresh Go module directory DIR for building dependencies of MODULE.
-go_workdir() {
-    local dir="$1" module="$2"
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    printf 'module silo.local/build/%s\n' "$module" >"$dir/go.mod"
-}
-
 # Release go.mod of k8s.io/kubernetes from the module proxy (path in the module cache).
 kubernetes_release_gomod() {
     go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |

@@ -26,6 +26,23 @@ require_tool() {
     command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found: $hint"
 }
 
+# quiet LOGFILE COMMAND...: run COMMAND with its output in LOGFILE; print the tail when it fails.
+quiet() {
+    local logfile="$1"
+    shift
+    if "$@" >"$logfile" 2>&1; then return 0; fi
+    tail -n 20 "$logfile" >&2
+    return 1
+}
+
+# go_workdir DIR MODULE: fresh Go module directory DIR for building dependencies of MODULE.
+go_workdir() {
+    local dir="$1" module="$2"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    printf 'module silo.local/build/%s\n' "$module" >"$dir/go.mod"
+}
+
 # now_s: seconds since epoch with fractions (for timing reports).
 now_s() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }'; }

@@ -18,6 +18,7 @@ pub mod pods;
 pub mod postgres;
 pub mod settings;
 
+pub use silo_e2e_cluster::StepContext;
 pub use silo_e2e_cluster::wait::{self, Check};
 
 /// A failed step of a scenario.
@@ -27,28 +28,11 @@ pub enum Error {
     Cluster(#[from] silo_e2e_cluster::cluster::Error),
     #[error(transparent)]
     Wait(#[from] wait::Error),
-    #[error("{step}: {source}")]
-    Kube {
-        step: String,
-        #[source]
-        source: kube::Error,
-    },
+    /// A Kubernetes API call failed (`StepContext::step` names the step).
+    #[error(transparent)]
+    Step(#[from] silo_e2e_cluster::Error),
     #[error("{0}")]
     Tool(#[from] kubectl::ToolError),
     #[error("{0}")]
     Unexpected(String),
-}
-
-/// Attach the step being performed to a `kube::Error`.
-pub trait StepContext<T> {
-    fn step(self, step: impl Into<String>) -> Result<T, Error>;
-}
-
-impl<T> StepContext<T> for Result<T, kube::Error> {
-    fn step(self, step: impl Into<String>) -> Result<T, Error> {
-        self.map_err(|source| Error::Kube {
-            step: step.into(),
-            source,
-        })
-    }
 }
