@@ -28,4 +28,5 @@ pub mod region;
 pub mod run;
 pub mod status;
 pub mod stores;
+pub mod synced;
 pub mod validate;

@@ -162,6 +162,7 @@ pub async fn watch(client: Client, problems: PodProblems, mut routes: Routes) {
             Ok(watcher::Event::InitApply(pod)) => listing.push(pod),
             Ok(watcher::Event::InitDone) => {
                 problems.replace(&listing);
+                routes.synced.listed("Pod");
                 // Owners of pods with problems learn about them; the rest are unaffected.
                 for pod in std::mem::take(&mut listing) {
                     if pod_problem(&pod).is_some() {

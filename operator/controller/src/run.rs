@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::pacing::StatusPacer;
 use crate::pods::{self, PodProblems};
 use crate::stores::{self, Routes, Stores, Tracker};
+use crate::synced::Synced;
 use crate::{controlplane, region, validate};
 
 /// The operator could not start.
@@ -113,25 +114,16 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let (cp_tx, cp_rx) = mpsc::channel(64);
     let fleet = Arc::new(tokio::sync::Notify::new());
     let tracker = Arc::new(Tracker::default());
+    let readiness = silo_runtime::Readiness::new();
     let routes = Routes {
         regions: region_tx,
         control_planes: cp_tx,
         fleet: fleet.clone(),
+        synced: Synced::new(readiness.register("watches")),
     };
     let (stores, primary) = stores::start(&client, tracker.clone(), routes.clone());
     let pod_problems = PodProblems::default();
     tokio::spawn(pods::watch(client.clone(), pod_problems.clone(), routes));
-    let readiness = silo_runtime::Readiness::new();
-    let watches_synced = readiness.register("watches");
-    tokio::spawn({
-        let stores = stores.clone();
-        async move {
-            if stores.wait_until_ready().await.is_ok() {
-                tracing::info!("every watch has listed its objects");
-                watches_synced.set(true);
-            }
-        }
-    });
 
     let (regions_all_tx, regions_all_rx) = mpsc::channel(1);
     let (cp_all_tx, cp_all_rx) = mpsc::channel(1);

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
@@ -25,6 +24,7 @@ use silo_api::{ControlPlane, Region};
 
 use crate::build::{ChildKey, ChildKind};
 use crate::labels;
+use crate::synced::Synced;
 
 /// What the store shows of a child: its stamped hash and a version that only moves when
 /// someone changes the object (generation for Deployments, resourceVersion otherwise).
@@ -129,17 +129,6 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Wait until every watch has listed its objects once (what `/readyz` waits for).
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        ready(&self.regions).await?;
-        ready(&self.control_planes).await?;
-        ready(&self.namespaces).await?;
-        ready(&self.configmaps).await?;
-        ready(&self.services).await?;
-        ready(&self.secrets).await?;
-        ready(&self.deployments).await
-    }
-
     /// What the store shows of `key`.
     pub fn observed(&self, key: &ChildKey) -> Option<Observed> {
         fn oref<K: kube::Resource<DynamicType = ()>>(key: &ChildKey) -> ObjectRef<K> {
@@ -253,24 +242,6 @@ impl Stores {
     }
 }
 
-/// Wait until `store` has been filled once.
-///
-/// A store's readiness is a oneshot channel that remembers only the last task waiting on it;
-/// the controllers wait on the Region and ControlPlane stores too, so a second waiter is never
-/// woken. Asking again every half second registers afresh and sees the value once it is there.
-async fn ready<K>(store: &Store<K>) -> Result<(), reflector::store::WriterDropped>
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-            Ok(result) => return result,
-            Err(_elapsed) => continue,
-        }
-    }
-}
-
 /// Where child events go: the owning Region or ControlPlane is queued for reconcile.
 #[derive(Clone)]
 pub struct Routes {
@@ -278,6 +249,8 @@ pub struct Routes {
     pub control_planes: mpsc::Sender<ObjectRef<ControlPlane>>,
     /// Pinged when something the whole fleet depends on may have changed.
     pub fleet: Arc<tokio::sync::Notify>,
+    /// Told when a watch has listed its objects (readiness).
+    pub synced: Synced,
 }
 
 impl Routes {
@@ -413,7 +386,10 @@ async fn drive_child<K>(
                 });
                 routes.route(meta).await;
             }
-            Ok(watcher::Event::InitDone) => routes.fleet.notify_one(),
+            Ok(watcher::Event::InitDone) => {
+                routes.synced.listed(kind.as_str());
+                routes.fleet.notify_one();
+            }
             Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
             Err(e) => {
                 tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying with backoff")
@@ -428,6 +404,25 @@ fn is_rpc_master(meta: &ObjectMeta) -> bool {
             .labels
             .as_ref()
             .is_some_and(|l| l.contains_key(labels::CONTROL_PLANE))
+}
+
+/// A primary watch as handed to its controller: every event pings the fleet signal, and its
+/// first complete listing counts for readiness.
+fn primary_stream<K: Send + 'static>(
+    stream: Watch<K>,
+    kind: &'static str,
+    routes: &Routes,
+) -> Watch<K> {
+    let fleet = routes.fleet.clone();
+    let synced = routes.synced.clone();
+    stream
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                synced.listed(kind);
+            }
+            fleet.notify_one();
+        })
+        .boxed()
 }
 
 /// The primary streams (Regions, ControlPlanes) handed to their controllers.
@@ -480,10 +475,8 @@ pub fn start(client: &Client, tracker: Arc<Tracker>, routes: Routes) -> (Stores,
         routes.clone(),
     ));
 
-    let fleet = routes.fleet.clone();
-    let region_stream = region_stream.inspect(move |_| fleet.notify_one()).boxed();
-    let fleet = routes.fleet;
-    let cp_stream = cp_stream.inspect(move |_| fleet.notify_one()).boxed();
+    let region_stream = primary_stream(region_stream, "Region", &routes);
+    let cp_stream = primary_stream(cp_stream, "ControlPlane", &routes);
 
     (
         Stores {
