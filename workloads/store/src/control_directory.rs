@@ -174,7 +174,27 @@ pub struct Receipt {
 /// Apply `messages` from `region` in order, each at most once. A message that can never apply
 /// (its slug is taken elsewhere, unknown category) is recorded as rejected so it does not
 /// block its shard; a database failure aborts the batch so it is delivered again.
+///
+/// The transaction runs in a task of its own: a caller that goes away (the region closed the
+/// RPC connection while stopping) must not cancel it between statements, which could hand its
+/// connection back to the pool inside an open transaction still holding row locks (a later
+/// slug reservation then waits on them).
 pub async fn apply(
+    pool: &PgPool,
+    region: &str,
+    messages: &[InboundMessage],
+) -> Result<Vec<Receipt>> {
+    let (pool, region, messages) = (pool.clone(), region.to_owned(), messages.to_vec());
+    tokio::spawn(async move { apply_in_transaction(&pool, &region, &messages).await })
+        .await
+        // The task panicked or the runtime is shutting down: the batch is delivered again.
+        .map_err(|_| StoreError::Database {
+            op: "apply outbox messages",
+            source: sqlx::Error::WorkerCrashed,
+        })?
+}
+
+async fn apply_in_transaction(
     pool: &PgPool,
     region: &str,
     messages: &[InboundMessage],
