@@ -112,17 +112,38 @@ fn is_crate_var(name: &str) -> bool {
     name == "OUT_DIR" || CRATE_VARS.iter().any(|prefix| name.starts_with(prefix))
 }
 
-/// A free loopback address (bound, then released).
+/// A free loopback address (bound, then released), below the kernel's ephemeral port range.
+///
+/// A port from the ephemeral range (what binding port 0 returns) can be taken by any outgoing
+/// connection on the machine between this check and the process that binds it; the local
+/// cluster's node components open many. Ports 10000-19999 are never handed out for outgoing
+/// connections, and the cluster scripts allocate theirs from 20000 up.
 pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local addr: {e}"))
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..10_000 {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 10_000 + (start.wrapping_add(offset.wrapping_mul(97)) % 10_000) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("local addr: {e}"));
+        }
+    }
+    panic!("no free loopback port in 10000-19999")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_addresses_are_distinct_and_below_the_ephemeral_range() {
+        let a = free_addr();
+        let b = free_addr();
+        assert_ne!(a, b);
+        assert!((10_000..20_000).contains(&a.port()), "{a}");
+    }
 
     #[test]
     fn only_the_running_crates_variables_are_dropped() {
