@@ -44,6 +44,21 @@ fn control_plane(settings: &Settings, namespace: &str, version: &str) -> Control
     .expect("ControlPlane literal matches the type")
 }
 
+/// Server-side apply the scenario's ControlPlane at `version`.
+async fn apply_control_plane(
+    cps: &Api<ControlPlane>,
+    settings: &Settings,
+    namespace: &str,
+    version: &str,
+) -> Result<ControlPlane, kube::Error> {
+    cps.patch(
+        CONTROL_PLANE,
+        &PatchParams::apply("silo-e2e-pods").force(),
+        &Patch::Apply(&control_plane(settings, namespace, version)),
+    )
+    .await
+}
+
 /// The ControlPlane's Ready condition as (status, reason, message).
 fn ready_of(cp: &ControlPlane) -> Option<(String, String, String)> {
     let status = cp.status.as_ref()?;
@@ -158,13 +173,9 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
 
     // 3. The ControlPlane: control web with that database, on the real node.
     let applied = Instant::now();
-    cps.patch(
-        CONTROL_PLANE,
-        &PatchParams::apply("silo-e2e-pods").force(),
-        &Patch::Apply(&control_plane(&settings, &namespace, &settings.image_tag)),
-    )
-    .await
-    .step("apply the ControlPlane")?;
+    apply_control_plane(&cps, &settings, &namespace, &settings.image_tag)
+        .await
+        .step("apply the ControlPlane")?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let web_pod = wait_ready_on_real_node(
         &client,
@@ -276,13 +287,9 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
     );
 
     // 6. A missing image shows in status with the kubelet's reason, and recovering from it.
-    cps.patch(
-        CONTROL_PLANE,
-        &PatchParams::apply("silo-e2e-pods").force(),
-        &Patch::Apply(&control_plane(&settings, &namespace, "0.0.0-missing")),
-    )
-    .await
-    .step("point the ControlPlane at a missing image")?;
+    apply_control_plane(&cps, &settings, &namespace, "0.0.0-missing")
+        .await
+        .step("point the ControlPlane at a missing image")?;
     let (reason, message) = wait_ready_reason(
         &cps,
         "Ready=False naming the missing image",
@@ -293,13 +300,9 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
     )
     .await?;
     assert!(message.contains("0.0.0-missing"), "{reason}: {message}");
-    cps.patch(
-        CONTROL_PLANE,
-        &PatchParams::apply("silo-e2e-pods").force(),
-        &Patch::Apply(&control_plane(&settings, &namespace, &settings.image_tag)),
-    )
-    .await
-    .step("restore the ControlPlane version")?;
+    apply_control_plane(&cps, &settings, &namespace, &settings.image_tag)
+        .await
+        .step("restore the ControlPlane version")?;
     wait_ready_reason(&cps, "the ControlPlane to be Ready again", |status, _| {
         status == "True"
     })
