@@ -2,11 +2,13 @@
 # Container images without a container engine, as OCI archives for `ctr -n k8s.io images import`,
 # `kind load image-archive`, `docker load` and `podman load`:
 #
-#   e2e/images/build.sh [workload|operator|postgres|all]...    (default: workload operator)
+#   e2e/images/build.sh [workload|operator|postgres|redis|kafka|all]...   (default: workload operator)
 #
 #   workload   ghcr.io/silo-dev/silo:<version>           relay, consumers, web, postprocess
 #   operator   ghcr.io/silo-dev/silo-operator:<version>  entrypoint silo-operator
 #   postgres   silo.local/postgres:15                     Debian's postgresql-15, for end-to-end tests
+#   redis      silo.local/redis:7                         Debian's redis-server, for end-to-end tests
+#   kafka      silo.local/kafka:4.1.1                     Kafka 4.1.1 (KRaft) on Debian's JRE 17, ditto
 #
 # <version> is the version of operator/controller/Cargo.toml, or SILO_IMAGE_TAG. The names are
 # the chart's and the ControlPlane's defaults, so imported images are used without overrides.
@@ -14,7 +16,8 @@
 # The silo images hold the stripped release binaries plus a base built here: the shared
 # libraries they load (found with ldd, copied with their paths, dynamic loader included),
 # /etc/passwd, /etc/group and /etc/nsswitch.conf (root and nonroot 65532) and /tmp; no shell.
-# They run as 65532:65532. The postgres image is made by mmdebstrap from the host's apt sources.
+# They run as 65532:65532. The postgres, redis and kafka images are Debian root filesystems made
+# by mmdebstrap from the host's apt sources; kafka adds the jars e2e/services resolves from Maven.
 #
 # Archives are cached in $SILO_CACHE/images and rebuilt only when their inputs change. For each
 # image, stdout gets one tab-separated line
@@ -26,7 +29,7 @@
 # SILO_IMAGE_TAG, SILO_IMAGE_SOURCE (label org.opencontainers.image.source),
 # SILO_IMAGES_REBUILD=1 (ignore the cache), SILO_APT_SOURCES (apt sources files for mmdebstrap,
 # space-separated; default the host's), SOURCE_DATE_EPOCH (file times and creation date of the
-# silo images; default HEAD's commit time; the postgres image uses 0).
+# silo images; default HEAD's commit time; the postgres, redis and kafka images use 0).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,8 +42,11 @@ OCI_IMAGE="$HERE/oci-image.py"
 
 WORKLOAD_REPO=ghcr.io/silo-dev/silo
 OPERATOR_REPO=ghcr.io/silo-dev/silo-operator
+DEBIAN_SUITE=bookworm
 POSTGRES_REF=silo.local/postgres:15
-POSTGRES_SUITE=bookworm
+REDIS_REF=silo.local/redis:7
+KAFKA_VERSION=4.1.1
+KAFKA_REF=silo.local/kafka:$KAFKA_VERSION
 SOURCE_URL="${SILO_IMAGE_SOURCE:-https://github.com/silo-dev/silo}"
 WORKLOAD_BINS=(relay consumers web postprocess)
 WORKLOAD_PKGS=(silo-relay silo-consumers silo-web silo-postprocess)
@@ -207,13 +213,21 @@ apt_sources() {
     return 0
 }
 
-postgres_image() {
+# debian_rootfs KIND PACKAGES HOOK [MMDEBSTRAP-OPTION...]: $IMAGES/KIND/rootfs.tar, Debian
+# $DEBIAN_SUITE's essential packages plus PACKAGES (comma-separated, with their dependencies,
+# without recommends) from the host's apt sources, HOOK's `essential` and `customize` stages run
+# on it. Rebuilt when the options, the candidate versions of PACKAGES in the host's apt lists,
+# mmdebstrap, HOOK or the apt sources change; the downloaded .debs are kept in $IMAGES/KIND/debs.
+# Sets ROOTFS and ROOTFS_KEY.
+debian_rootfs() {
+    local kind="$1" packages="$2" hook="$3"
+    shift 3
     require mmdebstrap "apt-get update && apt-get install -y mmdebstrap"
     local codename
     # shellcheck disable=SC1091
     codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
-    [[ "$codename" == "$POSTGRES_SUITE" ]] ||
-        die "the postgres image installs postgresql-15 from the host's apt sources, which must be Debian $POSTGRES_SUITE (this host: ${codename:-unknown})"
+    [[ "$codename" == "$DEBIAN_SUITE" ]] ||
+        die "the $kind image installs ${packages//,/ } from the host's apt sources, which must be Debian $DEBIAN_SUITE (this host: ${codename:-unknown})"
     local -a sources=()
     mapfile -t sources < <(apt_sources)
     ((${#sources[@]} > 0)) || die "no apt sources found in /etc/apt (set SILO_APT_SOURCES)"
@@ -222,7 +236,7 @@ postgres_image() {
     proxy="$(apt-config dump --format '%v%n' Acquire::http::Proxy 2>/dev/null || true)"
     [[ -z "$proxy" ]] || aptopts+=(--aptopt="Acquire::http::Proxy \"$proxy\"")
     local -a mm=(
-        mmdebstrap --variant=essential --include=postgresql-15 --format=tar --skip=output/dev
+        mmdebstrap --variant=essential --include="$packages" --format=tar --skip=output/dev
         --skip=cleanup/run --skip=essential/unlink
         --aptopt='Acquire::Languages "none"' "${aptopts[@]}"
         --dpkgopt='path-exclude=/usr/share/doc/*'
@@ -233,54 +247,86 @@ postgres_image() {
         --dpkgopt='path-exclude=/usr/share/locale/*'
         --dpkgopt='path-exclude=/usr/share/i18n/*'
         --dpkgopt='path-exclude=/usr/share/zoneinfo/right/*'
-        --dpkgopt='path-exclude=/usr/lib/postgresql/*/lib/bitcode/*'
-        --dpkgopt='path-exclude=/usr/lib/postgresql/*/lib/llvmjit*'
+        "$@"
     )
-    local version_info
-    version_info="$(apt-cache policy postgresql-15 2>/dev/null | awk '/Candidate:/ { print $2 }')"
-    local rootfs_key
-    rootfs_key="$(
-        printf '%s\n' "${mm[@]}" "$POSTGRES_SUITE" "$version_info" "$(mmdebstrap --version 2>&1)"
-        sha256sum "$HERE/postgres-hook.sh" "${sources[@]}" | cut -d' ' -f1
+    local version_info pkg
+    version_info="$(for pkg in ${packages//,/ }; do
+        apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ { print $2 }'
+    done)"
+    ROOTFS_KEY="$(
+        printf '%s\n' "${mm[@]}" "$DEBIAN_SUITE" "$version_info" "$(mmdebstrap --version 2>&1)"
+        sha256sum "$hook" "${sources[@]}" | cut -d' ' -f1
     )"
-    rootfs_key="$(sha256sum <<<"$rootfs_key" | cut -d' ' -f1)"
+    ROOTFS_KEY="$(sha256sum <<<"$ROOTFS_KEY" | cut -d' ' -f1)"
 
-    local dir="$IMAGES/postgres" started
-    local rootfs="$dir/rootfs.tar" debs="$dir/debs"
+    local dir="$IMAGES/$kind" started
+    ROOTFS="$dir/rootfs.tar"
+    local debs="$dir/debs"
     mkdir -p "$dir" "$debs"
-    if [[ "${SILO_IMAGES_REBUILD:-0}" == 1 || ! -f "$rootfs" ||
-        "$(cat "$rootfs.key" 2>/dev/null)" != "$rootfs_key" ]]; then
+    if [[ "${SILO_IMAGES_REBUILD:-0}" == 1 || ! -f "$ROOTFS" ||
+        "$(cat "$ROOTFS.key" 2>/dev/null)" != "$ROOTFS_KEY" ]]; then
         started="$(now_s)"
-        log "postgres: mmdebstrap $POSTGRES_SUITE + postgresql-15 (about 2 minutes; log: $LOGS/postgres-mmdebstrap.log)"
-        rm -f "$rootfs" "$rootfs.key" "$rootfs.info"
+        log "$kind: mmdebstrap $DEBIAN_SUITE + ${packages//,/ } (1-2 minutes; log: $LOGS/$kind-mmdebstrap.log)"
+        rm -f "$ROOTFS" "$ROOTFS.key" "$ROOTFS.info"
         mkdir -p "$dir/tmp"
         # shellcheck disable=SC2016 # "$1" is the chroot, expanded by mmdebstrap's hook shell
-        step "mmdebstrap (postgres rootfs)" "$LOGS/postgres-mmdebstrap.log" env TMPDIR="$dir/tmp" SOURCE_DATE_EPOCH=0 \
+        step "mmdebstrap ($kind rootfs)" "$LOGS/$kind-mmdebstrap.log" env TMPDIR="$dir/tmp" SOURCE_DATE_EPOCH=0 \
             "${mm[@]}" \
             --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
             --setup-hook="sync-in $debs /var/cache/apt/archives" \
-            --essential-hook="sh '$HERE/postgres-hook.sh' essential \"\$1\"" \
+            --essential-hook="sh '$hook' essential \"\$1\"" \
             --customize-hook="sync-out /var/cache/apt/archives $debs" \
-            --customize-hook="sh '$HERE/postgres-hook.sh' customize \"\$1\"" \
-            "$POSTGRES_SUITE" "$rootfs.tmp" "${sources[@]}"
-        mv "$rootfs.tmp" "$rootfs"
-        printf '%s\n' "$rootfs_key" >"$rootfs.key"
-        log "postgres: rootfs in $(elapsed "$started") s ($(mb "$(stat -c %s "$rootfs")") MB)"
+            --customize-hook="sh '$hook' customize \"\$1\"" \
+            "$DEBIAN_SUITE" "$ROOTFS.tmp" "${sources[@]}"
+        mv "$ROOTFS.tmp" "$ROOTFS"
+        printf '%s\n' "$ROOTFS_KEY" >"$ROOTFS.key"
+        log "$kind: rootfs in $(elapsed "$started") s ($(mb "$(stat -c %s "$ROOTFS")") MB)"
     fi
+}
 
-    # The image's postgres user and package version, read from the rootfs once.
-    if [[ ! -f "$rootfs.info" || "$rootfs.info" -ot "$rootfs" ]]; then
+# rootfs_info USER PACKAGE: USER's uid:gid in $ROOTFS's /etc/passwd and the installed version of
+# PACKAGE, read once per rootfs ($ROOTFS.info). Sets ROOTFS_USER and ROOTFS_VERSION.
+rootfs_info() {
+    local user="$1" package="$2"
+    if [[ ! -f "$ROOTFS.info" || "$ROOTFS.info" -ot "$ROOTFS" ]]; then
         local passwd
-        passwd="$(tar -xOf "$rootfs" ./etc/passwd)" || die "no /etc/passwd in $rootfs"
+        passwd="$(tar -xOf "$ROOTFS" ./etc/passwd)" || die "no /etc/passwd in $ROOTFS"
         {
-            awk -F: '$1 == "postgres" { print $3 ":" $4 }' <<<"$passwd"
-            tar -xOf "$rootfs" ./var/lib/dpkg/status |
-                awk '/^Package: / { p = ($2 == "postgresql-15") } p && /^Version:/ { v = $2 } END { print v }'
-        } >"$rootfs.info"
+            awk -F: -v u="$user" '$1 == u { print $3 ":" $4 }' <<<"$passwd"
+            tar -xOf "$ROOTFS" ./var/lib/dpkg/status |
+                awk -v p="$package" '/^Package: / { s = ($2 == p) } s && /^Version:/ { v = $2 } END { print v }'
+        } >"$ROOTFS.info"
     fi
-    local user pg_version
-    { read -r user; read -r pg_version; } <"$rootfs.info"
-    [[ "$user" =~ ^[0-9]+:[0-9]+$ ]] || die "no postgres user in the rootfs's /etc/passwd ($rootfs)"
+    { read -r ROOTFS_USER; read -r ROOTFS_VERSION; } <"$ROOTFS.info"
+    [[ "$ROOTFS_USER" =~ ^[0-9]+:[0-9]+$ ]] || die "no $user user in the rootfs's /etc/passwd ($ROOTFS)"
+    [[ -n "$ROOTFS_VERSION" ]] || die "no $package installed in $ROOTFS"
+}
+
+# store_image KIND REF KEY-INPUTS... -- OCI-IMAGE-ARGS...: the archive of a store image (postgres,
+# redis, kafka) from its rootfs and layers, keyed on the rootfs key, KEY-INPUTS (directories,
+# hashed as trees), the arguments, build.sh and oci-image.py; stamped with 0 so that only the
+# content decides the layer digests.
+store_image() {
+    local kind="$1" ref="$2" tree
+    shift 2
+    local -a trees=()
+    while [[ "$1" != -- ]]; do trees+=("$1"); shift; done
+    shift
+    local key
+    key="$(
+        printf '%s\n' "$ref" "$ROOTFS_KEY" "$@"
+        for tree in "${trees[@]}"; do tree_digest "$tree"; done
+        sha256sum "${BASH_SOURCE[0]}" "$OCI_IMAGE" | cut -d' ' -f1
+    )"
+    key="$(sha256sum <<<"$key" | cut -d' ' -f1)"
+    assemble "$kind" "$ref" "$key" 0 "$@"
+}
+
+postgres_image() {
+    debian_rootfs postgres postgresql-15 "$HERE/postgres-hook.sh" \
+        --dpkgopt='path-exclude=/usr/lib/postgresql/*/lib/bitcode/*' \
+        --dpkgopt='path-exclude=/usr/lib/postgresql/*/lib/llvmjit*'
+    rootfs_info postgres postgresql-15
 
     local work="$IMAGES/work/postgres"
     rm -rf "$work"
@@ -289,40 +335,141 @@ postgres_image() {
     local rev
     rev="$(revision e2e/images)"
     local -a args=(
-        --layer "$rootfs" --layer "$work/entry" --arch "$ARCH"
-        --user "$user"
+        --layer "$ROOTFS" --layer "$work/entry" --arch "$ARCH"
+        --user "$ROOTFS_USER"
         --entrypoint '["/usr/local/bin/postgres-entrypoint"]' --cmd '["postgres"]'
         --env PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
         --env LANG=C.UTF-8 --env PGDATA=/var/lib/postgresql/data
         --workdir /var/lib/postgresql --expose 5432/tcp
         --label "org.opencontainers.image.title=silo-postgres"
-        --label "org.opencontainers.image.description=Debian $POSTGRES_SUITE postgresql-15 for silo's end-to-end tests"
-        --label "org.opencontainers.image.version=$pg_version"
+        --label "org.opencontainers.image.description=Debian $DEBIAN_SUITE postgresql-15 for silo's end-to-end tests"
+        --label "org.opencontainers.image.version=$ROOTFS_VERSION"
         --label "org.opencontainers.image.revision=$rev"
         --label "org.opencontainers.image.source=$SOURCE_URL"
         --label "org.opencontainers.image.licenses=PostgreSQL"
     )
-    local key
-    key="$(
-        printf '%s\n' "$POSTGRES_REF" "$rootfs_key" "${args[@]}"
-        tree_digest "$work/entry"
-        sha256sum "${BASH_SOURCE[0]}" "$OCI_IMAGE" | cut -d' ' -f1
-    )"
-    key="$(sha256sum <<<"$key" | cut -d' ' -f1)"
-    # Stamped with 0 so that only the rootfs's content decides its layer digest.
-    assemble postgres "$POSTGRES_REF" "$key" 0 "${args[@]}"
+    store_image postgres "$POSTGRES_REF" "$work/entry" -- "${args[@]}"
 }
 
-want_workload=0 want_operator=0 want_postgres=0
+# Merged /usr set up by mmdebstrap's own hooks (symlinks, then usr-is-merged). Without them apt
+# satisfies init-system-helpers's `usrmerge | usr-is-merged` with usrmerge, which converts the
+# tree at install time and brings perl (45 MB) along. The postgres image needs perl anyway.
+merged_usr_hooks() {
+    local dir
+    dir="$(dirname "$(readlink -f "$(command -v mmdebstrap)")")/../share/mmdebstrap/hooks/merged-usr"
+    [[ -x "$dir/setup00.sh" ]] || dir=/usr/share/mmdebstrap/hooks/merged-usr
+    [[ -x "$dir/setup00.sh" ]] || die "no mmdebstrap hooks/merged-usr (Debian's mmdebstrap package ships them)"
+    printf -- '--hook-dir=%s\n' "$(realpath "$dir")"
+}
+
+redis_image() {
+    debian_rootfs redis redis-server,redis-tools "$HERE/redis-hook.sh" "$(merged_usr_hooks)"
+    rootfs_info redis redis-server
+
+    local work="$IMAGES/work/redis"
+    rm -rf "$work"
+    mkdir -p "$work/entry/usr/local/bin"
+    install -m 0755 "$HERE/redis-entrypoint.sh" "$work/entry/usr/local/bin/redis-entrypoint"
+    local rev
+    rev="$(revision e2e/images)"
+    # No USER, as in the official image: the entrypoint starts as root, owns /data and drops to
+    # the redis user (999:999, the official image's ids).
+    local -a args=(
+        --layer "$ROOTFS" --layer "$work/entry" --arch "$ARCH"
+        --entrypoint '["/usr/local/bin/redis-entrypoint"]' --cmd '["redis-server"]'
+        --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+        --workdir /data --expose 6379/tcp
+        --label "org.opencontainers.image.title=silo-redis"
+        --label "org.opencontainers.image.description=Debian $DEBIAN_SUITE redis-server for silo's end-to-end tests"
+        --label "org.opencontainers.image.version=$ROOTFS_VERSION"
+        --label "org.opencontainers.image.revision=$rev"
+        --label "org.opencontainers.image.source=$SOURCE_URL"
+        --label "org.opencontainers.image.licenses=BSD-3-Clause"
+    )
+    store_image redis "$REDIS_REF" "$work/entry" -- "${args[@]}"
+}
+
+# The Kafka jars of the loopback services (e2e/services/lib.sh resolves them from Maven Central
+# into $SILO_CACHE/kafka/VERSION/libs once); prints their directory.
+kafka_libs() {
+    (
+        logs="$LOGS"
+        export SILO_KAFKA_VERSION="$KAFKA_VERSION"
+        # shellcheck disable=SC1091 # e2e/services/lib.sh: definitions only
+        . "$ROOT/e2e/services/lib.sh"
+        if [[ ! -f "$KAFKA_LIBS/.complete" ]]; then
+            require mvn "apt-get install -y maven"
+            require java "apt-get install -y openjdk-17-jre-headless"
+            # services/up.sh resolves into the same directory under this lock.
+            mkdir -p "$SILO_STATE"
+            exec 8>"$SILO_STATE/services.lock"
+            flock -w 600 8 || die "another services script holds $SILO_STATE/services.lock"
+            LOGS="$logs" kafka_resolve_jars >&2 || exit 1
+        fi
+        printf '%s\n' "$KAFKA_LIBS"
+    )
+}
+
+kafka_image() {
+    local libs
+    libs="$(kafka_libs)" || die "no Kafka $KAFKA_VERSION jars (log: $LOGS/kafka-maven.log)"
+    debian_rootfs kafka openjdk-17-jre-headless "$HERE/kafka-hook.sh" "$(merged_usr_hooks)" \
+        --dpkgopt='path-exclude=/usr/lib/jvm/*/lib/server/classes_nocoops.jsa' \
+        --dpkgopt='path-exclude=/usr/lib/jvm/*/lib/ct.sym'
+    rootfs_info appuser openjdk-17-jre-headless
+    [[ "$ROOTFS_USER" == 1000:1000 ]] || die "appuser is $ROOTFS_USER in the kafka rootfs, expected 1000:1000"
+
+    local work="$IMAGES/work/kafka" f
+    rm -rf "$work"
+    # The jars (a layer of their own: they change less often than the scripts).
+    mkdir -p "$work/libs/opt/kafka/libs"
+    for f in "$libs"/*.jar; do
+        cp -l "$f" "$work/libs/opt/kafka/libs/" 2>/dev/null || cp "$f" "$work/libs/opt/kafka/libs/"
+    done
+    chmod 0644 "$work/libs/opt/kafka/libs"/*.jar
+    # Entrypoint, tool wrappers, logging configuration.
+    mkdir -p "$work/files/usr/local/bin" "$work/files/opt/kafka/bin" "$work/files/opt/kafka/config" \
+        "$work/files/etc/kafka/docker"
+    install -m 0755 "$HERE/kafka-entrypoint.sh" "$work/files/usr/local/bin/kafka-entrypoint"
+    ln -s /usr/local/bin/kafka-entrypoint "$work/files/etc/kafka/docker/run"
+    install -m 0755 "$HERE/kafka-tool.sh" "$work/files/opt/kafka/bin/kafka-run-class.sh"
+    for f in kafka-topics kafka-storage kafka-console-producer kafka-console-consumer \
+        kafka-consumer-groups kafka-metadata-quorum; do
+        ln -s kafka-run-class.sh "$work/files/opt/kafka/bin/$f.sh"
+    done
+    install -m 0644 "$HERE/kafka-log4j2.properties" "$work/files/opt/kafka/config/log4j2.properties"
+    local rev
+    rev="$(revision e2e/images)"
+    local jvm="/usr/lib/jvm/java-17-openjdk-$ARCH"
+    local -a args=(
+        --layer "$ROOTFS" --layer "$work/libs" --layer "$work/files" --arch "$ARCH"
+        --user 1000:1000
+        --entrypoint '["/usr/local/bin/kafka-entrypoint"]'
+        --env PATH=/opt/kafka/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+        --env JAVA_HOME="$jvm" --env LANG=C.UTF-8
+        --workdir /opt/kafka --expose 9092/tcp --expose 9093/tcp
+        --label "org.opencontainers.image.title=silo-kafka"
+        --label "org.opencontainers.image.description=Apache Kafka $KAFKA_VERSION (KRaft) on Debian $DEBIAN_SUITE openjdk-17-jre-headless for silo's end-to-end tests"
+        --label "org.opencontainers.image.version=$KAFKA_VERSION"
+        --label "org.opencontainers.image.revision=$rev"
+        --label "org.opencontainers.image.source=$SOURCE_URL"
+        --label "org.opencontainers.image.licenses=Apache-2.0 AND GPL-2.0-only WITH Classpath-exception-2.0"
+    )
+    store_image kafka "$KAFKA_REF" "$work/libs" "$work/files" -- "${args[@]}"
+}
+
+want_workload=0 want_operator=0 want_postgres=0 want_redis=0 want_kafka=0
 (($# > 0)) || set -- workload operator
 for arg in "$@"; do
     case "$arg" in
     workload) want_workload=1 ;;
     operator) want_operator=1 ;;
     postgres) want_postgres=1 ;;
-    all) want_workload=1 want_operator=1 want_postgres=1 ;;
+    redis) want_redis=1 ;;
+    kafka) want_kafka=1 ;;
+    all) want_workload=1 want_operator=1 want_postgres=1 want_redis=1 want_kafka=1 ;;
     -h | --help) usage; exit 0 ;;
-    *) die "unknown image '$arg' (workload, operator, postgres or all)" ;;
+    *) die "unknown image '$arg' (workload, operator, postgres, redis, kafka or all)" ;;
     esac
 done
 
@@ -379,4 +526,10 @@ if ((want_operator)); then
 fi
 if ((want_postgres)); then
     postgres_image
+fi
+if ((want_redis)); then
+    redis_image
+fi
+if ((want_kafka)); then
+    kafka_image
 fi
