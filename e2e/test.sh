@@ -4,7 +4,8 @@
 #   e2e/cluster/up.sh --real-node silo  the local Kubernetes cluster, with one real node (root)
 #   e2e/cluster/up.sh silo-2            a second, independent cluster (a "customer-provided"
 #                                       one; kwok nodes only)
-#   e2e/images/build.sh all             workload, operator and Postgres images (OCI archives)
+#   e2e/images/build.sh all             workload and operator images, Postgres, Redis and Kafka
+#                                       stand-ins (OCI archives)
 #   e2e/cluster/load-images.sh          those and the test images, into the real node's containerd
 #   cargo test --workspace              unit, integration and end-to-end tests
 # Everything is built or downloaded once into the cache dir and reused; re-running is cheap.
@@ -33,13 +34,14 @@ export SILO_KUBECONFIG_2="$STATE/clusters/silo-2/kubeconfig"
 SILO_KUBECTL="$(command -v kubectl)"
 export SILO_KUBECTL
 
-step "images (workload, operator, Postgres)"
+step "images (workload, operator, Postgres, Redis, Kafka)"
 e2e/images/build.sh all >/dev/null
 IMAGES="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}/images"
 
 step "images on the real node"
 e2e/cluster/load-images.sh --cluster silo "$SILO_BUSYBOX_IMAGE_ARCHIVE" \
-    "$(cat "$IMAGES/workload.path")" "$(cat "$IMAGES/operator.path")" "$(cat "$IMAGES/postgres.path")"
+    "$(cat "$IMAGES/workload.path")" "$(cat "$IMAGES/operator.path")" "$(cat "$IMAGES/postgres.path")" \
+    "$(cat "$IMAGES/redis.path")" "$(cat "$IMAGES/kafka.path")"
 
 if [[ $# -gt 0 ]]; then
     step "cargo test $*"

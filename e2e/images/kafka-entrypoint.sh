@@ -47,6 +47,11 @@ if [[ "$(id -u)" == 0 ]]; then
     done
     exec setpriv --reuid=appuser --regid=appuser --init-groups -- "$0"
 fi
+for dir in "${dirs[@]}"; do
+    if ! mkdir -p "$dir" 2>/dev/null || [[ ! -w "$dir" ]]; then
+        die "$dir is not writable by uid $(id -u) (it is $(stat -c %U:%G "$dir" 2>/dev/null || echo missing), mode $(stat -c %a "$dir" 2>/dev/null || echo -)): start the container as root to have it given to appuser, or make the volume writable for uid $(id -u)"
+    fi
+done
 
 excluded() {
     case "$1" in

@@ -14,8 +14,8 @@
 #   - SIGTERM gives a clean broker shutdown within 30 s;
 #   - a second start, as the image's USER, on the same directory does not format again, keeps
 #     the cluster id, the topics and the record, and stops cleanly again;
-#   - without CLUSTER_ID the entrypoint fails at once with a clear message; other commands run
-#     as they are.
+#   - without CLUSTER_ID, or as appuser on a directory it cannot write, the entrypoint fails at
+#     once with a clear message; other commands run as they are.
 # Reports the broker's start-to-ready time, its RSS and the topic tool's run time.
 #
 #   e2e/images/test-kafka.sh [ARCHIVE]   (default: the one e2e/images/build.sh kafka wrote)
@@ -33,8 +33,8 @@ now_s() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }'; }
 
 [[ "$(id -u)" == 0 ]] || die "needs root (chroot, mounts, namespaces)"
-for tool in unshare nsenter ip python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "no $tool (apt-get install -y util-linux iproute2 python3)"
+for tool in unshare nsenter ip pgrep python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "no $tool (apt-get install -y util-linux iproute2 procps python3)"
 done
 archive="${1:-}"
 if [[ -z "$archive" ]]; then
@@ -277,4 +277,14 @@ if ((status == 0)) || [[ "$out" != *"CLUSTER_ID is not set"* ]]; then die "witho
 version="$(once kafka-topics.sh --version 2>&1)" || die "kafka-topics.sh --version through the entrypoint failed: $version"
 [[ "$version" == 4.1.1* ]] || die "kafka-topics.sh --version through the entrypoint: $version"
 log "without CLUSTER_ID: '$out'; other commands run as they are (kafka-topics.sh --version: $version)"
+umount "$root/var/lib/kafka/data"
+mkdir -p "$work/hostpath2"
+chmod 0750 "$work/hostpath2"
+mount --bind "$work/hostpath2" "$root/var/lib/kafka/data"
+status=0
+out="$(once env CLUSTER_ID="$cluster_id" /usr/local/bin/kafka-entrypoint 2>&1)" || status=$?
+if ((status == 0)) || [[ "$out" != *"is not writable by uid 1000"* ]]; then
+    die "as appuser on a root-owned 0750 directory: exit $status, $out"
+fi
+log "as appuser on a root-owned 0750 directory: '$out'"
 log "ok: ready in $first_ready s (first start, with format) and $second_ready s (restart); RSS $((rss_kb / 1024)) MB; kafka-topics.sh create $create_seconds s"

@@ -27,8 +27,8 @@ now_s() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.2f", b - a }'; }
 
 [[ "$(id -u)" == 0 ]] || die "needs root (chroot, mounts, namespaces)"
-for tool in unshare nsenter ip python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "no $tool (apt-get install -y util-linux iproute2 python3)"
+for tool in unshare nsenter ip pgrep python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "no $tool (apt-get install -y util-linux iproute2 procps python3)"
 done
 archive="${1:-}"
 if [[ -z "$archive" ]]; then
