@@ -4,6 +4,10 @@
 pub const READY: &str = "Ready";
 /// Every Deployment is `Available` at its latest generation.
 pub const WORKLOADS_READY: &str = "WorkloadsReady";
+/// Every store (Postgres, Redis, Kafka) is running and ready, or its external Secret is usable.
+pub const INFRASTRUCTURE_READY: &str = "InfrastructureReady";
+/// The migration Job of the desired version succeeded.
+pub const MIGRATIONS_COMPLETE: &str = "MigrationsComplete";
 /// The desired child objects were applied (False with the API error otherwise).
 pub const RECONCILED: &str = "Reconciled";
 
@@ -29,6 +33,18 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Talking to the API server failed; the operator retries with backoff.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// A store is not ready (the message names it and its pod's reason).
+    pub const STORE_NOT_READY: &str = "StoreNotReady";
+    /// An external store's Secret is missing or lacks a key (the message names both).
+    pub const EXTERNAL_SECRET_INVALID: &str = "ExternalSecretInvalid";
+    /// The stores are not ready yet, so migrations wait.
+    pub const WAITING_FOR_INFRASTRUCTURE: &str = "WaitingForInfrastructure";
+    /// The migration Job is running.
+    pub const MIGRATING: &str = "Migrating";
+    /// The migration Job failed; the previous version keeps serving.
+    pub const MIGRATION_FAILED: &str = "MigrationFailed";
+    /// The migration Job succeeded.
+    pub const MIGRATED: &str = "Migrated";
     /// The monolith region named by the ControlPlane is not a known region.
     pub const UNKNOWN_MONOLITH_REGION: &str = "UnknownMonolithRegion";
 }

@@ -5,7 +5,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::infrastructure::{ControlInfrastructure, PublicUrls};
 use crate::pods::PodSettings;
+use crate::region::Endpoints;
 
 /// How the fleet is laid out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -27,7 +29,8 @@ pub struct ControlSpec {
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
     /// Secret (in the control namespace) whose key holds the control database URL, passed to
-    /// the control web pods as `DATABASE_URL`.
+    /// the control web pods as `DATABASE_URL`. Unset: the operator runs a Postgres for the
+    /// control silo in its namespace (sized by `infrastructure.postgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseRef>,
 }
@@ -124,9 +127,15 @@ pub struct ControlPlaneSpec {
     /// Control-silo replicas and database.
     #[serde(default)]
     pub control: ControlSpec,
-    /// Image pull policy and node placement of every workload pod of the fleet.
+    /// Image pull policy and node placement of every pod of the fleet (workloads and stores).
     #[serde(default)]
     pub pods: PodSettings,
+    /// Images of the managed stores, and the control silo's (or monolith's) own stores.
+    #[serde(default)]
+    pub infrastructure: ControlInfrastructure,
+    /// Public URL templates of the API, ingest and the control gateway.
+    #[serde(default)]
+    pub urls: PublicUrls,
 }
 
 fn default_image() -> String {
@@ -156,6 +165,9 @@ pub struct ControlPlaneStatus {
     /// The version the control silo (or monolith) runs once available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_version: Option<String>,
+    /// Where the control silo (or monolith) is reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
 }
 
 impl ControlPlaneSpec {

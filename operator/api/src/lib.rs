@@ -13,13 +13,18 @@
 pub mod conditions;
 pub mod controlplane;
 pub mod crdgen;
+pub mod infrastructure;
 pub mod pods;
 pub mod region;
 pub mod workload;
 
 pub use controlplane::{ControlPlane, ControlPlaneSpec, ControlPlaneStatus, ControlSpec, Mode};
+pub use infrastructure::{
+    ControlInfrastructure, ExternalStore, InfrastructureSpec, ManagedStore, PublicUrls, Store,
+    StoreImages, StoreSpec,
+};
 pub use pods::{PodSettings, PullPolicy};
-pub use region::{Category, Region, RegionSpec, RegionStatus};
+pub use region::{Category, Endpoints, Region, RegionSpec, RegionStatus};
 pub use workload::{Workload, WorkloadSpec, WorkloadsSpec};
 
 /// The API group of every silo resource.

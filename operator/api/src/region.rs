@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::infrastructure::InfrastructureSpec;
 use crate::workload::WorkloadsSpec;
 
 /// Who a region serves; written to the region directory as `category`.
@@ -75,6 +76,10 @@ pub struct RegionSpec {
     /// Replicas and resources per workload.
     #[serde(default)]
     pub workloads: WorkloadsSpec,
+    /// Postgres, Redis and Kafka of the region: each `managed` (run by the operator in the
+    /// region's namespace, the default) or `external` (a Secret in the operator's namespace).
+    #[serde(default)]
+    pub infrastructure: InfrastructureSpec,
     /// When true the operator stops changing this region's objects (they keep running as they are).
     #[serde(default)]
     pub suspend: bool,
@@ -95,7 +100,8 @@ pub struct RegionStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `WorkloadsReady` and `Reconciled`, each with a reason and message.
+    /// `Ready` (all of the following), `InfrastructureReady`, `MigrationsComplete`,
+    /// `WorkloadsReady` and `Reconciled`, each with a reason and message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The version the region should run (its pin, or the ControlPlane's version).
@@ -110,6 +116,24 @@ pub struct RegionStatus {
     /// The internal address published in the region directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Where the region is reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// How clients reach a silo.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// Base URL of ingest: the host of every DSN of the region (relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<String>,
+    /// Public base URL of the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    /// In-cluster address of web (what the region directory lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<String>,
 }
 
 impl Region {
