@@ -7,7 +7,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
@@ -100,6 +101,12 @@ impl Applier {
         let key = child.key();
         let hash = child.hash();
         let observed = self.stores.observed(&key);
+        // A Job is created once: its pod template cannot change, and a finished Job is the
+        // record that its version's migrations ran.
+        if key.kind == ChildKind::Job && (observed.is_some() || self.tracker.get(&key).is_some()) {
+            report.unchanged += 1;
+            return Ok(());
+        }
         let applied = self.tracker.get(&key);
         if !needs_apply(hash, observed.as_ref(), applied.as_ref()) {
             if applied.is_none()
@@ -137,6 +144,12 @@ impl Applier {
             Child::Service(o) => ssa(api_for::<Service>(client, ns), name, o)
                 .await
                 .map(|r| r.metadata),
+            Child::StatefulSet(o) => ssa(api_for::<StatefulSet>(client, ns), name, o)
+                .await
+                .map(|r| r.metadata),
+            Child::Job(o) => ssa(api_for::<Job>(client, ns), name, o)
+                .await
+                .map(|r| r.metadata),
         };
         let meta = result.map_err(|source| ApplyError::Apply {
             key: key.clone(),
@@ -168,10 +181,12 @@ impl Applier {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let mut secret = generated.secret.clone();
-        secret.data = Some(BTreeMap::from([(
-            generated.key.clone(),
-            ByteString(hex::encode(bytes).into_bytes()),
-        )]));
+        let data: BTreeMap<String, ByteString> = generated
+            .data(&hex::encode(bytes))
+            .into_iter()
+            .map(|(k, v)| (k, ByteString(v.into_bytes())))
+            .collect();
+        secret.data = Some(data);
         let api = api_for::<Secret>(&self.client, &key.namespace);
         let version = match api.create(&PostParams::default(), &secret).await {
             Ok(created) => {
@@ -235,6 +250,14 @@ impl Applier {
                 .await
                 .map(|_| ()),
             ChildKind::Service => api_for::<Service>(client, ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ChildKind::StatefulSet => api_for::<StatefulSet>(client, ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ChildKind::Job => api_for::<Job>(client, ns)
                 .delete(name, &dp)
                 .await
                 .map(|_| ()),

@@ -42,6 +42,10 @@ pub struct Args {
     #[arg(long, env = "POD_NAME", default_value = "silo-operator")]
     pub instance: String,
 
+    /// The operator's own namespace, where external stores' Secrets are read from.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "silo-system")]
+    pub namespace: String,
+
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

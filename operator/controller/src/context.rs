@@ -39,6 +39,12 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    #[error("keeping the volumes of namespace {namespace} (retainOnDelete) failed: {source}")]
+    Retain {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("updating the finalizer of {name} failed: {source}")]
     Finalizer {
         name: String,
@@ -54,6 +60,7 @@ impl ReconcileError {
             ReconcileError::Apply(_) => silo_api::conditions::reason::APPLY_FAILED,
             ReconcileError::Status { .. } => "StatusFailed",
             ReconcileError::Finalizer { .. } => "FinalizerFailed",
+            ReconcileError::Retain { .. } => "RetainFailed",
         }
     }
 }

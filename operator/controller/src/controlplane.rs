@@ -9,12 +9,13 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use silo_api::conditions::{self, reason};
-use silo_api::{ControlPlane, ControlPlaneStatus, Mode};
+use silo_api::{ControlPlane, ControlPlaneStatus, Endpoints, Mode, Store};
 use silo_contract::RegionDirectory;
 
-use crate::build;
+use crate::build::{self, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
+use crate::silo::{self, Source};
 use crate::status::{self, Verdict};
 use crate::validate::{self, FleetContext};
 
@@ -73,30 +74,82 @@ async fn reconcile_control_plane(
                 invalid.reason(),
                 invalid.to_string(),
             );
-            write_status(ctx, cp, vec![verdict], (0, 0), None).await?;
+            write_status(ctx, cp, vec![verdict], (0, 0), None, None).await?;
             return Ok(Action::await_change());
         }
     };
     let fleet = FleetContext::new(cp);
-    let (set, counts_of_monolith) = match validated.mode {
-        Mode::Siloed => {
-            let directory = validate::fleet_directory(&ctx.stores.regions.state()).directory;
-            (build::build_control(&validated, &fleet, &directory), false)
+    let ns = validated.namespace.clone();
+    let ci = &fleet.control_infrastructure;
+    let postgres = match &validated.database {
+        Some(db) => Source::Reference {
+            secret: &db.secret_name,
+            key: &db.key,
+        },
+        None => Source::Managed(&ci.postgres),
+    };
+    let mut sources = vec![(Store::Postgres, postgres)];
+    if validated.mode == Mode::Monolith {
+        sources.push((Store::Redis, Source::Managed(&ci.redis)));
+        sources.push((Store::Kafka, Source::Managed(&ci.kafka)));
+    }
+    let infra = match silo::resolve(&ctx.stores, &ns, &sources, false) {
+        Ok(infra) => infra,
+        Err(invalid) => {
+            write_status(
+                ctx,
+                cp,
+                silo::external_invalid(&invalid),
+                (0, 0),
+                None,
+                None,
+            )
+            .await?;
+            return Ok(Action::await_change());
         }
+    };
+    let directory = match validated.mode {
+        Mode::Siloed => Ok(validate::fleet_directory(&ctx.stores.regions.state()).directory),
         Mode::Monolith => {
             let region = fleet.monolith_region.clone().unwrap_or_default();
             let entry = build::monolith_directory_entry(&validated, &region);
-            let directory = RegionDirectory::new(vec![entry]).map_err(|e| e.to_string());
-            match directory {
-                Ok(directory) => (build::build_monolith(&validated, &fleet, &directory), true),
-                Err(message) => {
-                    let verdict =
-                        Verdict::new(conditions::READY, false, reason::INVALID_SPEC, message);
-                    write_status(ctx, cp, vec![verdict], (0, 0), None).await?;
-                    return Ok(Action::await_change());
-                }
-            }
+            RegionDirectory::new(vec![entry]).map_err(|e| e.to_string())
         }
+    };
+    let directory = match directory {
+        Ok(directory) => directory,
+        Err(message) => {
+            let verdict = Verdict::new(conditions::READY, false, reason::INVALID_SPEC, message);
+            write_status(ctx, cp, vec![verdict], (0, 0), None, None).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let build = |gate: Gate<'_>| match validated.mode {
+        Mode::Siloed => build::build_control(&validated, &fleet, &directory, &infra, gate),
+        Mode::Monolith => build::build_monolith(&validated, &fleet, &directory, &infra, gate),
+    };
+    let counts_of_monolith = validated.mode == Mode::Monolith;
+    let stores_only = build(Gate {
+        run_job: false,
+        workload_version: None,
+    });
+    let decision = silo::decide(
+        &ctx.stores,
+        &ctx.pod_problems,
+        &ns,
+        &fleet.version,
+        &stores_only,
+    );
+    let set = build(Gate {
+        run_job: decision.run_job,
+        workload_version: decision.workload_version.as_deref(),
+    });
+    let endpoints = Endpoints {
+        ingest: counts_of_monolith.then(|| {
+            fleet.ingest_url_in(fleet.monolith_region.as_deref().unwrap_or_default(), &ns)
+        }),
+        api: Some(fleet.control_url()),
+        internal: Some(fleet.control_address.clone()),
     };
     let applied = async {
         let mut report = ctx.applier.apply_set(&set).await?;
@@ -121,7 +174,7 @@ async fn reconcile_control_plane(
                 error.to_string(),
             ),
         ];
-        write_status(ctx, cp, verdicts, region_counts(ctx), None).await?;
+        write_status(ctx, cp, verdicts, region_counts(ctx), None, Some(endpoints)).await?;
         return Err(error.into());
     }
     let ready = status::deployments_ready(
@@ -129,12 +182,22 @@ async fn reconcile_control_plane(
         &ctx.stores.deployments,
         &ctx.pod_problems,
     );
+    let silo = if validated.mode == Mode::Siloed {
+        "control silo"
+    } else {
+        "monolith"
+    };
+    let running = ready
+        .is_ok()
+        .then(|| decision.workload_version.clone())
+        .flatten();
+    let mut verdicts = silo::verdicts(silo, &decision, &infra, ready);
+    let silo_ready = verdicts.first().is_some_and(|v| v.ok);
     let counts = if counts_of_monolith {
-        (1, i32::from(ready.is_ok()))
+        (1, i32::from(silo_ready))
     } else {
         region_counts(ctx)
     };
-    let mut verdicts = Vec::new();
     let unknown_monolith = match (validated.mode, fleet.monolith_region.as_deref()) {
         (Mode::Siloed, Some(region)) => {
             let directory = validate::fleet_directory(&ctx.stores.regions.state()).directory;
@@ -142,47 +205,17 @@ async fn reconcile_control_plane(
         }
         _ => None,
     };
-    let silo = if validated.mode == Mode::Siloed {
-        "control silo"
-    } else {
-        "monolith"
-    };
-    match (&ready, unknown_monolith) {
-        (Err(waiting), _) => {
-            verdicts.push(Verdict::new(conditions::READY, false, &waiting.reason, waiting.message.clone()));
-        }
-        (Ok(()), Some(region)) => verdicts.push(Verdict::new(
+    if let (true, Some(region)) = (silo_ready, unknown_monolith) {
+        verdicts[0] = Verdict::new(
             conditions::READY,
             false,
             reason::UNKNOWN_MONOLITH_REGION,
-            format!("spec.monolithRegion {region:?} is not a Region of the fleet; create that Region or change spec.monolithRegion"),
-        )),
-        (Ok(()), None) => {
-            verdicts.push(Verdict::new(conditions::READY, true, reason::READY, format!("{silo} is ready")));
-        }
+            format!(
+                "spec.monolithRegion {region:?} is not a Region of the fleet; create that Region or change spec.monolithRegion"
+            ),
+        );
     }
-    verdicts.push(match &ready {
-        Ok(()) => Verdict::new(
-            conditions::WORKLOADS_READY,
-            true,
-            reason::AVAILABLE,
-            format!("{silo} workloads are available"),
-        ),
-        Err(waiting) => Verdict::new(
-            conditions::WORKLOADS_READY,
-            false,
-            &waiting.reason,
-            waiting.message.clone(),
-        ),
-    });
-    verdicts.push(Verdict::new(
-        conditions::RECONCILED,
-        true,
-        reason::APPLIED,
-        "every desired object is applied",
-    ));
-    let running = ready.is_ok().then(|| fleet.version.clone());
-    write_status(ctx, cp, verdicts, counts, running).await?;
+    write_status(ctx, cp, verdicts, counts, running, Some(endpoints)).await?;
     Ok(Action::requeue(ctx.resync))
 }
 
@@ -192,6 +225,7 @@ async fn write_status(
     verdicts: Vec<Verdict>,
     (regions, regions_ready): (i32, i32),
     running: Option<String>,
+    endpoints: Option<Endpoints>,
 ) -> Result<(), ReconcileError> {
     let previous = cp.status.clone().unwrap_or_default();
     let conditions = status::conditions(
@@ -206,6 +240,7 @@ async fn write_status(
         regions,
         regions_ready,
         running_version: running.or(previous.running_version.clone()),
+        endpoints: endpoints.or(previous.endpoints.clone()),
     };
     if cp.status.as_ref() == Some(&next) {
         return Ok(());

@@ -10,6 +10,8 @@ pub const MANAGED_BY_VALUE: &str = "silo-operator";
 pub const PART_OF: &str = "app.kubernetes.io/part-of";
 pub const PART_OF_VALUE: &str = "silo";
 pub const NAME: &str = "app.kubernetes.io/name";
+/// The release a workload (Deployment and its pods) or migration Job runs.
+pub const VERSION: &str = "app.kubernetes.io/version";
 /// The Region a child belongs to.
 pub const REGION: &str = "silo.dev/region";
 /// The ControlPlane a child belongs to.
@@ -43,5 +45,8 @@ pub const RPC_SECRET_KEY: &str = "secrets";
 /// Secret shared by a region's relay and web only.
 pub const RELAY_SECRET: &str = "relay-secret";
 pub const RELAY_SECRET_KEY: &str = "secret";
+/// Secret in the control namespace with a token of every scope, for the first API calls.
+pub const BOOTSTRAP_SECRET: &str = "silo-bootstrap-token";
+pub const BOOTSTRAP_SECRET_KEY: &str = "token";
 /// Env var carrying the relay secret.
 pub const RELAY_SECRET_ENV: &str = "RELAY_SHARED_SECRET";

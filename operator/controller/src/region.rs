@@ -5,19 +5,21 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use silo_api::conditions::{self, reason};
-use silo_api::{Mode, Region, RegionStatus};
+use silo_api::{Endpoints, Mode, Region, RegionStatus, Store};
 
-use crate::build::{self, DesiredSet};
+use crate::build::{self, DesiredSet, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
 use crate::pacing;
-use crate::status::{self, Verdict, Waiting};
+use crate::silo::{self, Source};
+use crate::status::{self, Verdict};
 use crate::validate::{self, FleetContext, FleetDirectory, ValidateError, ValidatedRegion};
 
 const CONTROLLER: &str = "region";
@@ -103,22 +105,75 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
             return Ok(Action::await_change());
         }
     };
-    let set = build::build_region(
-        &plan.region,
-        &plan.fleet,
-        &plan.directory.directory,
-        &plan.rpc_secrets,
-    );
-    let applied = apply(ctx, &plan.region.name, &set).await;
-    let desired = Desired {
+    let ns = plan.region.namespace.clone();
+    let infra_spec = &plan.region.infrastructure;
+    let sources = [
+        (Store::Postgres, Source::Spec(&infra_spec.postgres)),
+        (Store::Redis, Source::Spec(&infra_spec.redis)),
+        (Store::Kafka, Source::Spec(&infra_spec.kafka)),
+    ];
+    let mut desired = Desired {
         version: plan.region.version.clone(),
-        namespace: plan.region.namespace.clone(),
+        namespace: ns.clone(),
         address: plan
             .directory
             .directory
             .get(&plan.region.name)
             .map(|r| r.address.clone()),
+        endpoints: Endpoints {
+            ingest: Some(plan.fleet.ingest_url(&plan.region.name)),
+            api: Some(plan.fleet.api_url(&plan.region.name)),
+            internal: Some(build::region_address(&ns)),
+        },
+        running: None,
     };
+    let infra = match silo::resolve(&ctx.stores, &ns, &sources, infra_spec.retain_on_delete) {
+        Ok(infra) => infra,
+        Err(invalid) => {
+            ctx.metrics
+                .error(CONTROLLER, reason::EXTERNAL_SECRET_INVALID);
+            desired.running = region
+                .status
+                .as_ref()
+                .and_then(|s| s.running_version.clone());
+            write_status(
+                ctx,
+                region,
+                silo::external_invalid(&invalid),
+                Some(desired),
+                false,
+            )
+            .await?;
+            // The Secret's watch re-runs every Region when it changes.
+            return Ok(Action::await_change());
+        }
+    };
+    let build = |gate: Gate<'_>| {
+        build::build_region(
+            &plan.region,
+            &plan.fleet,
+            &plan.directory.directory,
+            &plan.rpc_secrets,
+            &infra,
+            gate,
+        )
+    };
+    let stores_only = build(Gate {
+        run_job: false,
+        workload_version: None,
+    });
+    let decision = silo::decide(
+        &ctx.stores,
+        &ctx.pod_problems,
+        &ns,
+        &plan.region.version,
+        &stores_only,
+    );
+    let set = build(Gate {
+        run_job: decision.run_job,
+        workload_version: decision.workload_version.as_deref(),
+    });
+    let applied = apply(ctx, &plan.region.name, &set).await;
     match applied {
         Ok(()) => {
             let ready = status::deployments_ready(
@@ -126,7 +181,15 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 &ctx.stores.deployments,
                 &ctx.pod_problems,
             );
-            let verdicts = verdicts(ready);
+            if ready.is_ok() {
+                desired.running = decision.workload_version.clone();
+            } else {
+                desired.running = region
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.running_version.clone());
+            }
+            let verdicts = silo::verdicts("region silo", &decision, &infra, ready);
             let held = write_status(ctx, region, verdicts, Some(desired), true).await?;
             Ok(Action::requeue(held.unwrap_or(ctx.resync)))
         }
@@ -145,6 +208,10 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                     error.to_string(),
                 ),
             ];
+            desired.running = region
+                .status
+                .as_ref()
+                .and_then(|s| s.running_version.clone());
             write_status(ctx, region, verdicts, Some(desired), false).await?;
             Err(error)
         }
@@ -167,52 +234,14 @@ async fn apply(ctx: &Context, name: &str, set: &DesiredSet) -> Result<(), Reconc
     Ok(())
 }
 
-fn verdicts(ready: Result<(), Waiting>) -> Vec<Verdict> {
-    let reconciled = Verdict::new(
-        conditions::RECONCILED,
-        true,
-        reason::APPLIED,
-        "every desired object is applied",
-    );
-    match ready {
-        Ok(()) => vec![
-            Verdict::new(
-                conditions::READY,
-                true,
-                reason::READY,
-                "region silo is ready",
-            ),
-            Verdict::new(
-                conditions::WORKLOADS_READY,
-                true,
-                reason::AVAILABLE,
-                "relay, consumers, web and postprocess are available at the desired spec",
-            ),
-            reconciled,
-        ],
-        Err(waiting) => vec![
-            Verdict::new(
-                conditions::READY,
-                false,
-                &waiting.reason,
-                waiting.message.clone(),
-            ),
-            Verdict::new(
-                conditions::WORKLOADS_READY,
-                false,
-                &waiting.reason,
-                waiting.message,
-            ),
-            reconciled,
-        ],
-    }
-}
-
 /// What the region should run, for status.
 struct Desired {
     version: String,
     namespace: String,
     address: Option<String>,
+    endpoints: Endpoints,
+    /// The version every workload runs and serves, when they do.
+    running: Option<String>,
 }
 
 /// Write the status when it changed; with `pace`, a change of condition messages alone is held
@@ -233,16 +262,15 @@ async fn write_status(
         k8s_openapi::jiff::Timestamp::now(),
     );
     let ready = verdicts.iter().find(|v| v.type_ == conditions::READY);
-    let is_ready = ready.is_some_and(|v| v.ok);
     let next = RegionStatus {
         observed_generation: region.meta().generation,
         desired_version: desired.as_ref().map(|d| d.version.clone()),
-        running_version: if is_ready {
-            desired.as_ref().map(|d| d.version.clone())
-        } else {
-            previous.running_version.clone()
+        running_version: match &desired {
+            Some(d) => d.running.clone(),
+            None => previous.running_version.clone(),
         },
         namespace: desired.as_ref().map(|d| d.namespace.clone()),
+        endpoints: desired.as_ref().map(|d| d.endpoints.clone()),
         address: desired.and_then(|d| d.address),
         conditions,
     };
@@ -369,6 +397,29 @@ fn stale_directories(ctx: &Context, deleted: &str, hash: &str) -> Vec<String> {
         .collect()
 }
 
+/// Set reclaim policy `Retain` on the PersistentVolumes bound to the claims of `namespace`,
+/// so that deleting the namespace keeps the data (the volumes stay `Released`).
+async fn retain_volumes(ctx: &Context, namespace: &str) -> Result<(), ReconcileError> {
+    let failed = |source| ReconcileError::Retain {
+        namespace: namespace.to_owned(),
+        source,
+    };
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
+    let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let patch = json!({"spec": {"persistentVolumeReclaimPolicy": "Retain"}});
+    for claim in claims.list(&ListParams::default()).await.map_err(failed)? {
+        let Some(volume) = claim.spec.and_then(|s| s.volume_name) else {
+            continue;
+        };
+        volumes
+            .patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(failed)?;
+        tracing::info!(%namespace, %volume, "volume kept: reclaim policy Retain");
+    }
+    Ok(())
+}
+
 /// Finalizer: delete the namespace, wait until it is gone and every directory is updated,
 /// then release the Region.
 async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -380,6 +431,9 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
     let wait = Action::requeue(Duration::from_secs(2));
     if let Some(namespace) = ctx.stores.namespaces.get(&ObjectRef::new(&ns)) {
         if namespace.metadata.deletion_timestamp.is_none() {
+            if region.spec.infrastructure.retain_on_delete {
+                retain_volumes(ctx, &ns).await?;
+            }
             let key = build::ChildKey {
                 kind: build::ChildKind::Namespace,
                 namespace: String::new(),

@@ -83,21 +83,26 @@ fn fleet_signature(stores: &Stores) -> String {
 
 /// Collapse bursts of Region/ControlPlane changes; re-run every Region when the fleet
 /// signature changed, and the ControlPlane always (its region counts may have moved).
+/// A change of a StorageClass or an external Secret (`external`) re-runs every Region too.
 async fn fleet_task(
     stores: Stores,
     notify: Arc<tokio::sync::Notify>,
+    external: Arc<tokio::sync::Notify>,
     debounce: Duration,
     mut regions_all: mpsc::Sender<()>,
     mut control_all: mpsc::Sender<()>,
 ) {
     let mut last = String::new();
     loop {
-        notify.notified().await;
+        let forced = tokio::select! {
+            () = notify.notified() => false,
+            () = external.notified() => true,
+        };
         tokio::time::sleep(debounce).await;
         // A full channel already holds a pending "reconcile all": nothing is lost.
         let _ = control_all.try_send(());
         let signature = fleet_signature(&stores);
-        if signature != last {
+        if forced || signature != last {
             last = signature;
             let _ = regions_all.try_send(());
         }
@@ -113,6 +118,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let (region_tx, region_rx) = mpsc::channel(1024);
     let (cp_tx, cp_rx) = mpsc::channel(64);
     let fleet = Arc::new(tokio::sync::Notify::new());
+    let external = Arc::new(tokio::sync::Notify::new());
     let tracker = Arc::new(Tracker::default());
     let readiness = silo_runtime::Readiness::new();
     let routes = Routes {
@@ -120,8 +126,10 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         control_planes: cp_tx,
         fleet: fleet.clone(),
         synced: Synced::new(readiness.register("watches")),
+        external: external.clone(),
     };
-    let (stores, primary) = stores::start(&client, tracker.clone(), routes.clone());
+    let (stores, primary) =
+        stores::start(&client, &args.namespace, tracker.clone(), routes.clone());
     let pod_problems = PodProblems::default();
     tokio::spawn(pods::watch(client.clone(), pod_problems.clone(), routes));
 
@@ -130,6 +138,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     tokio::spawn(fleet_task(
         stores.clone(),
         fleet,
+        external,
         args.fleet_debounce,
         regions_all_tx,
         cp_all_tx,

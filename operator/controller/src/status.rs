@@ -1,7 +1,7 @@
 //! Status: conditions from reconcile outcomes, workload readiness from the Deployment store,
 //! status writes only when something changed, and Events on `Ready` transitions.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -153,6 +153,27 @@ pub fn deployment_available(d: &Deployment) -> Result<(), String> {
     Ok(())
 }
 
+/// A store's StatefulSet has its one pod ready at the latest generation and revision.
+pub fn stateful_set_ready(s: &StatefulSet) -> Result<(), String> {
+    let Some(status) = s.status.as_ref() else {
+        return Err("no status yet".to_owned());
+    };
+    if status.observed_generation.unwrap_or(0) < s.metadata.generation.unwrap_or(0) {
+        return Err("update not observed yet".to_owned());
+    }
+    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready = status.ready_replicas.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let revision_done = match (&status.current_revision, &status.update_revision) {
+        (Some(current), Some(update)) => current == update,
+        _ => true,
+    };
+    if ready < want || updated < want || !revision_done {
+        return Err(format!("{ready}/{want} ready, {updated}/{want} updated"));
+    }
+    Ok(())
+}
+
 /// The `Ready` status of a condition list (`None` when absent).
 pub fn ready_status(conditions: &[Condition]) -> Option<bool> {
     conditions
@@ -237,6 +258,34 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn a_store_is_ready_with_its_pod_ready_at_the_latest_revision() {
+        use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+        let sts = |ready: i32, current: &str| StatefulSet {
+            metadata: kube::core::ObjectMeta {
+                generation: Some(2),
+                ..Default::default()
+            },
+            spec: Some(StatefulSetSpec {
+                replicas: Some(1),
+                ..Default::default()
+            }),
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(2),
+                replicas: 1,
+                ready_replicas: Some(ready),
+                updated_replicas: Some(1),
+                current_revision: Some(current.into()),
+                update_revision: Some("r2".into()),
+                ..Default::default()
+            }),
+        };
+        assert!(stateful_set_ready(&sts(1, "r2")).is_ok());
+        assert!(stateful_set_ready(&sts(0, "r2")).is_err());
+        assert!(stateful_set_ready(&sts(1, "r1")).is_err());
+        assert!(stateful_set_ready(&StatefulSet::default()).is_err());
     }
 
     #[test]

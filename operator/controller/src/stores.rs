@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Secret, Service};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PartialObjectMeta};
 use kube::core::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -100,7 +102,10 @@ fn parse_version(meta: &ObjectMeta, use_generation: bool) -> u64 {
 
 /// The drift version of an object of `kind` with `meta`.
 pub fn version_of(kind: ChildKind, meta: &ObjectMeta) -> u64 {
-    parse_version(meta, kind == ChildKind::Deployment)
+    parse_version(
+        meta,
+        matches!(kind, ChildKind::Deployment | ChildKind::StatefulSet),
+    )
 }
 
 fn observed_from(kind: ChildKind, meta: &ObjectMeta) -> Observed {
@@ -124,8 +129,18 @@ pub struct Stores {
     pub services: Store<PartialObjectMeta<Service>>,
     /// Full objects: the RPC secret's value is copied into every region namespace.
     pub secrets: Store<Secret>,
-    /// Metadata, replicas and status only (the pod template is dropped).
+    /// Metadata, replicas, the pod template's labels and status (the pod spec is dropped).
     pub deployments: Store<Deployment>,
+    /// The managed stores: like Deployments, plus their volume claim templates.
+    pub stateful_sets: Store<StatefulSet>,
+    /// Migration Jobs: metadata and status.
+    pub jobs: Store<Job>,
+    /// StorageClasses (metadata): whether the cluster has a default one.
+    pub storage_classes: Store<PartialObjectMeta<StorageClass>>,
+    /// Secrets of the operator's namespace (external stores' connections).
+    pub external_secrets: Store<Secret>,
+    /// The namespace `external_secrets` watches.
+    pub operator_namespace: String,
 }
 
 impl Stores {
@@ -155,7 +170,32 @@ impl Stores {
                 .deployments
                 .get(&oref(key))
                 .map(|o| observed_from(key.kind, &o.metadata)),
+            ChildKind::StatefulSet => self
+                .stateful_sets
+                .get(&oref(key))
+                .map(|o| observed_from(key.kind, &o.metadata)),
+            ChildKind::Job => self
+                .jobs
+                .get(&oref(key))
+                .map(|o| observed_from(key.kind, &o.metadata)),
         }
+    }
+
+    /// Whether the cluster has a default StorageClass.
+    pub fn has_default_storage_class(&self) -> bool {
+        self.storage_classes.state().iter().any(|sc| {
+            sc.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("storageclass.kubernetes.io/is-default-class"))
+                .is_some_and(|v| v == "true")
+        })
+    }
+
+    /// A Secret of the operator's namespace.
+    pub fn external_secret(&self, name: &str) -> Option<Arc<Secret>> {
+        self.external_secrets
+            .get(&ObjectRef::new(name).within(&self.operator_namespace))
     }
 
     /// Every child carrying label `owner_label=owner`, as keys.
@@ -195,6 +235,20 @@ impl Stores {
             &mut out,
             ChildKind::Service,
             self.services.state(),
+            owner_label,
+            owner,
+        );
+        collect(
+            &mut out,
+            ChildKind::StatefulSet,
+            self.stateful_sets.state(),
+            owner_label,
+            owner,
+        );
+        collect(
+            &mut out,
+            ChildKind::Job,
+            self.jobs.state(),
             owner_label,
             owner,
         );
@@ -251,6 +305,9 @@ pub struct Routes {
     pub fleet: Arc<tokio::sync::Notify>,
     /// Told when a watch has listed its objects (readiness).
     pub synced: Synced,
+    /// Pinged when a StorageClass or a Secret of the operator's namespace changed: every
+    /// silo is reconciled again (the fleet signature does not cover them).
+    pub external: Arc<tokio::sync::Notify>,
 }
 
 impl Routes {
@@ -338,10 +395,36 @@ where
     (reader, stream)
 }
 
+/// Keep only the labels of a pod template (its version label says what the pods run).
+fn strip_template(template: &mut PodTemplateSpec) {
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
+    *template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels,
+            ..ObjectMeta::default()
+        }),
+        spec: None,
+    };
+}
+
 fn strip_deployment(d: &mut Deployment) {
     strip_meta(&mut d.metadata);
     if let Some(spec) = d.spec.as_mut() {
-        spec.template = PodTemplateSpec::default();
+        strip_template(&mut spec.template);
+    }
+}
+
+fn strip_stateful_set(s: &mut StatefulSet) {
+    strip_meta(&mut s.metadata);
+    if let Some(spec) = s.spec.as_mut() {
+        strip_template(&mut spec.template);
+    }
+}
+
+fn strip_job(j: &mut Job) {
+    strip_meta(&mut j.metadata);
+    if let Some(spec) = j.spec.as_mut() {
+        strip_template(&mut spec.template);
     }
 }
 
@@ -398,6 +481,27 @@ async fn drive_child<K>(
     }
 }
 
+/// Drive a watch of something every silo may depend on: each change pings the fleet signal.
+async fn drive_fleet_input<K>(stream: Watch<K>, kind: &'static str, routes: Routes)
+where
+    K: Send + 'static,
+{
+    let mut stream = stream;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::InitDone) => {
+                routes.synced.listed(kind);
+                routes.fleet.notify_one();
+            }
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                routes.external.notify_one();
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying with backoff"),
+        }
+    }
+}
+
 fn is_rpc_master(meta: &ObjectMeta) -> bool {
     meta.name.as_deref() == Some(labels::RPC_SECRET)
         && meta
@@ -432,13 +536,39 @@ pub struct PrimaryStreams {
 }
 
 /// Start every child watch (as tasks) and return the stores plus the primary streams.
-pub fn start(client: &Client, tracker: Arc<Tracker>, routes: Routes) -> (Stores, PrimaryStreams) {
+pub fn start(
+    client: &Client,
+    operator_namespace: &str,
+    tracker: Arc<Tracker>,
+    routes: Routes,
+) -> (Stores, PrimaryStreams) {
     let (namespaces, ns_stream) = metadata_watch::<Namespace>(client);
     let (configmaps, cm_stream) = metadata_watch::<ConfigMap>(client);
     let (services, svc_stream) = metadata_watch::<Service>(client);
     let (secrets, secret_stream) = full_watch::<Secret>(client, child_config(), strip_secret);
     let (deployments, deploy_stream) =
         full_watch::<Deployment>(client, child_config(), strip_deployment);
+    let (stateful_sets, sts_stream) =
+        full_watch::<StatefulSet>(client, child_config(), strip_stateful_set);
+    let (jobs, job_stream) = full_watch::<Job>(client, child_config(), strip_job);
+    let (storage_classes, sc_reader) = reflector::store();
+    let sc_stream = watcher(
+        Api::<PartialObjectMeta<StorageClass>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o: &mut PartialObjectMeta<StorageClass>| strip_meta(&mut o.metadata))
+    .reflect(sc_reader)
+    .boxed();
+    let (external_secrets, ext_writer) = reflector::store();
+    let ext_stream = watcher(
+        Api::<Secret>::namespaced(client.clone(), operator_namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(strip_secret)
+    .reflect(ext_writer)
+    .boxed();
     let (regions, region_stream) =
         full_watch::<Region>(client, watcher::Config::default(), strip_region);
     let (control_planes, cp_stream) =
@@ -471,7 +601,26 @@ pub fn start(client: &Client, tracker: Arc<Tracker>, routes: Routes) -> (Stores,
     tokio::spawn(drive_child(
         deploy_stream,
         ChildKind::Deployment,
+        tracker.clone(),
+        routes.clone(),
+    ));
+    tokio::spawn(drive_child(
+        sts_stream,
+        ChildKind::StatefulSet,
+        tracker.clone(),
+        routes.clone(),
+    ));
+    tokio::spawn(drive_child(
+        job_stream,
+        ChildKind::Job,
         tracker,
+        routes.clone(),
+    ));
+    // A StorageClass or an external Secret may matter to any silo: re-run them all.
+    tokio::spawn(drive_fleet_input(sc_stream, "StorageClass", routes.clone()));
+    tokio::spawn(drive_fleet_input(
+        ext_stream,
+        "external Secret",
         routes.clone(),
     ));
 
@@ -487,6 +636,11 @@ pub fn start(client: &Client, tracker: Arc<Tracker>, routes: Routes) -> (Stores,
             services,
             secrets,
             deployments,
+            stateful_sets,
+            jobs,
+            storage_classes,
+            external_secrets,
+            operator_namespace: operator_namespace.to_owned(),
         },
         PrimaryStreams {
             regions: region_stream,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use silo_runtime::admin::ReadyFlag;
 
 /// Every watch the operator runs, by the kind it watches.
-pub const WATCHES: [&str; 8] = [
+pub const WATCHES: [&str; 12] = [
     "Region",
     "ControlPlane",
     "Namespace",
@@ -19,6 +19,10 @@ pub const WATCHES: [&str; 8] = [
     "Service",
     "Secret",
     "Deployment",
+    "StatefulSet",
+    "Job",
+    "StorageClass",
+    "external Secret",
     "Pod",
 ];
 

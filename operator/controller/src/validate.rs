@@ -7,7 +7,10 @@ use std::sync::Arc;
 use kube::{Resource, ResourceExt};
 use silo_api::conditions::reason;
 use silo_api::controlplane::DatabaseRef;
-use silo_api::{Category, ControlPlane, Mode, PodSettings, Region, WorkloadsSpec};
+use silo_api::{
+    Category, ControlInfrastructure, ControlPlane, InfrastructureSpec, Mode, PodSettings,
+    PublicUrls, Region, StoreImages, WorkloadsSpec,
+};
 use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
 
 use crate::build::{self, Owner};
@@ -136,6 +139,12 @@ pub struct FleetContext {
     pub monolith_region: Option<String>,
     /// Pull policy and placement of every workload pod.
     pub pods: PodSettings,
+    /// Images of the managed stores.
+    pub images: StoreImages,
+    /// Public URL templates.
+    pub urls: PublicUrls,
+    /// The control silo's (or monolith's) store settings.
+    pub control_infrastructure: ControlInfrastructure,
 }
 
 impl FleetContext {
@@ -149,7 +158,39 @@ impl FleetContext {
             control_address: build::control_address(&cp.spec.namespace),
             monolith_region: cp.spec.effective_monolith_region().map(str::to_owned),
             pods: cp.spec.pods.clone(),
+            images: cp.spec.infrastructure.images.clone(),
+            urls: cp.spec.urls.clone(),
+            control_infrastructure: cp.spec.infrastructure.clone(),
         }
+    }
+
+    /// Public base URL of `region`'s API (default: its in-cluster web address).
+    pub fn api_url(&self, region: &str) -> String {
+        match &self.urls.api {
+            Some(template) => PublicUrls::expand(template, region),
+            None => build::region_address(&labels::region_namespace(region)),
+        }
+    }
+
+    /// Public base URL of `region`'s ingest, the DSN host (default: its in-cluster relay).
+    pub fn ingest_url(&self, region: &str) -> String {
+        self.ingest_url_in(region, &labels::region_namespace(region))
+    }
+
+    /// [`Self::ingest_url`] for a region served from `namespace` (the monolith's).
+    pub fn ingest_url_in(&self, region: &str, namespace: &str) -> String {
+        match &self.urls.ingest {
+            Some(template) => PublicUrls::expand(template, region),
+            None => build::relay_address(namespace),
+        }
+    }
+
+    /// Public base URL of the control silo's API gateway (default: its in-cluster address).
+    pub fn control_url(&self) -> String {
+        self.urls
+            .control
+            .clone()
+            .unwrap_or_else(|| self.control_address.clone())
     }
 
     /// Full image reference for `version`.
@@ -229,6 +270,7 @@ pub struct ValidatedRegion {
     /// Effective version: the Region's pin or the ControlPlane's version.
     pub version: String,
     pub workloads: WorkloadsSpec,
+    pub infrastructure: InfrastructureSpec,
     pub owner: Owner,
 }
 
@@ -272,6 +314,7 @@ pub fn validate_region(
             .clone()
             .unwrap_or_else(|| fleet.version.clone()),
         workloads: region.spec.workloads.clone(),
+        infrastructure: region.spec.infrastructure.clone(),
         owner: Owner {
             reference,
             label: (labels::REGION, name.clone()),

@@ -6,34 +6,25 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::core::ObjectMeta;
-use silo_api::{ControlPlane, ControlPlaneSpec, Region, RegionSpec};
-use silo_operator::build::{self, DesiredSet};
+use silo_api::{ControlPlane, ControlPlaneSpec, Region, RegionSpec, Store};
+use silo_operator::build::{self, DesiredSet, Gate};
+use silo_operator::infra::{Provided, SiloInfra, Storage};
 use silo_operator::validate::{self, FleetContext};
 
-/// Settings the per-region infrastructure (its own Postgres, Redis and Kafka) will provide;
-/// until then region pods lack exactly these. The test fails when one of them appears, so that
-/// this list shrinks with the code.
-const REGION_STORE_GAPS: [(&str, &str); 6] = [
-    ("relay", "KAFKA_BROKERS"),
-    ("relay", "REDIS_URL"),
-    ("consumers", "DATABASE_URL"),
-    ("consumers", "KAFKA_BROKERS"),
-    ("postprocess", "DATABASE_URL"),
-    ("postprocess", "KAFKA_BROKERS"),
-];
-/// Web of a region silo: the region database.
-const REGION_WEB_GAPS: [(&str, &str); 1] = [("web", "DATABASE_URL")];
-
-fn control_plane() -> Arc<ControlPlane> {
+fn control_plane(mode: &str, database: bool) -> Arc<ControlPlane> {
+    let mut spec = serde_json::json!({
+        "version": "0.1.0",
+        "mode": mode,
+        "pods": {"imagePullPolicy": "Never", "nodeSelector": {"silo.dev/node": "real"}},
+    });
+    if database {
+        spec["control"] = serde_json::json!({"database": {"secretName": "control-db"}});
+    }
     let mut cp = ControlPlane::new(
         "silo",
-        serde_json::from_value::<ControlPlaneSpec>(serde_json::json!({
-            "version": "0.1.0",
-            "control": {"database": {"secretName": "control-db"}},
-            "pods": {"imagePullPolicy": "Never", "nodeSelector": {"silo.dev/node": "real"}},
-        }))
-        .expect("valid ControlPlane spec"),
+        serde_json::from_value::<ControlPlaneSpec>(spec).expect("valid ControlPlane spec"),
     );
     cp.metadata = ObjectMeta {
         name: Some("silo".into()),
@@ -51,26 +42,99 @@ fn region() -> Arc<Region> {
     Arc::new(region)
 }
 
-fn region_set() -> DesiredSet {
-    let cp = control_plane();
+/// Every store managed (claims from a default class) or, with `external`, Postgres external.
+fn infra(stores: &[Store], external: bool) -> SiloInfra {
+    let managed = || Provided::Managed {
+        sizing: Default::default(),
+        storage: Storage::Claim {
+            class: None,
+            size: Quantity("1Gi".into()),
+        },
+    };
+    let postgres = if external {
+        Provided::External {
+            source: "pg".into(),
+            data: BTreeMap::from([("uri".into(), "postgres://u:p@db:5432/d".into())]),
+        }
+    } else {
+        managed()
+    };
+    SiloInfra {
+        postgres,
+        redis: stores.contains(&Store::Redis).then(managed),
+        kafka: stores.contains(&Store::Kafka).then(managed),
+        retain_on_delete: false,
+    }
+}
+
+/// The converged state: the migration Job and the workloads at the fleet's version.
+const GATE: Gate<'static> = Gate {
+    run_job: true,
+    workload_version: Some("0.1.0"),
+};
+
+fn region_set(external: bool) -> DesiredSet {
+    let cp = control_plane("SILOED", true);
     let fleet = FleetContext::new(&cp);
     let regions = vec![region()];
     let directory = validate::fleet_directory(&regions);
     let validated =
         validate::validate_region(&regions[0], &fleet, &directory).expect("valid region");
-    build::build_region(&validated, &fleet, &directory.directory, "k1")
+    build::build_region(
+        &validated,
+        &fleet,
+        &directory.directory,
+        "k1",
+        &infra(&Store::ALL, external),
+        GATE,
+    )
 }
 
-fn control_set() -> DesiredSet {
-    let cp = control_plane();
+fn control_set(database: bool) -> DesiredSet {
+    let cp = control_plane("SILOED", database);
     let fleet = FleetContext::new(&cp);
     let validated =
         validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).expect("valid cp");
     let directory = validate::fleet_directory(&[region()]).directory;
-    build::build_control(&validated, &fleet, &directory)
+    let postgres = if database {
+        Provided::Reference {
+            secret: "control-db".into(),
+            key: "url".into(),
+        }
+    } else {
+        infra(&[], false).postgres
+    };
+    let infra = SiloInfra {
+        postgres,
+        ..infra(&[], false)
+    };
+    build::build_control(&validated, &fleet, &directory, &infra, GATE)
 }
 
+fn monolith_set() -> DesiredSet {
+    let cp = control_plane("MONOLITH", false);
+    let fleet = FleetContext::new(&cp);
+    let validated =
+        validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).expect("valid cp");
+    let entry = build::monolith_directory_entry(&validated, "monolith");
+    let directory = silo_contract::RegionDirectory::new(vec![entry]).expect("directory");
+    build::build_monolith(
+        &validated,
+        &fleet,
+        &directory,
+        &infra(&Store::ALL, false),
+        GATE,
+    )
+}
+
+/// The workload containers of `set`: every Deployment's, and the migration Job's `migrate`.
 fn containers(set: &DesiredSet) -> Vec<Container> {
+    let job = set
+        .job()
+        .and_then(|j| j.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| p.containers.clone())
+        .unwrap_or_default();
     set.deployments()
         .flat_map(|d| {
             d.spec
@@ -79,6 +143,7 @@ fn containers(set: &DesiredSet) -> Vec<Container> {
                 .map(|p| p.containers.clone())
                 .unwrap_or_default()
         })
+        .chain(job)
         .collect()
 }
 
@@ -104,7 +169,7 @@ fn pod_env(container: &Container) -> BTreeMap<String, String> {
 }
 
 /// argv equivalent to what clap reads from `env`: `--flag=value` for every argument whose
-/// `env =` variable is set, then the container's own args.
+/// `env =` variable is set, then the rest of the container's command and its args.
 fn argv(cmd: &clap::Command, container: &Container, env: &BTreeMap<String, String>) -> Vec<String> {
     let binary = container
         .command
@@ -121,6 +186,8 @@ fn argv(cmd: &clap::Command, container: &Container, env: &BTreeMap<String, Strin
             argv.push(format!("--{long}={value}"));
         }
     }
+    // The rest of the command (a subcommand such as `web migrate`), then the args.
+    argv.extend(container.command.iter().flatten().skip(1).cloned());
     argv.extend(container.args.iter().flatten().cloned());
     argv
 }
@@ -146,25 +213,34 @@ fn parse(container: &Container, env: &BTreeMap<String, String>) -> Result<(), St
         "web" => parse_as::<silo_web::cli::Cli>(container, env)?
             .serve
             .validate(),
+        "migrate" => {
+            parse_as::<silo_web::cli::Cli>(container, env).and_then(|cli| match cli.command {
+                Some(silo_web::cli::Command::Migrate) => Ok(()),
+                other => Err(format!(
+                    "the migration Job runs {other:?}, not `web migrate`"
+                )),
+            })
+        }
         "consumers" => parse_as::<silo_consumers::args::Args>(container, env).map(drop),
         "postprocess" => parse_as::<silo_postprocess::args::Args>(container, env).map(drop),
         other => Err(format!("unknown workload container {other}")),
     }
 }
 
-/// Parse every container of `set`; `gaps` are settings known to be missing, which must be
-/// missing (and are filled with placeholders to check everything else).
-fn check(set: &DesiredSet, gaps: &[(&str, &str)]) -> Vec<String> {
+/// Parse every workload container of `set` from exactly the env the operator wrote.
+fn check(set: &DesiredSet) -> Vec<String> {
     let mut parsed = Vec::new();
     for container in containers(set) {
-        let mut env = pod_env(&container);
-        for (workload, var) in gaps.iter().filter(|(w, _)| *w == container.name) {
-            assert!(
-                !env.contains_key(*var),
-                "{workload} now gets {var}: remove it from the known gaps of this test"
-            );
-            env.insert((*var).to_owned(), format!("placeholder-{var}"));
-        }
+        // The API server refuses a pod template naming a variable twice.
+        let names: Vec<&String> = container.env.iter().flatten().map(|v| &v.name).collect();
+        let unique: std::collections::BTreeSet<&&String> = names.iter().collect();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "{}: duplicate env vars in {names:?}",
+            container.name
+        );
+        let env = pod_env(&container);
         if let Err(error) = parse(&container, &env) {
             panic!(
                 "{} cannot start with the environment the operator wrote:\n{error}\nenv: {env:#?}",
@@ -179,39 +255,79 @@ fn check(set: &DesiredSet, gaps: &[(&str, &str)]) -> Vec<String> {
 
 #[test]
 fn region_workloads_parse_their_configuration_from_the_pod_env() {
-    let set = region_set();
-    let gaps: Vec<_> = REGION_STORE_GAPS
-        .iter()
-        .chain(REGION_WEB_GAPS.iter())
-        .copied()
-        .collect();
-    assert_eq!(
-        check(&set, &gaps),
-        ["consumers", "postprocess", "relay", "web"]
-    );
+    for external in [false, true] {
+        assert_eq!(
+            check(&region_set(external)),
+            ["consumers", "migrate", "postprocess", "relay", "web"]
+        );
+    }
 }
 
 #[test]
 fn control_web_parses_its_configuration_from_the_pod_env() {
-    // The control database comes from spec.control.database: no gap.
-    assert_eq!(check(&control_set(), &[]), ["web"]);
+    // Managed control database, and the one given by spec.control.database.
+    for database in [false, true] {
+        assert_eq!(check(&control_set(database)), ["migrate", "web"]);
+    }
 }
 
 #[test]
-fn region_pods_without_stores_fail_to_parse_naming_the_missing_setting() {
-    // The check itself can fail: without the placeholders, relay names what it lacks.
-    let set = region_set();
+fn monolith_workloads_parse_their_configuration_from_the_pod_env() {
+    assert_eq!(
+        check(&monolith_set()),
+        ["consumers", "migrate", "postprocess", "relay", "web"]
+    );
+}
+
+#[test]
+fn a_pod_lacking_a_store_fails_to_parse_naming_the_missing_setting() {
+    // The check itself can fail: without its Kafka setting relay names what it lacks.
+    let set = region_set(false);
     let relay = containers(&set)
         .into_iter()
         .find(|c| c.name == "relay")
         .expect("relay container");
-    let error = parse(&relay, &pod_env(&relay)).expect_err("relay lacks its stores");
+    let mut env = pod_env(&relay);
+    assert_eq!(
+        env.remove("KAFKA_BROKERS").as_deref(),
+        Some("secret-kafka-credentials-bootstrap.servers")
+    );
+    let error = parse(&relay, &env).expect_err("relay lacks Kafka");
     assert!(error.contains("--kafka-brokers"), "{error}");
 }
 
 #[test]
+fn every_store_setting_comes_from_the_silo_s_own_secrets() {
+    let set = region_set(false);
+    for container in containers(&set) {
+        let env = pod_env(&container);
+        for (var, want) in [
+            ("DATABASE_URL", "secret-postgres-credentials-uri"),
+            ("REDIS_URL", "secret-redis-credentials-uri"),
+            (
+                "KAFKA_BROKERS",
+                "secret-kafka-credentials-bootstrap.servers",
+            ),
+        ] {
+            if let Some(value) = env.get(var) {
+                assert_eq!(value, want, "{}: {var}", container.name);
+            }
+        }
+    }
+    let external = region_set(true);
+    let web = containers(&external)
+        .into_iter()
+        .find(|c| c.name == "web")
+        .expect("web");
+    assert_eq!(
+        pod_env(&web).get("DATABASE_URL").map(String::as_str),
+        Some("secret-postgres-external-uri")
+    );
+}
+
+#[test]
 fn workload_pods_are_probed_sized_and_locked_down() {
-    for set in [region_set(), control_set()] {
+    for set in [region_set(false), control_set(false), monolith_set()] {
         for deployment in set.deployments() {
             let pod = deployment
                 .spec

@@ -12,10 +12,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use silo_api::{Workload, WorkloadSpec};
+use silo_api::{Store, Workload, WorkloadSpec};
 use silo_contract::SiloMode;
 
-use super::pod::{Silo, contract_env, plain_env, region_address};
+use super::pod::{Silo, contract_env, plain_env, region_address, secret_env};
+use crate::infra::connection_secret;
 use crate::labels;
 
 /// Port of `/healthz`, `/readyz` and `/metrics` for workloads without an HTTP Service.
@@ -35,7 +36,15 @@ fn probe_port(workload: Workload) -> (&'static str, i32) {
     }
 }
 
+/// The env var `name` read from the connection Secret of `store`, when the silo has it.
+fn store_env(silo: &Silo<'_>, store: Store, name: &str) -> Option<EnvVar> {
+    let provided = silo.infra.get(store)?;
+    let (secret, key) = connection_secret(store, provided);
+    Some(secret_env(name, &secret, &key))
+}
+
 /// Settings of `workload` beyond the silo contract: where it listens and what it talks to.
+/// Migrations run in the version's migration Job, not at start.
 pub fn workload_env(silo: &Silo<'_>, workload: Workload) -> Vec<EnvVar> {
     let ns = silo.namespace;
     let mut env = vec![
@@ -46,28 +55,43 @@ pub fn workload_env(silo: &Silo<'_>, workload: Workload) -> Vec<EnvVar> {
         ),
     ];
     let listen = |port: i32| format!("0.0.0.0:{port}");
+    let database = store_env(silo, Store::Postgres, "DATABASE_URL");
+    let kafka = store_env(silo, Store::Kafka, "KAFKA_BROKERS");
     match workload {
         Workload::Relay => {
             env.push(plain_env("SILO_RELAY_LISTEN", &listen(3000)));
             // The region's own web serves relay its project configs.
             env.push(plain_env("SILO_RELAY_UPSTREAM_URL", &region_address(ns)));
+            env.extend(kafka);
+            env.extend(store_env(silo, Store::Redis, "REDIS_URL"));
         }
         Workload::Web => {
             env.push(plain_env("SILO_WEB_LISTEN", &listen(8000)));
-            if silo.mode != SiloMode::Control {
-                let relay = Workload::Relay.service_port().unwrap_or(3000);
-                env.push(plain_env(
-                    "SILO_RELAY_PUBLIC_URL",
-                    &format!("http://relay.{ns}.svc:{relay}"),
+            env.extend(database);
+            env.push(plain_env("SILO_WEB_MIGRATE_ON_START", "false"));
+            env.push(plain_env("SILO_WEB_PUBLIC_URL", silo.api_url));
+            if silo.mode != SiloMode::Region {
+                env.push(secret_env(
+                    "SILO_BOOTSTRAP_TOKEN",
+                    labels::BOOTSTRAP_SECRET,
+                    labels::BOOTSTRAP_SECRET_KEY,
                 ));
+            }
+            if silo.mode != SiloMode::Control {
+                env.push(plain_env("SILO_RELAY_PUBLIC_URL", silo.ingest_url));
             }
         }
         Workload::Consumers => {
             env.push(plain_env("SILO_ADMIN_ADDR", &listen(ADMIN_PORT)));
+            env.extend(database);
+            env.extend(kafka);
+            env.push(plain_env("SILO_MIGRATE", "false"));
         }
         Workload::Postprocess => {
             env.push(plain_env("SILO_ADMIN_ADDR", &listen(ADMIN_PORT)));
-            env.push(plain_env("SILO_PUBLIC_URL", &region_address(ns)));
+            env.extend(database);
+            env.extend(kafka);
+            env.push(plain_env("SILO_PUBLIC_URL", silo.api_url));
         }
     }
     env

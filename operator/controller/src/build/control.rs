@@ -1,11 +1,12 @@
 //! The control silo (SILOED) or the monolith (MONOLITH) of a ControlPlane.
 
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Namespace, SecretKeySelector};
+use k8s_openapi::api::core::v1::Namespace;
 use silo_api::{Category, Workload};
 use silo_contract::{RegionCategory, RegionDirectory, RegionInfo, SiloMode};
 
 use super::pod::{self, Silo};
-use super::{Child, DesiredSet};
+use super::{Child, DesiredSet, Gate, push_gated};
+use crate::infra::SiloInfra;
 use crate::labels;
 use crate::validate::{FleetContext, ValidatedControlPlane};
 
@@ -23,6 +24,15 @@ fn namespace_and_secrets(cp: &ValidatedControlPlane, set: &mut DesiredSet, relay
         labels::RPC_SECRET_KEY,
         "rpc-secret",
     ));
+    // The first API token (every scope), stored by the control web at start-up; read it with
+    // `kubectl get secret silo-bootstrap-token`.
+    set.generated.push(pod::generated_secret(
+        owner,
+        ns,
+        labels::BOOTSTRAP_SECRET,
+        labels::BOOTSTRAP_SECRET_KEY,
+        "bootstrap-token",
+    ));
     if relay {
         set.generated.push(pod::generated_secret(
             owner,
@@ -34,11 +44,14 @@ fn namespace_and_secrets(cp: &ValidatedControlPlane, set: &mut DesiredSet, relay
     }
 }
 
-/// SILOED: the control namespace with the control web Deployment and Service.
+/// SILOED: the control namespace with its Postgres, the migration Job and the control web
+/// Deployment and Service (as far as `gate` allows).
 pub fn build_control(
     cp: &ValidatedControlPlane,
     fleet: &FleetContext,
     directory: &RegionDirectory,
+    infra: &SiloInfra,
+    gate: Gate<'_>,
 ) -> DesiredSet {
     let mut set = DesiredSet::default();
     namespace_and_secrets(cp, &mut set, false);
@@ -47,6 +60,7 @@ pub fn build_control(
         &cp.owner, ns, directory,
     )));
     let image = fleet.image_for(&fleet.version);
+    let api_url = fleet.control_url();
     let silo = Silo {
         mode: SiloMode::Control,
         namespace: ns,
@@ -57,32 +71,26 @@ pub fn build_control(
         version: &fleet.version,
         owner: &cp.owner,
         pods: &fleet.pods,
+        infra,
+        images: &fleet.images,
+        api_url: &api_url,
+        ingest_url: "",
     };
-    let database = cp.database.iter().map(|db| EnvVar {
-        name: "DATABASE_URL".to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: db.secret_name.clone(),
-                key: db.key.clone(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
+    push_gated(&silo, &mut set, gate, fleet, |silo, set| {
+        let sizing = silo_api::WorkloadSpec {
+            replicas: Some(cp.replicas),
+            resources: None,
+        };
+        set.push(Child::Deployment(Box::new(pod::deployment(
+            silo,
+            Workload::Web,
+            Some(&sizing),
+            Vec::new(),
+        ))));
+        if let Some(service) = pod::service(silo, Workload::Web) {
+            set.push(Child::Service(Box::new(service)));
+        }
     });
-    let sizing = silo_api::WorkloadSpec {
-        replicas: Some(cp.replicas),
-        resources: None,
-    };
-    set.push(Child::Deployment(Box::new(pod::deployment(
-        &silo,
-        Workload::Web,
-        Some(&sizing),
-        database.collect(),
-    ))));
-    if let Some(service) = pod::service(&silo, Workload::Web) {
-        set.push(Child::Service(Box::new(service)));
-    }
     set
 }
 
@@ -97,11 +105,13 @@ pub fn monolith_directory_entry(cp: &ValidatedControlPlane, region: &str) -> Reg
     }
 }
 
-/// MONOLITH: one namespace running all four workloads in MONOLITH mode.
+/// MONOLITH: one namespace running its stores and all four workloads in MONOLITH mode.
 pub fn build_monolith(
     cp: &ValidatedControlPlane,
     fleet: &FleetContext,
     directory: &RegionDirectory,
+    infra: &SiloInfra,
+    gate: Gate<'_>,
 ) -> DesiredSet {
     let mut set = DesiredSet::default();
     namespace_and_secrets(cp, &mut set, true);
@@ -110,6 +120,9 @@ pub fn build_monolith(
         &cp.owner, ns, directory,
     )));
     let image = fleet.image_for(&fleet.version);
+    let region = fleet.monolith_region.clone().unwrap_or_default();
+    let api_url = fleet.control_url();
+    let ingest_url = fleet.ingest_url_in(&region, ns);
     let silo = Silo {
         mode: SiloMode::Monolith,
         namespace: ns,
@@ -120,25 +133,31 @@ pub fn build_monolith(
         version: &fleet.version,
         owner: &cp.owner,
         pods: &fleet.pods,
+        infra,
+        images: &fleet.images,
+        api_url: &api_url,
+        ingest_url: &ingest_url,
     };
-    for workload in Workload::ALL {
-        let sizing = silo_api::WorkloadSpec {
-            replicas: Some(if workload == Workload::Web {
-                cp.replicas
-            } else {
-                1
-            }),
-            resources: None,
-        };
-        set.push(Child::Deployment(Box::new(pod::deployment(
-            &silo,
-            workload,
-            Some(&sizing),
-            Vec::new(),
-        ))));
-        if let Some(service) = pod::service(&silo, workload) {
-            set.push(Child::Service(Box::new(service)));
+    push_gated(&silo, &mut set, gate, fleet, |silo, set| {
+        for workload in Workload::ALL {
+            let sizing = silo_api::WorkloadSpec {
+                replicas: Some(if workload == Workload::Web {
+                    cp.replicas
+                } else {
+                    1
+                }),
+                resources: None,
+            };
+            set.push(Child::Deployment(Box::new(pod::deployment(
+                silo,
+                workload,
+                Some(&sizing),
+                Vec::new(),
+            ))));
+            if let Some(service) = pod::service(silo, workload) {
+                set.push(Child::Service(Box::new(service)));
+            }
         }
-    }
+    });
     set
 }

@@ -5,12 +5,15 @@
 
 mod container;
 mod control;
+mod migration;
 mod pod;
 mod region;
+mod store;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::Serialize;
@@ -18,10 +21,22 @@ use sha2::{Digest, Sha256};
 
 pub use container::{ADMIN_PORT, TERMINATION_GRACE_SECONDS};
 pub use control::{build_control, build_monolith, monolith_directory_entry};
-pub use pod::{Silo, control_address, directory_hash, region_address};
+pub use migration::{TOPICS, job_name};
+pub use pod::{Silo, control_address, directory_hash, region_address, relay_address};
 pub use region::build_region;
+pub use store::{POSTGRES_DATABASE, POSTGRES_USER, kafka_cluster_id, store_host};
+
+/// What the migration gate lets the build include.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate<'a> {
+    /// Include the migration Job of the silo's desired version.
+    pub run_job: bool,
+    /// The version the workloads run (`None`: no workload yet).
+    pub workload_version: Option<&'a str>,
+}
 
 use crate::labels;
+use crate::validate::FleetContext;
 
 /// One object the operator wants to exist exactly as given.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +46,9 @@ pub enum Child {
     Secret(Secret),
     Deployment(Box<Deployment>),
     Service(Box<Service>),
+    StatefulSet(Box<StatefulSet>),
+    /// Created once: a Job's template cannot change.
+    Job(Box<Job>),
 }
 
 impl Child {
@@ -41,6 +59,8 @@ impl Child {
             Child::Secret(_) => ChildKind::Secret,
             Child::Deployment(_) => ChildKind::Deployment,
             Child::Service(_) => ChildKind::Service,
+            Child::StatefulSet(_) => ChildKind::StatefulSet,
+            Child::Job(_) => ChildKind::Job,
         }
     }
 
@@ -51,6 +71,8 @@ impl Child {
             Child::Secret(o) => &o.metadata,
             Child::Deployment(o) => &o.metadata,
             Child::Service(o) => &o.metadata,
+            Child::StatefulSet(o) => &o.metadata,
+            Child::Job(o) => &o.metadata,
         }
     }
 
@@ -61,6 +83,8 @@ impl Child {
             Child::Secret(o) => &mut o.metadata,
             Child::Deployment(o) => &mut o.metadata,
             Child::Service(o) => &mut o.metadata,
+            Child::StatefulSet(o) => &mut o.metadata,
+            Child::Job(o) => &mut o.metadata,
         }
     }
 
@@ -92,6 +116,8 @@ impl Child {
             Child::Secret(o) => content_hash(o),
             Child::Deployment(o) => content_hash(o),
             Child::Service(o) => content_hash(o),
+            Child::StatefulSet(o) => content_hash(o),
+            Child::Job(o) => content_hash(o),
         };
         self.meta_mut()
             .annotations
@@ -109,6 +135,8 @@ pub enum ChildKind {
     Secret,
     Deployment,
     Service,
+    StatefulSet,
+    Job,
 }
 
 impl ChildKind {
@@ -119,6 +147,8 @@ impl ChildKind {
             ChildKind::Secret => "Secret",
             ChildKind::Deployment => "Deployment",
             ChildKind::Service => "Service",
+            ChildKind::StatefulSet => "StatefulSet",
+            ChildKind::Job => "Job",
         }
     }
 }
@@ -148,6 +178,22 @@ pub struct GeneratedSecret {
     /// The Secret with empty data; the apply step fills `key` with a random value.
     pub secret: Secret,
     pub key: String,
+    /// Keys written as given.
+    pub fixed: BTreeMap<String, String>,
+    /// Keys whose value is a template in which `{password}` stands for the random value.
+    pub derived: BTreeMap<String, String>,
+}
+
+impl GeneratedSecret {
+    /// The Secret's data for the random value `random`.
+    pub fn data(&self, random: &str) -> BTreeMap<String, String> {
+        let mut data = self.fixed.clone();
+        for (key, template) in &self.derived {
+            data.insert(key.clone(), template.replace("{password}", random));
+        }
+        data.insert(self.key.clone(), random.to_owned());
+        data
+    }
 }
 
 impl GeneratedSecret {
@@ -172,6 +218,22 @@ pub struct DesiredSet {
 impl DesiredSet {
     fn push(&mut self, child: Child) {
         self.children.push(child.stamped());
+    }
+
+    /// The StatefulSets in the set.
+    pub fn stateful_sets(&self) -> impl Iterator<Item = &StatefulSet> {
+        self.children.iter().filter_map(|c| match c {
+            Child::StatefulSet(s) => Some(s.as_ref()),
+            _ => None,
+        })
+    }
+
+    /// The migration Job in the set, if any.
+    pub fn job(&self) -> Option<&Job> {
+        self.children.iter().find_map(|c| match c {
+            Child::Job(j) => Some(j.as_ref()),
+            _ => None,
+        })
     }
 
     /// Names of the Deployments in the set.
@@ -221,6 +283,30 @@ impl Owner {
             owner_references: Some(vec![self.reference.clone()]),
             ..ObjectMeta::default()
         }
+    }
+}
+
+/// Stores, then the migration Job and the workloads (built by `workloads` at the gate's
+/// version) as far as `gate` allows.
+pub(crate) fn push_gated(
+    silo: &Silo<'_>,
+    set: &mut DesiredSet,
+    gate: Gate<'_>,
+    fleet: &FleetContext,
+    workloads: impl FnOnce(&Silo<'_>, &mut DesiredSet),
+) {
+    store::push_stores(silo, set);
+    if gate.run_job {
+        set.push(Child::Job(Box::new(migration::job(silo))));
+    }
+    if let Some(version) = gate.workload_version {
+        let image = fleet.image_for(version);
+        let silo = Silo {
+            image: &image,
+            version,
+            ..silo.clone()
+        };
+        workloads(&silo, set);
     }
 }
 

@@ -10,10 +10,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use silo_api::{PodSettings, Workload, WorkloadSpec};
+use silo_api::{PodSettings, StoreImages, Workload, WorkloadSpec};
 use silo_contract::{RegionConfigSource, RegionDirectory, SiloMode, env};
 
 use super::{GeneratedSecret, Owner, container, content_hash};
+use crate::infra::SiloInfra;
 use crate::labels;
 
 /// Where and as what a set of workloads runs.
@@ -33,11 +34,25 @@ pub struct Silo<'a> {
     pub owner: &'a Owner,
     /// Pull policy and placement of the pods.
     pub pods: &'a PodSettings,
+    /// How the silo's stores are provided.
+    pub infra: &'a SiloInfra,
+    /// Images of the managed stores.
+    pub images: &'a StoreImages,
+    /// Public base URL of the silo's API (links, permalinks).
+    pub api_url: &'a str,
+    /// Public base URL of ingest (the DSN host); unused by the control silo.
+    pub ingest_url: &'a str,
 }
 
 /// Internal address of a region's web Service.
 pub fn region_address(namespace: &str) -> String {
     format!("http://web.{namespace}.svc:{}", web_port())
+}
+
+/// Internal address of a region's relay Service.
+pub fn relay_address(namespace: &str) -> String {
+    let port = Workload::Relay.service_port().unwrap_or(3000);
+    format!("http://relay.{namespace}.svc:{port}")
 }
 
 /// Internal address of the control silo's web Service.
@@ -49,7 +64,7 @@ fn web_port() -> i32 {
     Workload::Web.service_port().unwrap_or(8000)
 }
 
-fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+pub(super) fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
@@ -124,15 +139,16 @@ pub fn deployment(
         labels::MANAGED_BY.to_owned(),
         labels::MANAGED_BY_VALUE.to_owned(),
     );
-    pod_labels.insert(
-        "app.kubernetes.io/version".to_owned(),
-        silo.version.to_owned(),
-    );
+    pod_labels.insert(labels::VERSION.to_owned(), silo.version.to_owned());
     let container = container::container(silo, workload, sizing, extra_env);
+    let mut metadata = silo
+        .owner
+        .meta(Some(silo.namespace), workload.name(), workload.name());
+    if let Some(l) = metadata.labels.as_mut() {
+        l.insert(labels::VERSION.to_owned(), silo.version.to_owned());
+    }
     Deployment {
-        metadata: silo
-            .owner
-            .meta(Some(silo.namespace), workload.name(), workload.name()),
+        metadata,
         spec: Some(DeploymentSpec {
             replicas: Some(sizing.and_then(|s| s.replicas).unwrap_or(1)),
             selector: LabelSelector {
@@ -244,5 +260,7 @@ pub fn generated_secret(
             ..Secret::default()
         },
         key: key.to_owned(),
+        fixed: BTreeMap::new(),
+        derived: BTreeMap::new(),
     }
 }

@@ -1,24 +1,31 @@
-//! A region silo: namespace `region-<name>`, four workloads, two Services, directory, secrets.
+//! A region silo: namespace `region-<name>`, its stores, the migration Job, four workloads,
+//! two Services, the directory and the secrets.
 
 use k8s_openapi::api::core::v1::Namespace;
 use silo_api::Workload;
 use silo_contract::{RegionDirectory, SiloMode};
 
 use super::pod::{self, Silo};
-use super::{Child, DesiredSet};
+use super::{Child, DesiredSet, Gate, push_gated};
+use crate::infra::SiloInfra;
 use crate::labels;
 use crate::validate::{FleetContext, ValidatedRegion};
 
-/// Desired objects of one region silo.
+/// Desired objects of one region silo: stores always, the migration Job and the workloads as
+/// far as `gate` allows.
 pub fn build_region(
     region: &ValidatedRegion,
     fleet: &FleetContext,
     directory: &RegionDirectory,
     rpc_secrets: &str,
+    infra: &SiloInfra,
+    gate: Gate<'_>,
 ) -> DesiredSet {
     let owner = &region.owner;
     let ns = region.namespace.as_str();
     let image = fleet.image_for(&region.version);
+    let api_url = fleet.api_url(&region.name);
+    let ingest_url = fleet.ingest_url(&region.name);
     let silo = Silo {
         mode: SiloMode::Region,
         namespace: ns,
@@ -29,6 +36,10 @@ pub fn build_region(
         version: &region.version,
         owner,
         pods: &fleet.pods,
+        infra,
+        images: &fleet.images,
+        api_url: &api_url,
+        ingest_url: &ingest_url,
     };
     let mut set = DesiredSet::default();
     set.push(Child::Namespace(Namespace {
@@ -46,17 +57,19 @@ pub fn build_region(
         labels::RELAY_SECRET_KEY,
         "relay-secret",
     ));
-    for workload in Workload::ALL {
-        let sizing = region.workloads.get(workload);
-        set.push(Child::Deployment(Box::new(pod::deployment(
-            &silo,
-            workload,
-            sizing,
-            Vec::new(),
-        ))));
-        if let Some(service) = pod::service(&silo, workload) {
-            set.push(Child::Service(Box::new(service)));
+    push_gated(&silo, &mut set, gate, fleet, |silo, set| {
+        for workload in Workload::ALL {
+            let sizing = region.workloads.get(workload);
+            set.push(Child::Deployment(Box::new(pod::deployment(
+                silo,
+                workload,
+                sizing,
+                Vec::new(),
+            ))));
+            if let Some(service) = pod::service(silo, workload) {
+                set.push(Child::Service(Box::new(service)));
+            }
         }
-    }
+    });
     set
 }

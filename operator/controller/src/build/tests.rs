@@ -10,6 +10,7 @@ use silo_api::{Category, ControlPlane, ControlPlaneSpec, Mode, Region, RegionSpe
 use silo_contract::{RegionDirectory, SiloContract};
 
 use super::*;
+use crate::infra::{Provided, SiloInfra, Storage};
 use crate::validate::{self, FleetContext, ValidateError};
 
 fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
@@ -22,6 +23,7 @@ fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
             version: None,
             visible: true,
             workloads: Default::default(),
+            infrastructure: Default::default(),
             suspend: false,
         },
     );
@@ -54,7 +56,38 @@ fn build_for(target: &Region, all: &[Arc<Region>]) -> DesiredSet {
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
     let directory = validate::fleet_directory(all);
     let validated = validate::validate_region(target, &fleet, &directory).unwrap();
-    build_region(&validated, &fleet, &directory.directory, "k1,k0")
+    build_region(
+        &validated,
+        &fleet,
+        &directory.directory,
+        "k1,k0",
+        &managed(&silo_api::Store::ALL),
+        Gate {
+            run_job: true,
+            workload_version: Some(&validated.version),
+        },
+    )
+}
+
+/// The migration Job and the workloads at the fleet's version.
+const CONVERGED: Gate<'static> = Gate {
+    run_job: true,
+    workload_version: Some("1.4.0"),
+};
+
+/// Every store of `stores` managed, data in an emptyDir.
+fn managed(stores: &[silo_api::Store]) -> SiloInfra {
+    use silo_api::Store;
+    let provided = || Provided::Managed {
+        sizing: Default::default(),
+        storage: Storage::EmptyDir,
+    };
+    SiloInfra {
+        postgres: provided(),
+        redis: stores.contains(&Store::Redis).then(provided),
+        kafka: stores.contains(&Store::Kafka).then(provided),
+        retain_on_delete: false,
+    }
 }
 
 fn deployment<'a>(set: &'a DesiredSet, name: &str) -> &'a Deployment {
@@ -104,17 +137,27 @@ fn region_silo_has_namespace_workloads_services_and_directory() {
         "Deployment/region-de/postprocess",
         "Service/region-de/relay",
         "Service/region-de/web",
+        "StatefulSet/region-de/postgres",
+        "StatefulSet/region-de/redis",
+        "StatefulSet/region-de/kafka",
+        "Secret/region-de/kafka-credentials",
+        "Job/region-de/migrate-1.4.0",
     ] {
         assert!(
             keys.contains(&expected.to_owned()),
             "missing {expected} in {keys:?}"
         );
     }
-    assert_eq!(set.children.len(), 9, "{keys:?}");
-    assert_eq!(set.generated.len(), 1);
+    // Plus a client and a headless Service per store.
+    assert_eq!(set.children.len(), 20, "{keys:?}");
+    let generated: Vec<String> = set.generated.iter().map(|g| g.key().to_string()).collect();
     assert_eq!(
-        set.generated[0].key().to_string(),
-        "Secret/region-de/relay-secret"
+        generated,
+        [
+            "Secret/region-de/relay-secret",
+            "Secret/region-de/postgres-credentials",
+            "Secret/region-de/redis-credentials"
+        ]
     );
     for child in &set.children {
         let meta = child.meta();
@@ -334,7 +377,13 @@ fn control_silo_runs_web_in_control_mode() {
     let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
     let fleet = FleetContext::new(&cp);
     let directory = validate::fleet_directory(&[region("us", 1, 1)]).directory;
-    let set = build_control(&validated, &fleet, &directory);
+    let set = build_control(
+        &validated,
+        &fleet,
+        &directory,
+        &managed(&[silo_api::Store::Postgres]),
+        CONVERGED,
+    );
     let names: Vec<_> = set
         .deployments()
         .map(|d| d.metadata.name.clone().unwrap())
@@ -360,7 +409,13 @@ fn monolith_runs_all_four_workloads_in_one_namespace() {
     let fleet = FleetContext::new(&cp);
     let entry = monolith_directory_entry(&validated, "local");
     let directory = RegionDirectory::new(vec![entry]).unwrap();
-    let set = build_monolith(&validated, &fleet, &directory);
+    let set = build_monolith(
+        &validated,
+        &fleet,
+        &directory,
+        &managed(&silo_api::Store::ALL),
+        CONVERGED,
+    );
     let names: Vec<_> = set
         .deployments()
         .map(|d| d.metadata.name.clone().unwrap())
@@ -375,4 +430,167 @@ fn monolith_runs_all_four_workloads_in_one_namespace() {
         );
         assert_eq!(env_value(&env, "SENTRY_REGION").as_deref(), Some("local"));
     }
+}
+
+#[test]
+fn a_region_gets_its_own_stores_and_credentials_in_its_namespace() {
+    let us = region("us", 1, 1);
+    let set = build_for(&us, std::slice::from_ref(&us));
+    let stores: Vec<_> = set
+        .stateful_sets()
+        .map(|s| {
+            assert_eq!(s.metadata.namespace.as_deref(), Some("region-us"));
+            s.metadata.name.clone().unwrap()
+        })
+        .collect();
+    assert_eq!(stores, ["postgres", "redis", "kafka"]);
+    for name in [
+        "postgres",
+        "postgres-headless",
+        "redis",
+        "kafka",
+        "kafka-headless",
+    ] {
+        let key = ChildKey {
+            kind: ChildKind::Service,
+            namespace: "region-us".into(),
+            name: name.into(),
+        };
+        assert!(set.contains(&key), "{key} missing");
+    }
+    let generated: Vec<String> = set.generated.iter().map(|g| g.key().to_string()).collect();
+    assert!(generated.contains(&"Secret/region-us/postgres-credentials".to_owned()));
+    assert!(generated.contains(&"Secret/region-us/redis-credentials".to_owned()));
+    let pg = set
+        .generated
+        .iter()
+        .find(|g| g.key().name == "postgres-credentials")
+        .unwrap();
+    let data = pg.data("s3cret");
+    assert_eq!(
+        data["uri"],
+        "postgres://silo:s3cret@postgres.region-us.svc:5432/silo"
+    );
+    assert_eq!(data["password"], "s3cret");
+    // Every generated secret lives in the region's own namespace.
+    assert!(
+        set.generated
+            .iter()
+            .all(|g| g.secret.metadata.namespace.as_deref() == Some("region-us"))
+    );
+}
+
+#[test]
+fn the_gate_holds_back_the_job_and_the_workloads() {
+    let us = region("us", 1, 1);
+    let fleet = FleetContext::new(&control_plane(Mode::Siloed));
+    let directory = validate::fleet_directory(std::slice::from_ref(&us));
+    let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
+    let build = |gate| {
+        build_region(
+            &validated,
+            &fleet,
+            &directory.directory,
+            "k1",
+            &managed(&silo_api::Store::ALL),
+            gate,
+        )
+    };
+    let stores_only = build(Gate {
+        run_job: false,
+        workload_version: None,
+    });
+    assert!(stores_only.job().is_none());
+    assert_eq!(stores_only.deployments().count(), 0);
+    assert_eq!(stores_only.stateful_sets().count(), 3);
+    // The previous version keeps running while the new one migrates.
+    let migrating = build(Gate {
+        run_job: true,
+        workload_version: Some("1.3.0"),
+    });
+    let job = migrating.job().expect("migration job");
+    assert_eq!(job.metadata.name.as_deref(), Some("migrate-1.4.0"));
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(
+        pod.containers[0].command.as_deref(),
+        Some(&["web".to_owned(), "migrate".to_owned()][..])
+    );
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("ghcr.io/silo-dev/silo:1.4.0")
+    );
+    let topics = &pod.init_containers.as_ref().expect("topics step")[0];
+    let script = topics.command.as_ref().unwrap().join(" ");
+    for topic in TOPICS {
+        assert!(script.contains(topic), "{script}");
+    }
+    for d in migrating.deployments() {
+        let image = d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .clone();
+        assert_eq!(image.as_deref(), Some("ghcr.io/silo-dev/silo:1.3.0"));
+        assert_eq!(
+            d.metadata.labels.as_ref().unwrap()[crate::labels::VERSION],
+            "1.3.0"
+        );
+    }
+}
+
+#[test]
+fn job_names_are_dns_labels_and_distinct() {
+    assert_eq!(job_name("1.4.0"), "migrate-1.4.0");
+    let odd = job_name("2.0.0+Build_7");
+    assert!(odd.starts_with("migrate-2.0.0-build-7-"), "{odd}");
+    assert_ne!(odd, job_name("2.0.0+build_7"));
+    let long = job_name(&"9".repeat(120));
+    assert!(long.len() <= 63, "{long}");
+}
+
+#[test]
+fn kafka_cluster_ids_are_stable_per_silo_and_distinct() {
+    let a = kafka_cluster_id("uid-us");
+    assert_eq!(a.len(), 22);
+    assert_eq!(a, kafka_cluster_id("uid-us"));
+    assert_ne!(a, kafka_cluster_id("uid-de"));
+}
+
+#[test]
+fn public_urls_fill_dsn_host_and_links() {
+    let mut cp = (*control_plane(Mode::Siloed)).clone();
+    cp.spec.urls.api = Some("https://{region}.sentry.example.com".into());
+    cp.spec.urls.ingest = Some("https://ingest.{region}.sentry.example.com".into());
+    let fleet = FleetContext::new(&cp);
+    let us = region("us", 1, 1);
+    let directory = validate::fleet_directory(std::slice::from_ref(&us));
+    let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
+    let set = build_region(
+        &validated,
+        &fleet,
+        &directory.directory,
+        "k1",
+        &managed(&silo_api::Store::ALL),
+        CONVERGED,
+    );
+    let web = env_of(deployment(&set, "web"));
+    assert_eq!(
+        env_value(&web, "SILO_RELAY_PUBLIC_URL").as_deref(),
+        Some("https://ingest.us.sentry.example.com")
+    );
+    assert_eq!(
+        env_value(&web, "SILO_WEB_PUBLIC_URL").as_deref(),
+        Some("https://us.sentry.example.com")
+    );
+    // Defaults: the in-cluster addresses.
+    let fleet = FleetContext::new(&control_plane(Mode::Siloed));
+    assert_eq!(fleet.ingest_url("us"), "http://relay.region-us.svc:3000");
+    assert_eq!(fleet.api_url("us"), "http://web.region-us.svc:8000");
 }

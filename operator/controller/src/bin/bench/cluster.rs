@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -58,6 +59,8 @@ async fn apply_child(client: &Client, child: &Child) -> kube::Result<u64> {
         Child::Secret(o) => ssa(Api::<Secret>::namespaced(c(), ns), o).await?,
         Child::Deployment(o) => ssa(Api::<Deployment>::namespaced(c(), ns), o.as_ref()).await?,
         Child::Service(o) => ssa(Api::<Service>::namespaced(c(), ns), o.as_ref()).await?,
+        Child::StatefulSet(o) => ssa(Api::<StatefulSet>::namespaced(c(), ns), o.as_ref()).await?,
+        Child::Job(o) => ssa(Api::<Job>::namespaced(c(), ns), o.as_ref()).await?,
     }
     Ok(1)
 }

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
-use silo_api::{Category, ControlPlane, ControlPlaneSpec, Mode, Region, RegionSpec};
-use silo_operator::build::{self, Child};
+use silo_api::{Category, ControlPlane, ControlPlaneSpec, Mode, Region, RegionSpec, Store};
+use silo_operator::build::{self, Child, Gate};
+use silo_operator::infra::{Provided, SiloInfra, Storage};
 use silo_operator::validate::{self, FleetContext};
 
 /// Name of the benchmark ControlPlane.
@@ -29,6 +30,8 @@ pub fn control_plane() -> ControlPlane {
             namespace: "silo-bench-control".into(),
             control: Default::default(),
             pods: Default::default(),
+            infrastructure: Default::default(),
+            urls: Default::default(),
         },
     )
 }
@@ -48,6 +51,7 @@ pub fn region(i: usize) -> Region {
             version: None,
             visible: true,
             workloads: Default::default(),
+            infrastructure: Default::default(),
             suspend: false,
         },
     )
@@ -70,10 +74,32 @@ pub fn baseline_objects(n: usize) -> Result<Vec<Vec<Child>>, validate::ValidateE
     let fleet = FleetContext::new(&cp);
     let directory = validate::fleet_directory(&regions);
     let control = validate::validate_control_plane(&cp, std::slice::from_ref(&cp))?;
+    // The converged fleet: every store managed (the benchmark cluster has no StorageClass),
+    // migrations done, workloads at the fleet's version.
+    let gate = Gate {
+        run_job: true,
+        workload_version: Some(&fleet.version),
+    };
+    let managed = |stores: &[Store]| {
+        let provided = || Provided::Managed {
+            sizing: Default::default(),
+            storage: Storage::EmptyDir,
+        };
+        SiloInfra {
+            postgres: provided(),
+            redis: stores.contains(&Store::Redis).then(provided),
+            kafka: stores.contains(&Store::Kafka).then(provided),
+            retain_on_delete: false,
+        }
+    };
+    let control_infra = managed(&[Store::Postgres]);
+    let region_infra = managed(&Store::ALL);
     let mut groups = vec![finish(build::build_control(
         &control,
         &fleet,
         &directory.directory,
+        &control_infra,
+        gate,
     ))];
     for region in &regions {
         let valid = validate::validate_region(region, &fleet, &directory)?;
@@ -82,6 +108,8 @@ pub fn baseline_objects(n: usize) -> Result<Vec<Vec<Child>>, validate::ValidateE
             &fleet,
             &directory.directory,
             "bench-rpc-key",
+            &region_infra,
+            gate,
         )));
     }
     Ok(groups)
@@ -89,11 +117,13 @@ pub fn baseline_objects(n: usize) -> Result<Vec<Vec<Child>>, validate::ValidateE
 
 fn finish(set: build::DesiredSet) -> Vec<Child> {
     let generated = set.generated.into_iter().map(|g| {
+        let data = g
+            .data("bench-generated")
+            .into_iter()
+            .map(|(k, v)| (k, ByteString(v.into_bytes())))
+            .collect::<BTreeMap<_, _>>();
         let mut secret = g.secret;
-        secret.data = Some(BTreeMap::from([(
-            g.key,
-            ByteString(b"bench-generated".to_vec()),
-        )]));
+        secret.data = Some(data);
         Child::Secret(secret)
     });
     let mut children: Vec<Child> = set.children.into_iter().chain(generated).collect();

@@ -1,0 +1,125 @@
+//! The migration Job of a version (`migrate-<version>`): creates the Kafka topics (from the
+//! Kafka image, idempotently) and applies the schema migrations (`web migrate`), once per
+//! silo and version, before that version's workloads start.
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use silo_api::{Store, Workload};
+
+use super::container;
+use super::pod::{Silo, secret_env};
+use crate::infra::connection_secret;
+use crate::labels;
+
+/// Partitions of every topic the Job creates (also the broker's default).
+pub const TOPIC_PARTITIONS: u32 = 4;
+/// The topics of a region silo.
+pub const TOPICS: [&str; 3] = [
+    silo_protocol::topics::INGEST_EVENTS,
+    silo_protocol::topics::EVENTS,
+    silo_protocol::topics::OUTCOMES,
+];
+
+/// `migrate-<version>`: the version as it is when it is a valid name (lowercase letters,
+/// digits, `.` and `-`), else made one (other characters become `-`, long versions are cut)
+/// and suffixed with a hash so that names stay distinct.
+pub fn job_name(version: &str) -> String {
+    let mut slug: String = version
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let exact = slug == version && !slug.starts_with(['.', '-']) && !slug.ends_with(['.', '-']);
+    if slug.len() > 40 || !exact {
+        slug.truncate(30);
+        let hash = &super::content_hash(&version)[..8];
+        slug = format!("{}-{hash}", slug.trim_matches(['.', '-']));
+    }
+    format!("migrate-{slug}")
+}
+
+fn topics_container(silo: &Silo<'_>, brokers: EnvVar) -> Container {
+    let script = format!(
+        "set -e; for topic in {topics}; do /opt/kafka/bin/kafka-topics.sh --bootstrap-server \"$KAFKA_BROKERS\" --create --if-not-exists --topic \"$topic\" --partitions {TOPIC_PARTITIONS} --replication-factor 1; done; /opt/kafka/bin/kafka-topics.sh --bootstrap-server \"$KAFKA_BROKERS\" --list",
+        topics = TOPICS.join(" ")
+    );
+    Container {
+        name: "topics".to_owned(),
+        image: Some(silo.images.get(Store::Kafka).to_owned()),
+        image_pull_policy: silo.pods.image_pull_policy.map(|p| p.as_str().to_owned()),
+        command: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
+        env: Some(vec![
+            brokers,
+            super::pod::plain_env("KAFKA_HEAP_OPTS", "-Xmx128m"),
+        ]),
+        ..Container::default()
+    }
+}
+
+/// The migration Job of `silo.version`.
+pub fn job(silo: &Silo<'_>) -> Job {
+    // Web's container has the database URL and the contract; the Job waits longer for it.
+    let mut migrate = container::container(
+        silo,
+        Workload::Web,
+        None,
+        vec![super::pod::plain_env("SILO_WEB_DATABASE_WAIT", "120s")],
+    );
+    migrate.name = "migrate".to_owned();
+    migrate.command = Some(vec!["web".to_owned(), "migrate".to_owned()]);
+    migrate.ports = None;
+    migrate.startup_probe = None;
+    migrate.liveness_probe = None;
+    migrate.readiness_probe = None;
+    let init = silo.infra.kafka.as_ref().map(|kafka| {
+        let (secret, key) = connection_secret(Store::Kafka, kafka);
+        topics_container(silo, secret_env("KAFKA_BROKERS", &secret, &key))
+    });
+    let mut template = super::pod::deployment(silo, Workload::Web, None, Vec::new())
+        .spec
+        .map(|s| s.template)
+        .unwrap_or_default();
+    let mut labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(labels::NAME.to_owned(), "migrate".to_owned());
+    template.metadata = Some(ObjectMeta {
+        labels: Some(labels),
+        ..ObjectMeta::default()
+    });
+    if let Some(spec) = template.spec.as_mut() {
+        spec.containers = vec![migrate];
+        spec.init_containers = init.map(|c| vec![c]);
+        spec.restart_policy = Some("Never".to_owned());
+    }
+    let name = job_name(silo.version);
+    let mut meta = silo.owner.meta(Some(silo.namespace), &name, "migrate");
+    if let Some(l) = meta.labels.as_mut() {
+        l.insert(
+            "app.kubernetes.io/version".to_owned(),
+            silo.version.to_owned(),
+        );
+    }
+    Job {
+        metadata: meta,
+        spec: Some(JobSpec {
+            backoff_limit: Some(3),
+            active_deadline_seconds: Some(900),
+            template: PodTemplateSpec {
+                metadata: template.metadata,
+                spec: template.spec.map(|s| PodSpec { ..s }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
