@@ -224,6 +224,7 @@ start_component kube-controller-manager "$K8S_DIR/bin/kube-controller-manager" \
     --concurrent-deployment-syncs 20 \
     --concurrent-replicaset-syncs 20 \
     --concurrent-namespace-syncs 50 \
+    --enable-hostpath-provisioner="$([[ "$REAL_NODE" == 1 ]] && echo true || echo false)" \
     --profiling=false
 
 cat >"$CDIR/config/kube-scheduler.yaml" <<EOF

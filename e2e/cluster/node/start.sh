@@ -133,6 +133,10 @@ node_start() {
         die_component coredns "applying $NODE_DIR/coredns.yaml failed"
     wait_for coredns "CoreDNS to become Ready on $REAL_NODE_NAME" coredns_ready
 
+    # --- storage: the default StorageClass (hostPath volumes on this machine) ---
+    "${KUBECTL[@]}" apply -f "$NODE_SCRIPT_DIR/storage.yaml" >>"$(log_of kubelet)" 2>&1 ||
+        die_component kubelet "applying $NODE_SCRIPT_DIR/storage.yaml failed"
+
     touch "$NODE_DIR/ready"
     log "real node $REAL_NODE_NAME is Ready with CoreDNS in $(elapsed "$start")s (pods in $NODE_POD_CIDR on $NODE_BRIDGE)"
 }

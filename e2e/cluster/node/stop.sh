@@ -164,6 +164,9 @@ node_stop() {
     node_unmount
     node_cgroups_remove || log "warning: some kubepods cgroups are still busy (see /sys/fs/cgroup/*/kubepods)"
     node_host_files_cleanup
+    # The hostPath volumes of the default StorageClass (node/storage.yaml): the cluster's
+    # claims go with its state.
+    rm -rf /tmp/hostpath_pv
     if findmnt -rn -o TARGET | grep -qF "$nd/"; then
         log "error: mounts under $nd remain: $(findmnt -rn -o TARGET | grep -F "$nd/" | head -n 3 | tr '\n' ' ')"
         return 1

@@ -9,9 +9,13 @@
 //!     --> kubectl logs / exec --> delete ControlPlane --> pods exit on SIGTERM
 //! ```
 //!
+//! Regions (`fleet`): ControlPlane + Regions with managed stores --> Ready --> organization
+//! through the control gateway --> events from the official SDK into the region's relay.
+//!
 //! Everything is reached through the API server (port-forward, logs, exec): no test connects
 //! to a pod or Service address.
 
+pub mod fleet;
 pub mod kubectl;
 pub mod operator;
 pub mod pods;

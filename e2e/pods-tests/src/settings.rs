@@ -15,6 +15,10 @@ pub struct Settings {
     pub pull_policy: String,
     /// `SILO_POSTGRES_IMAGE` (default `silo.local/postgres:15`, built by `e2e/images/build.sh`).
     pub postgres_image: String,
+    /// `SILO_REDIS_IMAGE` (default `silo.local/redis:7`).
+    pub redis_image: String,
+    /// `SILO_KAFKA_IMAGE` (default `silo.local/kafka:4.1.1`).
+    pub kafka_image: String,
 }
 
 /// Label and taint of the nodes that really run containers (the local cluster's real node,
@@ -33,7 +37,27 @@ impl Settings {
             image_tag: var("SILO_IMAGE_TAG", env!("CARGO_PKG_VERSION")),
             pull_policy: var("SILO_IMAGE_PULL_POLICY", "Never"),
             postgres_image: var("SILO_POSTGRES_IMAGE", "silo.local/postgres:15"),
+            redis_image: var("SILO_REDIS_IMAGE", "silo.local/redis:7"),
+            kafka_image: var("SILO_KAFKA_IMAGE", "silo.local/kafka:4.1.1"),
         }
+    }
+
+    /// `ControlPlane.spec.infrastructure.images` for the locally built store images.
+    pub fn store_images(&self) -> serde_json::Value {
+        serde_json::json!({
+            "postgres": self.postgres_image,
+            "redis": self.redis_image,
+            "kafka": self.kafka_image,
+        })
+    }
+
+    /// `ControlPlane.spec.pods`: pull policy and real-node placement.
+    pub fn pods(&self) -> serde_json::Value {
+        serde_json::json!({
+            "imagePullPolicy": self.pull_policy,
+            "nodeSelector": self.node_selector(),
+            "tolerations": self.tolerations(),
+        })
     }
 
     /// `spec.nodeSelector` of every real pod.

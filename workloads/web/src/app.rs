@@ -37,6 +37,10 @@ pub enum AppStartError {
 pub async fn run(mut cli: Cli) -> Result<(), AppStartError> {
     silo_runtime::telemetry::init(&cli.runtime);
     let contract = ContractHandle::from_env()?;
+    if matches!(cli.command, Some(Command::Regions)) {
+        println!("{}", contract.current().directory.to_json());
+        return Ok(());
+    }
     let pool = silo_store::connect_lazy(&PoolSettings {
         url: cli.database.database_url.clone(),
         max_connections: cli.database.database_max_connections,
@@ -50,6 +54,8 @@ pub async fn run(mut cli: Cli) -> Result<(), AppStartError> {
             Ok(())
         }
         Command::Serve => serve_api(cli, contract, pool).await,
+        // Answered above, before any database work.
+        Command::Regions => Ok(()),
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit (run as a Job before a rollout).
     Migrate,
+    /// Print the region directory this pod reads (`SENTRY_REGION_CONFIG`) as JSON and exit:
+    /// `kubectl exec deploy/web -- web regions` in an image without a shell.
+    Regions,
 }
 
 #[derive(Debug, Clone, Args)]
