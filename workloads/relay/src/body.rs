@@ -97,7 +97,8 @@ pub struct Extracted {
     pub envelope_event_id: Option<String>,
 }
 
-/// Parse an event payload and settle its id (payload's own, else `fallback`, else a new one).
+/// Parse an event payload and settle its id (payload's own, else `fallback` (normalized), else a
+/// new one; a nil id counts as none).
 fn event_item(
     index: usize,
     ty: &str,
@@ -121,12 +122,15 @@ fn event_item(
     }
     let probe: EventProbe<'_> =
         serde_json::from_slice(payload).map_err(|e| invalid(e.to_string()))?;
-    let own = probe.event_id.as_deref();
-    let event_id = match own.or(fallback) {
-        Some(id) => envelope::normalize_event_id(id)?,
-        None => uuid::Uuid::new_v4().simple().to_string(),
-    };
-    let raw = if own == Some(event_id.as_str()) {
+    let sent = probe.event_id.as_deref();
+    let own = sent
+        .map(envelope::normalize_event_id)
+        .transpose()?
+        .flatten();
+    let event_id = own
+        .or_else(|| fallback.map(str::to_owned))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let raw = if sent == Some(event_id.as_str()) {
         let text = std::str::from_utf8(payload).map_err(|e| invalid(e.to_string()))?;
         RawValue::from_string(text.to_owned()).map_err(|e| invalid(e.to_string()))?
     } else {
@@ -151,7 +155,8 @@ pub fn extract_envelope(env: &Envelope, max_event_bytes: usize) -> Result<Extrac
         .event_id
         .as_deref()
         .map(envelope::normalize_event_id)
-        .transpose()?;
+        .transpose()?
+        .flatten();
     let mut out = Extracted {
         envelope_event_id: envelope_event_id.clone(),
         ..Extracted::default()
@@ -282,6 +287,35 @@ mod tests {
         let sent = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\",  \"x\":1}";
         let item = event_item(0, "event", sent, None, 1000).unwrap();
         assert_eq!(item.payload.get().as_bytes(), &sent[..]);
+    }
+
+    #[test]
+    fn nil_event_ids_get_a_fresh_id_every_time() {
+        const NIL: &str = "00000000-0000-0000-0000-000000000000";
+        let text = format!(
+            "{{\"event_id\":\"{NIL}\"}}\n{{\"type\":\"event\"}}\n{{\"event_id\":\"{NIL}\",\"message\":\"m\"}}\n"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10 {
+            let env = envelope::parse(Bytes::from(text.clone())).unwrap();
+            let out = extract_envelope(&env, 1000).unwrap();
+            assert_eq!(out.envelope_event_id, None);
+            let id = out.events[0].event_id.clone();
+            assert!(!id.starts_with("0000000000"), "{id}");
+            assert_eq!(field(&out.events[0], "event_id"), id.as_str());
+            assert_eq!(field(&out.events[0], "message"), "m");
+            assert!(seen.insert(id));
+        }
+        // A real envelope id still names an event whose own id is nil.
+        let env = envelope::parse(Bytes::from(format!(
+            "{{\"event_id\":\"{}\"}}\n{{\"type\":\"event\"}}\n{{\"event_id\":\"{NIL}\"}}\n",
+            "b".repeat(32)
+        )))
+        .unwrap();
+        let out = extract_envelope(&env, 1000).unwrap();
+        assert_eq!(out.events[0].event_id, "b".repeat(32));
+        let out = extract_store(format!("{{\"event_id\":\"{NIL}\"}}").as_bytes(), 1000).unwrap();
+        assert_ne!(out.events[0].event_id, "0".repeat(32));
     }
 
     #[test]

@@ -137,9 +137,17 @@ pub fn parse(data: Bytes) -> Result<Envelope, EnvelopeError> {
 }
 
 /// Sentry event ids: 32 lowercase hex characters; hyphenated UUIDs are accepted and normalized.
-pub fn normalize_event_id(id: &str) -> Result<String, EnvelopeError> {
-    uuid::Uuid::try_parse(id.trim())
-        .map(|u| u.simple().to_string())
+///
+/// The nil id (`00000000-0000-0000-0000-000000000000`, which some clients send when none is
+/// set) and an empty string mean "no id": `None`, so the caller assigns a fresh one as Sentry
+/// does. Storing events under the nil id would make every later one a "duplicate".
+pub fn normalize_event_id(id: &str) -> Result<Option<String>, EnvelopeError> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Ok(None);
+    }
+    uuid::Uuid::try_parse(id)
+        .map(|u| (!u.is_nil()).then(|| u.simple().to_string()))
         .map_err(|_| EnvelopeError::EventId(id.chars().take(64).collect()))
 }
 
@@ -218,13 +226,25 @@ mod tests {
     #[test]
     fn event_ids() {
         assert_eq!(
-            normalize_event_id("9EC79C33-EC99-42AB-8353-589FCB2E04DC").unwrap(),
+            normalize_event_id("9EC79C33-EC99-42AB-8353-589FCB2E04DC")
+                .unwrap()
+                .unwrap(),
             "9ec79c33ec9942ab8353589fcb2e04dc"
         );
         assert_eq!(
-            normalize_event_id("9ec79c33ec9942ab8353589fcb2e04dc").unwrap(),
-            "9ec79c33ec9942ab8353589fcb2e04dc"
+            normalize_event_id("9ec79c33ec9942ab8353589fcb2e04dc")
+                .unwrap()
+                .as_deref(),
+            Some("9ec79c33ec9942ab8353589fcb2e04dc")
         );
         assert!(normalize_event_id("xyz").is_err());
+        // The nil id and an empty one mean "no id".
+        for none in [
+            "00000000-0000-0000-0000-000000000000",
+            "00000000000000000000000000000000",
+            "",
+        ] {
+            assert_eq!(normalize_event_id(none).unwrap(), None, "{none:?}");
+        }
     }
 }
