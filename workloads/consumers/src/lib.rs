@@ -20,7 +20,9 @@
 pub mod app;
 pub mod args;
 pub mod consumer;
+pub mod enrich;
 pub mod grouping;
+pub mod logentry;
 pub mod metrics;
 pub mod normalize;
 pub mod process;

@@ -30,6 +30,9 @@ pub struct NormalizeInput<'a> {
 pub struct MainException {
     pub kind: String,
     pub value: Option<String>,
+    /// `mechanism.synthetic`: the SDK made the exception up (a captured message with a stack
+    /// trace, a non-error thrown), so its type and value say nothing about the error.
+    pub synthetic: bool,
 }
 
 /// The normalized view of an event.
@@ -63,6 +66,7 @@ impl Normalized {
     /// Issue metadata shown in lists.
     pub fn metadata(&self) -> Value {
         match &self.exception {
+            Some(e) if e.synthetic => serde_json::json!({"value": e.value, "title": self.title}),
             Some(e) => serde_json::json!({"type": e.kind, "value": e.value, "title": self.title}),
             None => serde_json::json!({"title": self.title}),
         }
@@ -74,7 +78,7 @@ pub fn normalize(input: &NormalizeInput<'_>) -> Normalized {
     let exception = main_exception(p);
     let message = message(p);
     let title = truncate(
-        &title(exception.as_ref(), message.as_deref()),
+        &title(p, exception.as_ref(), message.as_deref()),
         MAX_TITLE_CHARS,
     );
     Normalized {
@@ -188,7 +192,16 @@ fn main_exception(p: &Value) -> Option<MainException> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
-    Some(MainException { kind, value })
+    let synthetic = exc
+        .get("mechanism")
+        .and_then(|m| m.get("synthetic"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Some(MainException {
+        kind,
+        value,
+        synthetic,
+    })
 }
 
 /// The formatted message: `logentry.formatted`, `logentry.message`, or `message` (a string or
@@ -229,7 +242,20 @@ fn message_template(p: &Value) -> Option<String> {
         })
 }
 
-fn title(exception: Option<&MainException>, message: Option<&str>) -> String {
+/// Sentry's titles: `Type: first line of value` for exceptions; for synthetic ones the crash
+/// frame's function (as Sentry does), else the message (where Sentry says `<unknown>`); else
+/// the message's first line.
+fn title(p: &Value, exception: Option<&MainException>, message: Option<&str>) -> String {
+    if let Some(e) = exception.filter(|e| e.synthetic) {
+        let fallback = message.or(e.value.as_deref()).map(first_line);
+        return match crash_frame(p).and_then(|f| text_field(f, "function")) {
+            Some(function) => function.to_owned(),
+            None => match fallback {
+                Some(m) if !m.is_empty() => m.to_owned(),
+                _ => "<unknown>".to_owned(),
+            },
+        };
+    }
     if let Some(e) = exception {
         return match e.value.as_deref().map(first_line) {
             Some(value) if !value.is_empty() => format!("{}: {value}", e.kind),
@@ -259,23 +285,8 @@ fn culprit(p: &Value) -> String {
 /// `module in function` (or `filename in function`) of the innermost in-app frame of the main
 /// exception's stack trace, falling back to the innermost frame.
 fn frame_culprit(p: &Value) -> Option<String> {
-    let frames = exception_values(p)
-        .iter()
-        .rev()
-        .find_map(|e| e.get("stacktrace")?.get("frames")?.as_array())
-        .or_else(|| p.get("stacktrace")?.get("frames")?.as_array())?;
-    // Frames are ordered outermost first; the crash site is the last one.
-    let frame = frames
-        .iter()
-        .rev()
-        .find(|f| f.get("in_app").and_then(Value::as_bool) == Some(true))
-        .or_else(|| frames.last())?;
-    let text = |k: &str| {
-        frame
-            .get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
+    let frame = crash_frame(p)?;
+    let text = |k: &str| text_field(frame, k);
     let location = text("module").or_else(|| text("filename"));
     match (location, text("function")) {
         (Some(l), Some(f)) => Some(format!("{l} in {f}")),
@@ -283,6 +294,28 @@ fn frame_culprit(p: &Value) -> Option<String> {
         (None, Some(f)) => Some(f.to_owned()),
         (None, None) => None,
     }
+}
+
+/// The innermost in-app frame of the main exception's stack trace (or the event's), falling
+/// back to the innermost frame.
+fn crash_frame(p: &Value) -> Option<&Value> {
+    let frames = exception_values(p)
+        .iter()
+        .rev()
+        .find_map(|e| e.get("stacktrace")?.get("frames")?.as_array())
+        .or_else(|| p.get("stacktrace")?.get("frames")?.as_array())?;
+    // Frames are ordered outermost first; the crash site is the last one.
+    frames
+        .iter()
+        .rev()
+        .find(|f| f.get("in_app").and_then(Value::as_bool) == Some(true))
+        .or_else(|| frames.last())
+}
+
+fn text_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && *s != "<unknown>" && *s != "<redacted>")
 }
 
 fn first_line(s: &str) -> &str {
@@ -335,7 +368,8 @@ mod tests {
             n.exception,
             Some(MainException {
                 kind: "ValueError".into(),
-                value: Some("bad input\nmore detail".into())
+                value: Some("bad input\nmore detail".into()),
+                synthetic: false,
             })
         );
     }
@@ -367,6 +401,28 @@ mod tests {
         let n = norm(json!({}));
         assert_eq!(n.title, "<unlabeled event>");
         assert_eq!(n.platform, "other");
+    }
+
+    #[test]
+    fn synthetic_exceptions_are_titled_by_their_function_or_message() {
+        let n = norm(json!({
+            "message": "checkout failed",
+            "exception": {"values": [{"value": "checkout failed",
+                "mechanism": {"type": "generic", "synthetic": true},
+                "stacktrace": {"frames": [
+                    {"function": "main", "in_app": true},
+                    {"function": "checkout", "module": "shop", "in_app": true}
+                ]}}]}
+        }));
+        assert_eq!(n.title, "checkout");
+        assert_eq!(n.culprit, "shop in checkout");
+        assert!(n.metadata().get("type").is_none());
+        let n = norm(json!({
+            "message": "checkout failed",
+            "exception": {"values": [{"value": "checkout failed",
+                "mechanism": {"synthetic": true}}]}
+        }));
+        assert_eq!(n.title, "checkout failed");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! From an `ingest-events` message to a row to store and the eventstream record. Pure.
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use silo_protocol::{EventStreamMessage, IngestMessage};
 use silo_store::ingest::{NewEvent, SavedEvent};
 use uuid::Uuid;
 
+use crate::enrich::enrich;
 use crate::grouping::group;
 use crate::normalize::{NormalizeInput, normalize};
 
@@ -43,11 +45,25 @@ pub fn prepare(msg: &IngestMessage) -> Result<Prepared, RejectError> {
     let project_id =
         i64::try_from(msg.project_id).map_err(|_| RejectError::ProjectId(msg.project_id))?;
     let received_at = to_time(msg.received).ok_or(RejectError::Received(msg.received))?;
+    let mut payload = msg.payload.clone();
+    // Relay gives every event a real id; a nil one (from an older relay) would make every
+    // later nil-id event of the project a "duplicate" and drop it. Its replacement is derived
+    // from the message, so a replay of the same message still dedupes.
+    let event_id = if event_id.is_nil() {
+        let derived = derived_event_id(msg);
+        if let Some(event) = payload.as_object_mut() {
+            event.insert("event_id".into(), derived.simple().to_string().into());
+        }
+        derived
+    } else {
+        event_id
+    };
+    let enriched = enrich(&mut payload, msg.remote_addr.as_deref());
     let n = normalize(&NormalizeInput {
-        payload: &msg.payload,
+        payload: &payload,
         received: msg.received,
     });
-    let grouping = group(&msg.payload, &n);
+    let grouping = group(&payload, &n);
     let timestamp = to_time(n.timestamp).unwrap_or(received_at);
     let event = NewEvent {
         project_id,
@@ -63,8 +79,10 @@ pub fn prepare(msg: &IngestMessage) -> Result<Prepared, RejectError> {
         level: n.level,
         environment: n.environment,
         release: n.release,
-        data: msg.payload.clone(),
+        data: payload,
         fingerprint: grouping.hash,
+        tags: enriched.tags,
+        user: enriched.user,
     };
     Ok(Prepared {
         event,
@@ -89,6 +107,18 @@ pub fn stream_message(p: &Prepared, saved: &SavedEvent) -> EventStreamMessage {
         title: p.event.title.clone(),
         level: p.event.level.clone(),
     }
+}
+
+/// A stable id for a message that came without one: the same message always gets the same id.
+fn derived_event_id(msg: &IngestMessage) -> Uuid {
+    let mut hash = Sha256::new();
+    hash.update(msg.project_id.to_be_bytes());
+    hash.update(msg.received.to_bits().to_be_bytes());
+    hash.update(msg.payload.to_string().as_bytes());
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 fn to_time(secs: f64) -> Option<DateTime<Utc>> {
@@ -133,6 +163,38 @@ mod tests {
         assert_eq!(s.event_id, "fc6d8c0c43fc4630ad850ee518f1b9d0");
         assert_eq!((s.group_id, s.is_new, s.organization_id), (9, true, 2));
         assert_eq!(s.timestamp, 1_700_000_000.25);
+    }
+
+    #[test]
+    fn nil_ids_are_replaced_by_a_stable_derived_id() {
+        let nil = "00000000000000000000000000000000";
+        let a = prepare(&msg(nil)).unwrap();
+        assert!(!a.event.event_id.is_nil());
+        assert_eq!(
+            a.event.data["event_id"],
+            a.event.event_id.simple().to_string()
+        );
+        assert_eq!(prepare(&msg(nil)).unwrap().event.event_id, a.event.event_id);
+        let mut other = msg(nil);
+        other.received += 1.0;
+        assert_ne!(prepare(&other).unwrap().event.event_id, a.event.event_id);
+    }
+
+    #[test]
+    fn enriches_the_stored_payload() {
+        let mut m = msg("fc6d8c0c43fc4630ad850ee518f1b9d0");
+        m.remote_addr = Some("198.51.100.7".into());
+        m.payload = json!({
+            "logentry": {"message": "payment failed for %s", "params": ["bob"]},
+            "user": {"id": "u1", "ip_address": "{{auto}}"},
+            "release": "app@2",
+        });
+        let p = prepare(&m).unwrap();
+        assert_eq!(p.event.title, "payment failed for bob");
+        assert_eq!(p.event.message, "payment failed for bob");
+        assert_eq!(p.event.data["user"]["ip_address"], "198.51.100.7");
+        assert_eq!(p.event.user.as_deref(), Some("id:u1"));
+        assert!(p.event.tags.contains(&("release".into(), "app@2".into())));
     }
 
     #[test]

@@ -23,6 +23,8 @@ fn event(project_id: i64, event_id: uuid::Uuid, fingerprint: &str) -> NewEvent {
         fingerprint: fingerprint.into(),
         group_type: "error".into(),
         metadata: json!({}),
+        tags: Vec::new(),
+        user: None,
     }
 }
 
@@ -74,5 +76,86 @@ async fn concurrent_saves_of_one_event_store_and_count_it_once() {
             .unwrap();
     assert_eq!(short_ids.len(), 5);
     assert!(short_ids.windows(2).all(|w| w[0] < w[1]), "{short_ids:?}");
+    db.drop_database(&services).await;
+}
+
+/// Distinct users and releases are counted on the issue; an ignored issue stays ignored until
+/// its snooze is over (here: 2 more events), a resolved one reopens as a regression; a replay
+/// counts nothing twice.
+#[tokio::test]
+async fn users_releases_and_ignore_snoozes_are_kept_on_the_issue() {
+    let services = Services::get();
+    let db = TestDb::create(&services, "snooze").await;
+    let (_, project_id) = db.seed_project("snooze").await;
+    let with = |user: Option<&str>, release: Option<&str>| {
+        let mut e = event(project_id, uuid::Uuid::new_v4(), "fp");
+        e.user = user.map(str::to_owned);
+        e.release = release.map(str::to_owned);
+        e
+    };
+    let first = with(Some("id:1"), Some("app@1"));
+    let saved = save_event(&db.pool, &first).await.unwrap();
+    save_event(&db.pool, &first).await.unwrap(); // replay
+    save_event(&db.pool, &with(Some("id:1"), None))
+        .await
+        .unwrap();
+    save_event(&db.pool, &with(Some("id:2"), Some("app@2")))
+        .await
+        .unwrap();
+    save_event(&db.pool, &with(None, None)).await.unwrap();
+    let group = |pool: silo_store::PgPool| async move {
+        sqlx::query_as::<_, (String, i64, i64, Option<String>, Option<String>)>(
+            "SELECT status, times_seen, user_count, first_release, last_release FROM groups \
+             WHERE id = $1",
+        )
+        .bind(saved.group_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        group(db.pool.clone()).await,
+        (
+            "unresolved".into(),
+            4,
+            2,
+            Some("app@1".into()),
+            Some("app@2".into())
+        )
+    );
+
+    // Ignored until 2 more events: the first stays ignored, the third reopens it.
+    sqlx::query(
+        "UPDATE groups SET status = 'ignored', ignore_until_times_seen = times_seen + 2 \
+         WHERE id = $1",
+    )
+    .bind(saved.group_id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let r = save_event(&db.pool, &with(None, None)).await.unwrap();
+        assert!(!r.is_regression);
+        assert_eq!(group(db.pool.clone()).await.0, "ignored");
+    }
+    save_event(&db.pool, &with(None, None)).await.unwrap();
+    assert_eq!(group(db.pool.clone()).await.0, "unresolved");
+
+    // Ignored forever stays ignored; resolved reopens as a regression.
+    sqlx::query("UPDATE groups SET status = 'ignored' WHERE id = $1")
+        .bind(saved.group_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    save_event(&db.pool, &with(None, None)).await.unwrap();
+    assert_eq!(group(db.pool.clone()).await.0, "ignored");
+    sqlx::query("UPDATE groups SET status = 'resolved', resolved_at = now() WHERE id = $1")
+        .bind(saved.group_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let r = save_event(&db.pool, &with(None, None)).await.unwrap();
+    assert!(r.is_regression);
+    assert_eq!(group(db.pool.clone()).await.0, "unresolved");
     db.drop_database(&services).await;
 }

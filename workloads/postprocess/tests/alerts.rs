@@ -141,6 +141,8 @@ impl Setup {
                 fingerprint: kind.to_owned(),
                 group_type: "error".into(),
                 metadata: json!({}),
+                tags: Vec::new(),
+                user: None,
             },
         )
         .await

@@ -6,7 +6,9 @@
 //!                ├─ SELECT groups ... FOR UPDATE (locks the issue), or when there is none
 //!                │  INSERT groups ... ON CONFLICT DO NOTHING (creates it; lost race: lock it)
 //!                ├─ INSERT events ... ON CONFLICT DO NOTHING
-//!                ├─ UPDATE groups: times_seen + 1, first/last seen, reopen if resolved
+//!                ├─ INSERT group_users ... ON CONFLICT DO NOTHING (a new user of the issue?)
+//!                ├─ UPDATE groups: times_seen + 1, users, first/last seen and release, reopen
+//!                │  if resolved or an ignored issue's snooze is over
 //!                └─ COMMIT
 //! ```
 //!
@@ -43,6 +45,21 @@ pub struct NewEvent {
     pub group_type: String,
     /// Issue metadata shown in lists (`type`, `value`, `title`, ...).
     pub metadata: serde_json::Value,
+    /// Every tag of the event (keys unique), indexed for search.
+    pub tags: Vec<(String, String)>,
+    /// The event's user (`id:42`, `email:a@b`, ...), counted once per issue.
+    pub user: Option<String>,
+}
+
+impl NewEvent {
+    fn tags_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.tags
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect(),
+        )
+    }
 }
 
 /// What storing an event did.
@@ -83,8 +100,9 @@ pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
 
     let inserted: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO events (project_id, event_id, group_id, \"timestamp\", received, title, \
-           message, culprit, platform, level, environment, release, data, is_new, is_regression) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+           message, culprit, platform, level, environment, release, data, is_new, is_regression, \
+           tags) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )
     .bind(event.project_id)
@@ -102,6 +120,7 @@ pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
     .bind(&event.data)
     .bind(is_new)
     .bind(is_regression)
+    .bind(event.tags_json())
     .fetch_optional(&mut *tx)
     .await
     .map_err(StoreError::db(OP, None))?;
@@ -120,19 +139,47 @@ pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
             });
     }
 
-    sqlx::query(
+    // A new user of the issue counts once.
+    let new_user = match &event.user {
+        Some(user) => sqlx::query(
+            "INSERT INTO group_users (group_id, user_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(group.id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db(OP, None))?
+        .rows_affected() as i64,
+        None => 0,
+    };
+
+    // Resolved issues reopen (a regression); ignored ones reopen once their snooze is over
+    // (time passed or count exceeded); ignored-forever issues stay ignored. Every expression
+    // reads the row as it was before this event.
+    const REOPENS: &str = "(status = 'resolved' OR (status = 'ignored' AND \
+         (ignore_until <= now() OR ignore_until_times_seen <= times_seen)))";
+    sqlx::query(&format!(
         "UPDATE groups SET \
            times_seen = times_seen + 1, \
+           user_count = user_count + $4, \
            first_seen = LEAST(first_seen, $2), \
            last_event_id = CASE WHEN $2 >= last_seen THEN $3 ELSE last_event_id END, \
            last_seen = GREATEST(last_seen, $2), \
-           status = 'unresolved', \
-           resolved_at = NULL \
-         WHERE id = $1",
-    )
+           first_release = COALESCE(first_release, $5), \
+           last_release = COALESCE($5, last_release), \
+           status = CASE WHEN {REOPENS} THEN 'unresolved' ELSE status END, \
+           status_details = CASE WHEN {REOPENS} THEN '{{}}'::jsonb ELSE status_details END, \
+           ignore_until = CASE WHEN {REOPENS} THEN NULL ELSE ignore_until END, \
+           ignore_until_times_seen = CASE WHEN {REOPENS} THEN NULL \
+             ELSE ignore_until_times_seen END, \
+           resolved_at = CASE WHEN {REOPENS} THEN NULL ELSE resolved_at END \
+         WHERE id = $1"
+    ))
     .bind(group.id)
     .bind(event.timestamp)
     .bind(event.event_id)
+    .bind(new_user)
+    .bind(&event.release)
     .execute(&mut *tx)
     .await
     .map_err(StoreError::db(OP, None))?;

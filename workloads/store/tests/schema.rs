@@ -267,6 +267,8 @@ fn message_event(project_id: i64, fingerprint: &str) -> silo_store::ingest::NewE
         fingerprint: fingerprint.to_owned(),
         group_type: "default".to_owned(),
         metadata: serde_json::json!({}),
+        tags: Vec::new(),
+        user: None,
     }
 }
 
