@@ -47,6 +47,23 @@ pub async fn list_for_group(
     Ok(ORDER.finish(page, rows, |e: &Event| (time_to_micros(e.timestamp), e.id)))
 }
 
+/// A project's events, newest first (the events-table index on project and time serves it).
+pub async fn list_for_project(
+    db: impl PgExecutor<'_>,
+    project_id: i64,
+    page: &PageRequest,
+) -> Result<Page<Event>> {
+    let mut qb = QueryBuilder::<Postgres>::new(SELECT);
+    qb.push(" WHERE e.project_id = ").push_bind(project_id);
+    ORDER.push_page(&mut qb, page);
+    let rows = qb
+        .build_query_as()
+        .fetch_all(db)
+        .await
+        .map_err(StoreError::db("list events", None))?;
+    Ok(ORDER.finish(page, rows, |e: &Event| (time_to_micros(e.timestamp), e.id)))
+}
+
 pub async fn get(
     db: impl PgExecutor<'_>,
     project_id: i64,

@@ -2,14 +2,18 @@
 //!
 //! Rows are written by the ingest consumers (`crate::ingest`: locked with `SELECT ... FOR
 //! UPDATE`, created with `INSERT ... ON CONFLICT DO NOTHING` leaving `short_id` out so the
-//! `groups_short_id` trigger numbers new issues); this module reads them and changes their
-//! status.
+//! `groups_short_id` trigger numbers new issues); this module reads them, changes their status
+//! (one issue or many at once) and deletes them. Search conditions live in
+//! [`crate::group_search`].
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+pub use crate::group_search::{Condition, GroupFilter, Term};
+
 use crate::error::{Result, StoreError};
+use crate::group_search;
 use crate::page::{Page, PageRequest, SortKey, time_to_micros};
 
 /// An issue with the project and organization it belongs to.
@@ -32,6 +36,10 @@ pub struct Group {
     pub first_event_id: Uuid,
     pub last_event_id: Uuid,
     pub metadata: serde_json::Value,
+    pub status_details: serde_json::Value,
+    pub user_count: i64,
+    pub first_release: Option<String>,
+    pub last_release: Option<String>,
     pub project_slug: String,
     pub project_name: String,
     pub project_platform: Option<String>,
@@ -41,7 +49,8 @@ pub struct Group {
 
 const SELECT: &str = "SELECT g.id, g.project_id, g.fingerprint, g.short_id, g.title, g.culprit, \
      g.level, g.type, g.status, g.resolved_at, g.first_seen, g.last_seen, g.times_seen, \
-     g.first_event_id, g.last_event_id, g.metadata, p.slug AS project_slug, \
+     g.first_event_id, g.last_event_id, g.metadata, g.status_details, g.user_count, \
+     g.first_release, g.last_release, p.slug AS project_slug, \
      p.name AS project_name, p.platform AS project_platform, \
      o.id AS organization_id, o.slug AS organization_slug \
      FROM groups g JOIN projects p ON p.id = g.project_id \
@@ -52,6 +61,8 @@ const SELECT: &str = "SELECT g.id, g.project_id, g.fingerprint, g.short_id, g.ti
 pub enum GroupStatus {
     Unresolved,
     Resolved,
+    /// Archived: hidden from the default list; reopens when its snooze (if any) is over.
+    Ignored,
 }
 
 impl GroupStatus {
@@ -59,6 +70,30 @@ impl GroupStatus {
         match self {
             GroupStatus::Unresolved => "unresolved",
             GroupStatus::Resolved => "resolved",
+            GroupStatus::Ignored => "ignored",
+        }
+    }
+}
+
+/// A status change asked by the API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusChange {
+    pub status: GroupStatus,
+    /// Returned as the issue's `statusDetails` until the next change.
+    pub details: serde_json::Value,
+    /// Ignored: reopen on an event after this time.
+    pub ignore_until: Option<DateTime<Utc>>,
+    /// Ignored: reopen once this many more events arrived.
+    pub ignore_count: Option<i64>,
+}
+
+impl StatusChange {
+    pub fn new(status: GroupStatus) -> Self {
+        StatusChange {
+            status,
+            details: serde_json::json!({}),
+            ignore_until: None,
+            ignore_count: None,
         }
     }
 }
@@ -93,21 +128,21 @@ impl GroupSort {
     }
 }
 
-/// Which issues to list.
-#[derive(Clone, Debug, Default)]
-pub struct GroupFilter {
-    pub status: Option<GroupStatus>,
-    /// Case-insensitive substring of the title or culprit.
-    pub text: Option<String>,
-    /// Only these projects (empty: all in scope).
-    pub project_ids: Vec<i64>,
-}
-
 /// Where to list issues from.
 #[derive(Clone, Copy, Debug)]
 pub enum GroupScope {
     Project(i64),
     Organization(i64),
+}
+
+impl GroupScope {
+    /// ` WHERE <in scope>` for a query over `groups g JOIN projects p`.
+    fn push_where(self, qb: &mut QueryBuilder<'_, Postgres>) {
+        match self {
+            GroupScope::Project(id) => qb.push(" WHERE g.project_id = ").push_bind(id),
+            GroupScope::Organization(id) => qb.push(" WHERE p.organization_id = ").push_bind(id),
+        };
+    }
 }
 
 pub async fn list(
@@ -118,26 +153,8 @@ pub async fn list(
     page: &PageRequest,
 ) -> Result<Page<Group>> {
     let mut qb = QueryBuilder::<Postgres>::new(SELECT);
-    match scope {
-        GroupScope::Project(id) => qb.push(" WHERE g.project_id = ").push_bind(id),
-        GroupScope::Organization(id) => qb.push(" WHERE p.organization_id = ").push_bind(id),
-    };
-    if let Some(status) = filter.status {
-        qb.push(" AND g.status = ").push_bind(status.as_str());
-    }
-    if !filter.project_ids.is_empty() {
-        qb.push(" AND g.project_id = ANY(")
-            .push_bind(filter.project_ids.clone())
-            .push(")");
-    }
-    if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
-        let pattern = format!("%{}%", escape_like(text));
-        qb.push(" AND (g.title ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR g.culprit ILIKE ")
-            .push_bind(pattern)
-            .push(")");
-    }
+    scope.push_where(&mut qb);
+    group_search::push_where(&mut qb, filter);
     let key = sort.key();
     key.push_page(&mut qb, page);
     let rows = qb
@@ -148,17 +165,6 @@ pub async fn list(
     Ok(key.finish(page, rows, |g: &Group| (sort.cursor_value(g), g.id)))
 }
 
-fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 pub async fn get(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Group>> {
     sqlx::query_as(&format!("{SELECT} WHERE g.id = $1"))
         .bind(id)
@@ -167,27 +173,75 @@ pub async fn get(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Group>> {
         .map_err(StoreError::db("get issue", None))
 }
 
-/// Resolve or reopen an issue; whether it exists.
-pub async fn set_status(db: impl PgExecutor<'_>, id: i64, status: GroupStatus) -> Result<bool> {
-    sqlx::query(
-        "UPDATE groups SET status = $2, \
-           resolved_at = CASE WHEN $2 = 'resolved' THEN now() ELSE NULL END \
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(status.as_str())
-    .execute(db)
-    .await
-    .map(|r| r.rows_affected() > 0)
-    .map_err(StoreError::db("update issue status", None))
+/// Ids of the issues in `scope` among `ids` (to tell the caller which of its ids are not).
+pub async fn ids_in_scope(
+    db: impl PgExecutor<'_>,
+    scope: GroupScope,
+    ids: &[i64],
+) -> Result<Vec<i64>> {
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "SELECT g.id FROM groups g JOIN projects p ON p.id = g.project_id",
+    );
+    scope.push_where(&mut qb);
+    qb.push(" AND g.id = ANY(")
+        .push_bind(ids.to_vec())
+        .push(")");
+    qb.build_query_scalar()
+        .fetch_all(db)
+        .await
+        .map_err(StoreError::db("look up issues", None))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Apply `change` to every issue of `scope` matching `filter` in one statement; the ids
+/// changed.
+pub async fn set_status(
+    db: impl PgExecutor<'_>,
+    scope: GroupScope,
+    filter: &GroupFilter,
+    change: &StatusChange,
+) -> Result<Vec<i64>> {
+    let mut qb = QueryBuilder::<Postgres>::new("UPDATE groups g SET status = ");
+    qb.push_bind(change.status.as_str())
+        .push(", status_details = ")
+        .push_bind(change.details.clone())
+        .push(", resolved_at = CASE WHEN g.status = 'resolved' AND ")
+        .push_bind(change.status == GroupStatus::Resolved)
+        .push(" THEN g.resolved_at WHEN ")
+        .push_bind(change.status == GroupStatus::Resolved)
+        .push(" THEN now() ELSE NULL END, ignore_until = ")
+        .push_bind(change.ignore_until)
+        .push(", ignore_until_times_seen = g.times_seen + ")
+        .push_bind(change.ignore_count)
+        .push(" FROM projects p WHERE p.id = g.project_id");
+    match scope {
+        GroupScope::Project(id) => qb.push(" AND g.project_id = ").push_bind(id),
+        GroupScope::Organization(id) => qb.push(" AND p.organization_id = ").push_bind(id),
+    };
+    group_search::push_where(&mut qb, filter);
+    qb.push(" RETURNING g.id");
+    qb.build_query_scalar()
+        .fetch_all(db)
+        .await
+        .map_err(StoreError::db("update issue status", None))
+}
 
-    #[test]
-    fn like_patterns_are_escaped() {
-        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
-    }
+/// Delete every issue of `scope` matching `filter` (and their events); the ids deleted.
+pub async fn delete(
+    db: impl PgExecutor<'_>,
+    scope: GroupScope,
+    filter: &GroupFilter,
+) -> Result<Vec<i64>> {
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "DELETE FROM groups g USING projects p WHERE p.id = g.project_id",
+    );
+    match scope {
+        GroupScope::Project(id) => qb.push(" AND g.project_id = ").push_bind(id),
+        GroupScope::Organization(id) => qb.push(" AND p.organization_id = ").push_bind(id),
+    };
+    group_search::push_where(&mut qb, filter);
+    qb.push(" RETURNING g.id");
+    qb.build_query_scalar()
+        .fetch_all(db)
+        .await
+        .map_err(StoreError::db("delete issues", None))
 }

@@ -22,6 +22,7 @@ pub mod api_tokens;
 pub mod control_directory;
 pub mod error;
 pub mod events;
+pub mod group_search;
 pub mod groups;
 pub mod ingest;
 pub mod notifications;

@@ -29,7 +29,7 @@ use crate::state::AppState;
 pub const MAX_RELAY_BODY: usize = 1024 * 1024;
 
 /// Every scope a token can hold (Sentry's names).
-pub const ALL_SCOPES: [&str; 10] = [
+pub const ALL_SCOPES: [&str; 11] = [
     "org:read",
     "org:write",
     "org:admin",
@@ -38,6 +38,7 @@ pub const ALL_SCOPES: [&str; 10] = [
     "project:admin",
     "event:read",
     "event:write",
+    "event:admin",
     "alerts:read",
     "alerts:write",
 ];

@@ -42,6 +42,9 @@ pub struct EventJson {
     pub entries: Option<Vec<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contexts: Option<Value>,
+    /// Detail only: the event's `extra` data, which Sentry's event API calls `context`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sdk: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +59,8 @@ pub struct Tag {
 
 /// Tags from the payload: Sentry accepts `{"k": "v"}` and `[["k", "v"]]`.
 fn tags(data: &Value, level: &str) -> Vec<Tag> {
+    // The consumers store tags as pairs with environment, release, ... promoted; `level` is
+    // added here, as Sentry lists it.
     let mut out = vec![Tag {
         key: "level".into(),
         value: level.into(),
@@ -140,6 +145,13 @@ impl EventJson {
             release: e.release,
             entries: detail.then(|| entries(&e.data)),
             contexts: detail.then(|| e.data.get("contexts").cloned().unwrap_or(Value::Null)),
+            context: detail.then(|| {
+                e.data
+                    .get("extra")
+                    .filter(|v| v.is_object())
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({}))
+            }),
             sdk: detail.then(|| e.data.get("sdk").cloned().unwrap_or(Value::Null)),
             fingerprints: detail.then(|| e.data.get("fingerprint").cloned().unwrap_or(Value::Null)),
         }
@@ -161,6 +173,19 @@ pub async fn list_for_issue(
 ) -> ApiResult<impl IntoResponse> {
     let group = super::issues::find(&state, issue_id).await?;
     let page = events::list_for_group(&state.pool, group.id, &url.page_request()?).await?;
+    let full = url.param("full").is_some_and(|v| v == "1" || v == "true");
+    Ok(Paginated::new(&url, page, |e| EventJson::new(e, full)))
+}
+
+/// `/api/0/projects/{org}/{project}/events/`: the project's events, newest first
+/// (`full=1` for the detail shape).
+pub async fn list_for_project(
+    State(state): State<AppState>,
+    Path(path): Path<ProjectPath>,
+    url: RequestUrl,
+) -> ApiResult<impl IntoResponse> {
+    let (_, project) = super::project(&state, &path).await?;
+    let page = events::list_for_project(&state.pool, project.id, &url.page_request()?).await?;
     let full = url.param("full").is_some_and(|v| v == "1" || v == "true");
     Ok(Paginated::new(&url, page, |e| EventJson::new(e, full)))
 }

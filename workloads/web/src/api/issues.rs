@@ -1,10 +1,12 @@
-//! Issues (groups): project and organization lists, detail, status update.
+//! Issues (groups): project and organization lists, detail, status update. Bulk updates and
+//! deletes are in [`super::issues_bulk`], the search syntax in [`super::search`].
 
 use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use silo_store::groups::{self, Group, GroupFilter, GroupScope, GroupSort, GroupStatus};
+use silo_store::groups::{self, Group, GroupFilter, GroupScope, GroupSort};
 
+use super::issue_status::UpdateIssue;
 use super::{OrgPath, ProjectPath, iso};
 use crate::error::{ApiResult, AppError};
 use crate::extract::{Json, Path};
@@ -31,6 +33,8 @@ pub struct IssueJson {
     pub first_seen: String,
     pub last_seen: String,
     pub project: IssueProject,
+    pub first_release: Option<serde_json::Value>,
+    pub last_release: Option<serde_json::Value>,
     pub num_comments: u64,
     pub is_bookmarked: bool,
     pub is_public: bool,
@@ -52,9 +56,16 @@ impl IssueJson {
             "/organizations/{}/issues/{}/",
             g.organization_slug, g.id
         ));
-        let status_details = match g.resolved_at {
-            Some(at) if g.status == "resolved" => serde_json::json!({ "resolvedAt": iso(at) }),
-            _ => serde_json::json!({}),
+        let mut status_details = match g.status_details {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        if let Some(at) = g.resolved_at.filter(|_| g.status == "resolved") {
+            status_details.insert("resolvedAt".into(), iso(at).into());
+        }
+        let status_details = serde_json::Value::Object(status_details);
+        let release = |v: Option<String>| {
+            v.map(|version| serde_json::json!({"version": version, "shortVersion": version}))
         };
         IssueJson {
             id: g.id.to_string(),
@@ -68,7 +79,7 @@ impl IssueJson {
             kind: g.kind,
             metadata: g.metadata,
             count: g.times_seen.to_string(),
-            user_count: 0,
+            user_count: u64::try_from(g.user_count).unwrap_or_default(),
             first_seen: iso(g.first_seen),
             last_seen: iso(g.last_seen),
             project: IssueProject {
@@ -77,6 +88,8 @@ impl IssueJson {
                 slug: g.project_slug,
                 platform: g.project_platform,
             },
+            first_release: release(g.first_release),
+            last_release: release(g.last_release),
             num_comments: 0,
             is_bookmarked: false,
             is_public: false,
@@ -102,27 +115,13 @@ pub fn short_id(n: i64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// `query` (default `is:unresolved`), `sort` and `project` parameters.
-fn filter_and_sort(url: &RequestUrl) -> ApiResult<(GroupFilter, GroupSort)> {
-    let mut filter = GroupFilter::default();
-    let query = url.param("query").unwrap_or("is:unresolved");
-    let mut text = Vec::new();
-    for token in query.split_whitespace() {
-        match token.split_once(':') {
-            Some(("is", "unresolved")) => filter.status = Some(GroupStatus::Unresolved),
-            Some(("is", "resolved")) => filter.status = Some(GroupStatus::Resolved),
-            Some((key, value)) => {
-                return Err(AppError::BadRequest(format!(
-                    "Unsupported search term {key}:{value}. Supported: is:unresolved, \
-                     is:resolved and free text."
-                )));
-            }
-            None => text.push(token),
-        }
-    }
-    if !text.is_empty() {
-        filter.text = Some(text.join(" "));
-    }
+/// `query` (see [`super::search`]; `default_query` when absent) and `project` parameters.
+pub fn filter(url: &RequestUrl, default_query: &str) -> ApiResult<GroupFilter> {
+    let query = url.param("query").unwrap_or(default_query);
+    let mut filter = GroupFilter {
+        conditions: super::search::parse(query)?,
+        ..GroupFilter::default()
+    };
     for project in url.params("project") {
         let id = project.parse::<i64>().map_err(|_| {
             AppError::BadRequest(format!(
@@ -133,6 +132,12 @@ fn filter_and_sort(url: &RequestUrl) -> ApiResult<(GroupFilter, GroupSort)> {
             filter.project_ids.push(id);
         }
     }
+    Ok(filter)
+}
+
+/// `query`, `sort` and `project` parameters of the issue lists.
+fn filter_and_sort(url: &RequestUrl) -> ApiResult<(GroupFilter, GroupSort)> {
+    let filter = filter(url, "is:unresolved")?;
     let sort = match url.param("sort").unwrap_or("date") {
         "date" | "" => GroupSort::LastSeen,
         "new" => GroupSort::FirstSeen,
@@ -217,35 +222,33 @@ pub async fn detail_in_org(
     Ok(axum::Json(IssueJson::new(&url, group)))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct UpdateIssue {
-    pub status: Option<String>,
-}
-
 pub async fn update(
     State(state): State<AppState>,
     Path(issue_id): Path<i64>,
     url: RequestUrl,
     Json(body): Json<UpdateIssue>,
 ) -> ApiResult<impl IntoResponse> {
-    let status = match body.status.as_deref() {
-        Some("resolved") => GroupStatus::Resolved,
-        Some("unresolved") => GroupStatus::Unresolved,
-        other => {
-            return Err(AppError::BadRequest(format!(
-                "status: expected \"resolved\" or \"unresolved\", got {other:?}."
-            )));
-        }
+    let change = body.change(chrono::Utc::now())?;
+    let group = find(&state, issue_id).await?;
+    let only = GroupFilter {
+        ids: vec![group.id],
+        ..GroupFilter::default()
     };
-    if !groups::set_status(&state.pool, issue_id, status).await? {
-        return Err(AppError::NotFound);
-    }
+    groups::set_status(
+        &state.pool,
+        GroupScope::Project(group.project_id),
+        &only,
+        &change,
+    )
+    .await?;
     let group = find(&state, issue_id).await?;
     Ok(axum::Json(IssueJson::new(&url, group)))
 }
 
 #[cfg(test)]
 mod tests {
+    use silo_store::groups::{GroupStatus, Term};
+
     use super::*;
 
     fn url(query: &[(&str, &str)]) -> RequestUrl {
@@ -262,10 +265,10 @@ mod tests {
     #[test]
     fn default_query_lists_unresolved_by_last_seen() {
         let (filter, sort) = filter_and_sort(&url(&[])).unwrap();
-        assert_eq!(filter.status, Some(GroupStatus::Unresolved));
+        assert_eq!(filter.status(), Some(GroupStatus::Unresolved));
         assert_eq!(sort, GroupSort::LastSeen);
         let (filter, _) = filter_and_sort(&url(&[("query", "")])).unwrap();
-        assert_eq!(filter.status, None);
+        assert_eq!(filter.status(), None);
     }
 
     #[test]
@@ -276,11 +279,14 @@ mod tests {
             ("project", "3"),
         ]))
         .unwrap();
-        assert_eq!(filter.status, Some(GroupStatus::Resolved));
-        assert_eq!(filter.text.as_deref(), Some("Type Error"));
+        assert_eq!(filter.status(), Some(GroupStatus::Resolved));
+        assert_eq!(
+            filter.conditions[1].term,
+            Term::Text("Type Error".to_owned())
+        );
         assert_eq!(filter.project_ids, vec![3]);
         assert_eq!(sort, GroupSort::TimesSeen);
-        assert!(filter_and_sort(&url(&[("query", "level:error")])).is_err());
+        assert!(filter_and_sort(&url(&[("query", "has:user")])).is_err());
         assert!(filter_and_sort(&url(&[("sort", "priority")])).is_err());
         assert!(filter_and_sort(&url(&[("project", "x")])).is_err());
     }

@@ -3,12 +3,16 @@
 //! One module per resource; [`routes`] lists every endpoint with its silos and access.
 
 pub mod events;
+pub mod index;
+pub mod issue_status;
 pub mod issues;
+pub mod issues_bulk;
 pub mod keys;
 pub mod organizations;
 pub mod projects;
 pub mod relay;
 pub mod rules;
+pub mod search;
 
 use axum::http::Method;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -28,6 +32,8 @@ pub fn routes() -> Vec<RouteDef> {
     use Silos::Region as R;
     let s = Access::Scope;
     vec![
+        // The API index (`sentry-cli info`): every silo answers it from its own tokens.
+        RouteDef::new(M::GET, INDEX, Silos::All, Access::Public, index::index),
         // Organizations (`GET`/`POST /api/0/organizations/` are in `control::routes`: they
         // answer from the region or the directory depending on the silo).
         RouteDef::new(M::GET, ORG, R, s("org:read"), organizations::detail),
@@ -62,7 +68,35 @@ pub fn routes() -> Vec<RouteDef> {
             s("event:read"),
             issues::list_for_project,
         ),
+        RouteDef::new(
+            M::PUT,
+            PROJECT_ISSUES,
+            R,
+            s("event:write"),
+            issues_bulk::update_for_project,
+        ),
+        RouteDef::new(
+            M::DELETE,
+            PROJECT_ISSUES,
+            R,
+            s("event:admin"),
+            issues_bulk::delete_for_project,
+        ),
         RouteDef::new(M::GET, ORG_ISSUES, R, s("event:read"), issues::list_for_org),
+        RouteDef::new(
+            M::PUT,
+            ORG_ISSUES,
+            R,
+            s("event:write"),
+            issues_bulk::update_for_org,
+        ),
+        RouteDef::new(
+            M::DELETE,
+            ORG_ISSUES,
+            R,
+            s("event:admin"),
+            issues_bulk::delete_for_org,
+        ),
         RouteDef::new(M::GET, ORG_ISSUE, R, s("event:read"), issues::detail_in_org),
         RouteDef::new(M::GET, ISSUE, R, s("event:read"), issues::detail),
         RouteDef::new(M::PUT, ISSUE, R, s("event:write"), issues::update),
@@ -80,6 +114,13 @@ pub fn routes() -> Vec<RouteDef> {
             R,
             s("event:read"),
             events::detail_for_issue,
+        ),
+        RouteDef::new(
+            M::GET,
+            PROJECT_EVENTS,
+            R,
+            s("event:read"),
+            events::list_for_project,
         ),
         RouteDef::new(M::GET, PROJECT_EVENT, R, s("event:read"), events::detail),
         // Alert rules.
@@ -105,6 +146,7 @@ pub fn routes() -> Vec<RouteDef> {
     ]
 }
 
+const INDEX: &str = "/api/0/";
 const ORG: &str = "/api/0/organizations/{organization_id_or_slug}/";
 const ORG_PROJECTS: &str = "/api/0/organizations/{organization_id_or_slug}/projects/";
 const TEAM_PROJECTS: &str = "/api/0/teams/{organization_id_or_slug}/{team_id_or_slug}/projects/";
@@ -118,6 +160,8 @@ const ORG_ISSUE: &str = "/api/0/organizations/{organization_id_or_slug}/issues/{
 const ISSUE: &str = "/api/0/issues/{issue_id}/";
 const ISSUE_EVENTS: &str = "/api/0/issues/{issue_id}/events/";
 const ISSUE_EVENT: &str = "/api/0/issues/{issue_id}/events/{event_id}/";
+const PROJECT_EVENTS: &str =
+    "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/events/";
 const PROJECT_EVENT: &str =
     "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/events/{event_id}/";
 const RULES: &str = "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/rules/";
