@@ -7,15 +7,24 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::Value;
 use serde_json::json;
 use silo_api::{ControlPlane, Region};
+use silo_pipeline_tests::api::Api as SiloApi;
 
 use crate::settings::Settings;
 use crate::wait::{self, Check};
 use crate::{Error, StepContext};
 
 const MANAGER: &str = "silo-e2e-pods";
+/// How long a silo may take to become Ready (stores, migrations, workloads) on 2 cores.
+pub const READY: Duration = Duration::from_secs(420);
+
+fn unexpected(message: impl Into<String>) -> Error {
+    Error::Unexpected(message.into())
+}
 
 /// Server-side apply a ControlPlane with managed stores from the local images.
 pub async fn apply_control_plane(
@@ -203,4 +212,76 @@ pub async fn running_pods(
             )
         })
         .collect())
+}
+
+/// Remove every ControlPlane and the scenario's Regions left by other runs.
+pub async fn clean_fleet(client: &Client) -> Result<(), Error> {
+    let cps: Api<ControlPlane> = Api::all(client.clone());
+    let regions: Api<Region> = Api::all(client.clone());
+    for r in regions
+        .list(&ListParams::default())
+        .await
+        .step("list Regions")?
+    {
+        let _ = regions
+            .delete(&r.name_any(), &DeleteParams::default())
+            .await;
+    }
+    for cp in cps
+        .list(&ListParams::default())
+        .await
+        .step("list ControlPlanes")?
+    {
+        let _ = cps.delete(&cp.name_any(), &DeleteParams::default()).await;
+    }
+    wait::until("no Region and no ControlPlane to exist", READY, || async {
+        let r = regions.list(&ListParams::default()).await?.items.len();
+        let c = cps.list(&ListParams::default()).await?.items.len();
+        Ok(if r + c == 0 {
+            Check::Done(())
+        } else {
+            Check::Pending(format!("{r} Regions, {c} ControlPlanes"))
+        })
+    })
+    .await?;
+    Ok(())
+}
+
+/// `dsn` with its host replaced by `base` (a port-forward to the region's relay).
+pub fn dsn_via(dsn: &str, base: &str) -> Result<String, Error> {
+    let (scheme_key, rest) = dsn
+        .split_once('@')
+        .ok_or_else(|| unexpected(format!("DSN without key: {dsn}")))?;
+    let key = scheme_key.rsplit('/').next().unwrap_or_default();
+    let project = rest.rsplit('/').next().unwrap_or_default();
+    let host = base.trim_start_matches("http://");
+    Ok(format!("http://{key}@{host}/{project}"))
+}
+
+/// Issues of the project as the gateway answers, once `count` events are grouped.
+pub async fn wait_issue_count(
+    api: &SiloApi,
+    org: &str,
+    project: &str,
+    title: &str,
+    count: u64,
+) -> Result<Value, Error> {
+    Ok(wait::until(
+        &format!("issue {title:?} to count {count} events"),
+        Duration::from_secs(180),
+        || async {
+            let issues = api.issues(org, project).await.unwrap_or_default();
+            let found = issues
+                .into_iter()
+                .find(|i| i["title"].as_str().is_some_and(|t| t.contains(title)));
+            let seen = found
+                .as_ref()
+                .and_then(|i| i["count"].as_str().and_then(|c| c.parse::<u64>().ok()));
+            Ok(match (found, seen) {
+                (Some(issue), Some(n)) if n >= count => Check::Done(issue),
+                (_, n) => Check::Pending(format!("count {n:?}")),
+            })
+        },
+    )
+    .await?)
 }

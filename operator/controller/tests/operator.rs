@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use silo_api::{ControlPlane, Region};
@@ -452,6 +452,113 @@ async fn operator_reconciles_the_fleet() {
             .await
             > 0.0
     );
+
+    // An external Postgres from a Secret in the operator's namespace: a missing Secret or key
+    // is named in status and nothing of the region is created; once complete it is copied
+    // into the region's namespace and the region runs on it.
+    let mut ext = region("it-ext", "MULTI_TENANT", 3010);
+    ext.spec.infrastructure.postgres = serde_json::from_value(serde_json::json!({
+        "external": {"secretName": "it-ext-postgres"}
+    }))
+    .expect("store spec");
+    fleet
+        .regions
+        .create(&PostParams::default(), &ext)
+        .await
+        .expect("create it-ext");
+    let r = fleet
+        .wait_condition("it-ext", "ExternalSecretInvalid")
+        .await;
+    let message = r
+        .ready_condition()
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("silo-system/it-ext-postgres does not exist"),
+        "{message}"
+    );
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    assert!(
+        namespaces
+            .get_opt("region-it-ext")
+            .await
+            .expect("get ns")
+            .is_none(),
+        "nothing of the region may be created while its external store is unusable"
+    );
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    let partial: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "it-ext-postgres"},
+        "stringData": {"host": "db.example.internal", "username": "silo", "password": "pw"},
+    }))
+    .expect("secret");
+    let _ = secrets
+        .delete("it-ext-postgres", &DeleteParams::default())
+        .await;
+    secrets
+        .create(&PostParams::default(), &partial)
+        .await
+        .expect("create partial secret");
+    let regions = fleet.regions.clone();
+    wait_for("it-ext to name the missing key", READY_TIMEOUT, || {
+        let regions = regions.clone();
+        async move {
+            let r = regions.get("it-ext").await.map_err(|e| e.to_string())?;
+            let m = r
+                .ready_condition()
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            m.contains("lacks key \"database\"").then_some(()).ok_or(m)
+        }
+    })
+    .await;
+    secrets
+        .patch(
+            "it-ext-postgres",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"database": "silo_ext"}})),
+        )
+        .await
+        .expect("complete the secret");
+    fleet.wait_ready("it-ext").await;
+    let copied: Api<Secret> = Api::namespaced(admin.clone(), "region-it-ext");
+    let copy = copied
+        .get("postgres-external")
+        .await
+        .expect("copied secret");
+    let uri = copy
+        .data
+        .and_then(|d| {
+            d.get("uri")
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        })
+        .unwrap_or_default();
+    assert_eq!(uri, "postgres://silo:pw@db.example.internal:5432/silo_ext");
+    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(admin.clone(), "region-it-ext");
+    let stores: Vec<String> = sts
+        .list(&ListParams::default())
+        .await
+        .expect("list stores")
+        .items
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    assert_eq!(
+        stores,
+        ["kafka", "redis"],
+        "no managed Postgres for an external one"
+    );
+    fleet
+        .regions
+        .delete("it-ext", &DeleteParams::default())
+        .await
+        .expect("delete it-ext");
+    secrets
+        .delete("it-ext-postgres", &DeleteParams::default())
+        .await
+        .expect("delete secret");
 
     // Monolith mode: one namespace with all four workloads, no separate control web.
     for name in ["it-us", "it-de", "it-acme"] {

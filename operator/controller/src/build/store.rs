@@ -293,12 +293,10 @@ fn container(silo: &Silo<'_>, store: Store, resources: Option<ResourceRequiremen
                     ..ContainerPort::default()
                 });
                 let ns = silo.namespace;
-                let advertised = format!(
-                    "PLAINTEXT://{}-0.{}.{ns}.svc:{}",
-                    store.name(),
-                    headless_name(store),
-                    store.port()
-                );
+                // The client Service, not the pod: its address survives a broker restart
+                // (a new pod IP), so clients reconnect at once instead of timing out on the
+                // old address. One broker, so the Service always means that broker.
+                let advertised = format!("PLAINTEXT://{}:{}", store_host(store, ns), store.port());
                 let uid = silo.owner.reference.uid.as_str();
                 let env = [
                     ("KAFKA_NODE_ID", "1".to_owned()),
