@@ -50,9 +50,11 @@ done
 
 placement='{"silo.dev/node":"real"}'
 tolerations='[{"key":"silo.dev/node","operator":"Equal","value":"real","effect":"NoSchedule"}]'
-log "operator: helm upgrade --install silo charts/silo-operator (namespace silo-system)"
-helm upgrade --install silo "$ROOT/charts/silo-operator" -n silo-system --create-namespace \
-    --set image.pullPolicy=Never --set-json "nodeSelector=$placement" \
+# Its own namespace and ServiceAccount/ClusterRole names: the operator's integration tests apply
+# the chart's RBAC under the default names without Helm.
+log "operator: helm upgrade --install silo charts/silo-operator (namespace silo-demo)"
+helm upgrade --install silo "$ROOT/charts/silo-operator" -n silo-demo --create-namespace \
+    --set serviceAccount.name=silo-demo-operator --set image.pullPolicy=Never --set-json "nodeSelector=$placement" \
     --set-json "tolerations=$tolerations" --wait --timeout 180s >/dev/null
 
 log "ControlPlane silo and Region us (stores from the local images; DSNs on 127.0.0.1:$INGEST_PORT)"
