@@ -21,91 +21,29 @@
 #   e2e/images/test-kafka.sh [ARCHIVE]   (default: the one e2e/images/build.sh kafka wrote)
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SILO_CACHE="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}"
 NS=silo-image-test
 POD_FQDN="kafka-0.kafka-headless.$NS.svc"
 READY_TIMEOUT="${SILO_KAFKA_TEST_READY_TIMEOUT:-120}"
+TEST_TAG=kafka-test
+# shellcheck source=e2e/images/test-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/test-lib.sh"
 
-log() { printf '[kafka-test] %s\n' "$*" >&2; }
-die() { printf '[kafka-test] error: %s\n' "$*" >&2; exit 1; }
-now_s() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }'; }
-
-[[ "$(id -u)" == 0 ]] || die "needs root (chroot, mounts, namespaces)"
-for tool in unshare nsenter ip pgrep python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "no $tool (apt-get install -y util-linux iproute2 procps python3)"
-done
-archive="${1:-}"
-if [[ -z "$archive" ]]; then
-    [[ -f "$SILO_CACHE/images/kafka.path" ]] || die "no archive given and none built (run $HERE/build.sh kafka)"
-    archive="$(cat "$SILO_CACHE/images/kafka.path")"
-fi
-[[ -f "$archive" ]] || die "no archive $archive"
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/silo-kafka-test.XXXXXX")"
-server_pid=""
-cleanup() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    umount "$work/root/dev/shm" 2>/dev/null || true
-    umount "$work/root/dev" 2>/dev/null || true
-    umount "$work/root/var/lib/kafka/data" 2>/dev/null || true
-    rm -rf "$work"
-}
+require_root
+require_tools unshare nsenter ip pgrep python3
+find_archive kafka "${1:-}"
 # SILO_KAFKA_TEST_LOGS=DIR keeps the broker and tool logs there.
-keep_logs() {
-    [[ -n "${SILO_KAFKA_TEST_LOGS:-}" ]] || return 0
-    mkdir -p "$SILO_KAFKA_TEST_LOGS"
-    cp "$work"/*.log "$SILO_KAFKA_TEST_LOGS"/ 2>/dev/null || true
-}
-trap 'keep_logs; cleanup' EXIT
+make_workdir silo-kafka-test SILO_KAFKA_TEST_LOGS
 
 log "unpacking $archive"
-mkdir -p "$work/oci" "$work/root"
-tar -xf "$archive" -C "$work/oci"
-layers=() image_env=() entrypoint=() cmd=() user="" workdir="" ports=""
-eval "$(python3 - "$work/oci" <<'PY'
-import json, shlex, sys
-oci = sys.argv[1]
-blob = lambda d: f"{oci}/blobs/sha256/{d.split(':', 1)[1]}"
-index = json.load(open(f"{oci}/index.json"))
-manifest = json.load(open(blob(index["manifests"][0]["digest"])))
-config = json.load(open(blob(manifest["config"]["digest"])))["config"]
-q = lambda items: " ".join(shlex.quote(i) for i in items)
-print(f"layers=({q(blob(l['digest']) for l in manifest['layers'])})")
-print(f"image_env=({q(config.get('Env', []))})")
-print(f"entrypoint=({q(config.get('Entrypoint') or [])})")
-print(f"cmd=({q(config.get('Cmd') or [])})")
-print("user=" + shlex.quote(config.get("User", "") or "0:0"))
-print("workdir=" + shlex.quote(config.get("WorkingDir", "") or "/"))
-print("ports=" + shlex.quote(" ".join(sorted(config.get("ExposedPorts", {})))))
-PY
-)"
-for layer in "${layers[@]}"; do
-    tar -xzf "$layer" -C "$work/root" --numeric-owner --same-permissions
-done
-root="$work/root"
+unpack_image "$archive" "$work"
 log "image user $user, workdir $workdir, ports $ports, entrypoint ${entrypoint[*]} ${cmd[*]}"
 [[ "$user" == 1000:1000 ]] || die "image USER is $user, expected 1000:1000 (appuser)"
 [[ "$ports" == "9092/tcp 9093/tcp" ]] || die "exposed ports $ports, expected 9092/tcp 9093/tcp"
 [[ -x "$root/opt/kafka/bin/kafka-topics.sh" ]] || die "no /opt/kafka/bin/kafka-topics.sh"
 [[ "$(grep '^appuser:' "$root/etc/passwd" | cut -d: -f3,4)" == 1000:1000 ]] || die "no appuser 1000:1000"
 
-mkdir -p "$root/dev" "$work/hostpath"
-mount -t tmpfs -o mode=0755 tmpfs "$root/dev"
-for node in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
-    IFS=: read -r name major minor <<<"$node"
-    mknod -m 0666 "$root/dev/$name" c "$major" "$minor"
-done
-ln -s /proc/self/fd "$root/dev/fd"
-for fd in stdin:0 stdout:1 stderr:2; do ln -s "/proc/self/fd/${fd#*:}" "$root/dev/${fd%:*}"; done
-mkdir -p "$root/dev/shm"
-mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
-chmod 0750 "$work/hostpath"
-mount --bind "$work/hostpath" "$root/var/lib/kafka/data"
+setup_dev fd shm
+mount_volume "$work/hostpath" 0750 "$root/var/lib/kafka/data"
 # What the kubelet writes for a StatefulSet pod with a headless service (pod IP -> its names).
 printf '%s\n' "127.0.0.1 localhost" "::1 localhost ip6-localhost ip6-loopback" \
     "127.0.0.1 $POD_FQDN.cluster.local $POD_FQDN kafka-0" >"$root/etc/hosts"
@@ -155,7 +93,7 @@ start() {
         [[ -n "$pid1" ]] || pid1="$(pgrep -P "$server_pid" || true)"
         if [[ -n "$pid1" ]] && grep -q 'Kafka Server started' "$logfile" &&
             in_ns_as "$user" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9092' 2>/dev/null; then
-            READY="$(since "$started")"
+            READY="$(since "$started" 1)"
             log "broker ready in $READY s (log: 'Kafka Server started', 9092 accepts)"
             return 0
         fi
@@ -179,7 +117,7 @@ topics() {
     shift
     started="$(now_s)"
     in_ns_as "$as" /opt/kafka/bin/kafka-topics.sh --bootstrap-server "$POD_FQDN:9092" "$@"
-    TOOL_SECONDS="$(since "$started")"
+    TOOL_SECONDS="$(since "$started" 1)"
 }
 
 # stop LOG: SIGTERM to the namespace's PID 1 (the JVM), as the kubelet sends it; at most 30 s.
@@ -192,7 +130,7 @@ stop() {
     kill -0 "$server_pid" 2>/dev/null && { tail -n 40 "$logfile" >&2; die "the broker still runs 30 s after SIGTERM"; }
     wait "$server_pid" || status=$?
     server_pid=""
-    log "stopped in $(since "$started") s after SIGTERM (exit $status)"
+    log "stopped in $(since "$started" 1) s after SIGTERM (exit $status)"
     # The JVM exits with 128+15 when SIGTERM started its shutdown (Kafka's shutdown hook ran).
     ((status == 143 || status == 0)) || { tail -n 40 "$logfile" >&2; die "exit status $status after SIGTERM"; }
     grep -q 'BrokerServer id=1\] shut down completed' "$logfile" || { tail -n 40 "$logfile" >&2; die "no completed broker shutdown in the log"; }
@@ -278,9 +216,7 @@ version="$(once kafka-topics.sh --version 2>&1)" || die "kafka-topics.sh --versi
 [[ "$version" == 4.1.1* ]] || die "kafka-topics.sh --version through the entrypoint: $version"
 log "without CLUSTER_ID: '$out'; other commands run as they are (kafka-topics.sh --version: $version)"
 umount "$root/var/lib/kafka/data"
-mkdir -p "$work/hostpath2"
-chmod 0750 "$work/hostpath2"
-mount --bind "$work/hostpath2" "$root/var/lib/kafka/data"
+mount_volume "$work/hostpath2" 0750 "$root/var/lib/kafka/data"
 status=0
 out="$(once env CLUSTER_ID="$cluster_id" /usr/local/bin/kafka-entrypoint 2>&1)" || status=$?
 if ((status == 0)) || [[ "$out" != *"is not writable by uid 1000"* ]]; then

@@ -11,78 +11,23 @@
 #   e2e/images/test-postgres.sh [ARCHIVE]   (default: the one e2e/images/build.sh postgres wrote)
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SILO_CACHE="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}"
+TEST_TAG=postgres-test
+# shellcheck source=e2e/images/test-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/test-lib.sh"
 
-log() { printf '[postgres-test] %s\n' "$*" >&2; }
-die() { printf '[postgres-test] error: %s\n' "$*" >&2; exit 1; }
-
-[[ "$(id -u)" == 0 ]] || die "needs root (chroot, mounts, namespaces)"
-archive="${1:-}"
-if [[ -z "$archive" ]]; then
-    [[ -f "$SILO_CACHE/images/postgres.path" ]] || die "no archive given and none built (run $HERE/build.sh postgres)"
-    archive="$(cat "$SILO_CACHE/images/postgres.path")"
-fi
-[[ -f "$archive" ]] || die "no archive $archive"
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/silo-postgres-test.XXXXXX")"
-server_pid=""
-cleanup() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    umount -R "$work/root/dev" 2>/dev/null || true
-    umount "$work/root/var/lib/postgresql/data" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+require_root
+find_archive postgres "${1:-}"
 # SILO_POSTGRES_TEST_LOGS=DIR keeps the server logs there.
-keep_logs() {
-    [[ -n "${SILO_POSTGRES_TEST_LOGS:-}" ]] || return 0
-    mkdir -p "$SILO_POSTGRES_TEST_LOGS"
-    cp "$work"/*.log "$SILO_POSTGRES_TEST_LOGS"/ 2>/dev/null || true
-}
-trap 'keep_logs; cleanup' EXIT
+make_workdir silo-postgres-test SILO_POSTGRES_TEST_LOGS
 
 log "unpacking $archive"
-mkdir -p "$work/oci" "$work/root"
-tar -xf "$archive" -C "$work/oci"
-# Layers in order, then the config as shell-quoted assignments.
-layers=() image_env=() entrypoint=() cmd=() user=""
-eval "$(python3 - "$work/oci" <<'EOF'
-import json, shlex, sys
-oci = sys.argv[1]
-index = json.load(open(f"{oci}/index.json"))
-digest = index["manifests"][0]["digest"].split(":", 1)[1]
-manifest = json.load(open(f"{oci}/blobs/sha256/{digest}"))
-config = json.load(open(f"{oci}/blobs/sha256/{manifest['config']['digest'].split(':', 1)[1]}"))["config"]
-layers = [f"{oci}/blobs/sha256/{layer['digest'].split(':', 1)[1]}" for layer in manifest["layers"]]
-print("layers=(" + " ".join(shlex.quote(p) for p in layers) + ")")
-print("image_env=(" + " ".join(shlex.quote(e) for e in config.get("Env", [])) + ")")
-print("entrypoint=(" + " ".join(shlex.quote(a) for a in config.get("Entrypoint") or []) + ")")
-print("cmd=(" + " ".join(shlex.quote(a) for a in config.get("Cmd") or []) + ")")
-print("user=" + shlex.quote(config.get("User", "0:0")))
-EOF
-)"
-for layer in "${layers[@]}"; do
-    tar -xzf "$layer" -C "$work/root" --numeric-owner --same-permissions
-done
-[[ "$user" =~ ^[0-9]+:[0-9]+$ ]] || die "image USER is '$user', expected numeric uid:gid"
+unpack_image "$archive" "$work"
+[[ "$user" =~ ^[0-9]+:[0-9]+$ && "$user" != 0:0 ]] || die "image USER is '$user', expected numeric uid:gid, not root"
 log "image user $user, entrypoint ${entrypoint[*]} ${cmd[*]}"
 
 # What a runtime provides: /dev (null, zero, urandom, shm) and an emptyDir-like data volume.
-root="$work/root"
-mkdir -p "$root/dev" "$work/emptydir"
-mount -t tmpfs -o mode=0755 tmpfs "$root/dev"
-for node in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
-    IFS=: read -r name major minor <<<"$node"
-    mknod -m 0666 "$root/dev/$name" c "$major" "$minor"
-done
-mkdir -p "$root/dev/shm"
-mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
-chmod 0777 "$work/emptydir"
-mount --bind "$work/emptydir" "$root/var/lib/postgresql/data"
+setup_dev shm
+mount_volume "$work/emptydir" 0777 "$root/var/lib/postgresql/data"
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 password="test-$(date +%s%N)"
@@ -112,12 +57,12 @@ stop() {
     local logfile="$1" child started
     child="$(pgrep -P "$server_pid" | head -n 1)"
     [[ -n "$child" ]] || die "no entrypoint process under unshare $server_pid"
-    started="$(date +%s.%N)"
+    started="$(now_s)"
     kill -TERM "$child"
     local status=0
     wait "$server_pid" || status=$?
     server_pid=""
-    took="$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"
+    took="$(since "$started")"
     log "stopped in $took s (exit $status)"
     ((status == 0)) || { cat "$logfile" >&2; die "entrypoint exited with $status after SIGTERM"; }
 }
@@ -156,9 +101,7 @@ stop "$work/second.log"
 
 log "third start as root on a new volume (drops to the postgres user, owns the volume)"
 umount "$root/var/lib/postgresql/data"
-mkdir -p "$work/emptydir2"
-chmod 0777 "$work/emptydir2"
-mount --bind "$work/emptydir2" "$root/var/lib/postgresql/data"
+mount_volume "$work/emptydir2" 0777 "$root/var/lib/postgresql/data"
 start "$work/third.log" 0:0
 datadir="$(in_image psql -X -At -p "$port" -U silo -d silo_db -c 'show data_directory')"
 stop "$work/third.log"

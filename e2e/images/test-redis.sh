@@ -17,84 +17,27 @@
 #   e2e/images/test-redis.sh [ARCHIVE]   (default: the one e2e/images/build.sh redis wrote)
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SILO_CACHE="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}"
 PORT=6379
+TEST_TAG=redis-test
+# shellcheck source=e2e/images/test-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/test-lib.sh"
 
-log() { printf '[redis-test] %s\n' "$*" >&2; }
-die() { printf '[redis-test] error: %s\n' "$*" >&2; exit 1; }
-now_s() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.2f", b - a }'; }
-
-[[ "$(id -u)" == 0 ]] || die "needs root (chroot, mounts, namespaces)"
-for tool in unshare nsenter ip pgrep python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "no $tool (apt-get install -y util-linux iproute2 procps python3)"
-done
-archive="${1:-}"
-if [[ -z "$archive" ]]; then
-    [[ -f "$SILO_CACHE/images/redis.path" ]] || die "no archive given and none built (run $HERE/build.sh redis)"
-    archive="$(cat "$SILO_CACHE/images/redis.path")"
-fi
-[[ -f "$archive" ]] || die "no archive $archive"
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/silo-redis-test.XXXXXX")"
-server_pid=""
-cleanup() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    umount "$work/root/dev" 2>/dev/null || true
-    umount "$work/root/data" 2>/dev/null || true
-    rm -rf "$work"
-}
+require_root
+require_tools unshare nsenter ip pgrep python3
+find_archive redis "${1:-}"
 # SILO_REDIS_TEST_LOGS=DIR keeps the server logs there.
-keep_logs() {
-    [[ -n "${SILO_REDIS_TEST_LOGS:-}" ]] || return 0
-    mkdir -p "$SILO_REDIS_TEST_LOGS"
-    cp "$work"/*.log "$SILO_REDIS_TEST_LOGS"/ 2>/dev/null || true
-}
-trap 'keep_logs; cleanup' EXIT
+make_workdir silo-redis-test SILO_REDIS_TEST_LOGS
 
 log "unpacking $archive"
-mkdir -p "$work/oci" "$work/root"
-tar -xf "$archive" -C "$work/oci"
-layers=() image_env=() entrypoint=() cmd=() user="" workdir="" ports=""
-eval "$(python3 - "$work/oci" <<'PY'
-import json, shlex, sys
-oci = sys.argv[1]
-blob = lambda d: f"{oci}/blobs/sha256/{d.split(':', 1)[1]}"
-index = json.load(open(f"{oci}/index.json"))
-manifest = json.load(open(blob(index["manifests"][0]["digest"])))
-config = json.load(open(blob(manifest["config"]["digest"])))["config"]
-q = lambda items: " ".join(shlex.quote(i) for i in items)
-print(f"layers=({q(blob(l['digest']) for l in manifest['layers'])})")
-print(f"image_env=({q(config.get('Env', []))})")
-print(f"entrypoint=({q(config.get('Entrypoint') or [])})")
-print(f"cmd=({q(config.get('Cmd') or [])})")
-print("user=" + shlex.quote(config.get("User", "") or "0:0"))
-print("workdir=" + shlex.quote(config.get("WorkingDir", "") or "/"))
-print("ports=" + shlex.quote(" ".join(sorted(config.get("ExposedPorts", {})))))
-PY
-)"
-for layer in "${layers[@]}"; do
-    tar -xzf "$layer" -C "$work/root" --numeric-owner --same-permissions
-done
+unpack_image "$archive" "$work"
 log "image user $user, workdir $workdir, ports $ports, entrypoint ${entrypoint[*]} ${cmd[*]}"
 [[ "$user" == 0:0 ]] || die "image USER is $user, expected none (root), as in the official image"
 [[ "$workdir" == /data && "$ports" == "$PORT/tcp" && "${cmd[*]}" == redis-server ]] ||
     die "unexpected image config: workdir $workdir, ports $ports, cmd ${cmd[*]}"
 
-root="$work/root"
-mkdir -p "$root/dev" "$work/hostpath"
-mount -t tmpfs -o mode=0755 tmpfs "$root/dev"
-for node in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
-    IFS=: read -r name major minor <<<"$node"
-    mknod -m 0666 "$root/dev/$name" c "$major" "$minor"
-done
+setup_dev
 # A hostPath volume of the test cluster: root's, mode 0750.
-chmod 0750 "$work/hostpath"
-mount --bind "$work/hostpath" "$root/data"
+mount_volume "$work/hostpath" 0750 "$root/data"
 
 password="test-$(date +%s%N)"
 env_args=(env -i "${image_env[@]}" HOME=/root)

@@ -8,49 +8,33 @@
 #   e2e/images/test-silo.sh [workload|operator]...   (default both; archives from build.sh)
 set -euo pipefail
 
-SILO_CACHE="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}"
+TEST_TAG=silo-image-test
+# shellcheck source=e2e/images/test-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/test-lib.sh"
 
-log() { printf '[silo-image-test] %s\n' "$*" >&2; }
-die() { printf '[silo-image-test] error: %s\n' "$*" >&2; exit 1; }
-
-[[ "$(id -u)" == 0 ]] || die "needs root (chroot)"
+require_root chroot
 (($# > 0)) || set -- workload operator
 CHROOT="$(command -v chroot)" || die "no chroot (coreutils)"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/silo-image-test.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+make_workdir silo-image-test
 
 check() {
     local kind="$1" archive root
-    [[ -f "$SILO_CACHE/images/$kind.path" ]] || die "no $kind image built (run e2e/images/build.sh $kind)"
-    archive="$(cat "$SILO_CACHE/images/$kind.path")"
-    root="$work/$kind/root"
-    mkdir -p "$work/$kind/oci" "$root"
-    tar -xf "$archive" -C "$work/$kind/oci"
-    local -a layers=() env=() entrypoint=() cmd=()
-    local user="" title=""
-    eval "$(python3 - "$work/$kind/oci" <<'EOF'
+    local -a layers=() image_env=() entrypoint=() cmd=()
+    # shellcheck disable=SC2034 # workdir and ports: set by unpack_image, unused here
+    local user="" workdir="" ports="" image_config="" title=""
+    find_archive "$kind"
+    unpack_image "$archive" "$work/$kind"
+    # The labels build.sh sets; the title goes into the report.
+    eval "$(python3 - "$image_config" <<'EOF'
 import json, shlex, sys
-oci = sys.argv[1]
-blob = lambda d: f"{oci}/blobs/sha256/{d.split(':', 1)[1]}"
-index = json.load(open(f"{oci}/index.json"))
-manifest = json.load(open(blob(index["manifests"][0]["digest"])))
-config = json.load(open(blob(manifest["config"]["digest"])))["config"]
-q = lambda items: " ".join(shlex.quote(i) for i in items)
-print(f"layers=({q(blob(l['digest']) for l in manifest['layers'])})")
-print(f"env=({q(config.get('Env', []))})")
-print(f"entrypoint=({q(config.get('Entrypoint') or [])})")
-print(f"cmd=({q(config.get('Cmd') or [])})")
-print(f"user={shlex.quote(config.get('User', ''))}")
-labels = config.get("Labels", {})
+labels = json.load(open(sys.argv[1]))["config"].get("Labels", {})
 for key in ("source", "version", "revision", "title", "licenses", "description"):
     if not labels.get(f"org.opencontainers.image.{key}"):
         print(f"die 'label org.opencontainers.image.{key} missing'")
 print(f"title={shlex.quote(labels.get('org.opencontainers.image.title', ''))}")
 EOF
     )"
-    local layer
-    for layer in "${layers[@]}"; do tar -xzf "$layer" -C "$root" --numeric-owner; done
 
     [[ "$user" == 65532:65532 ]] || die "$kind: user '$user', expected 65532:65532"
     [[ "$(stat -c %a "$root/tmp")" == 1777 ]] || die "$kind: /tmp is not 1777"
@@ -78,7 +62,7 @@ EOF
         ;;
     esac
     for bin in "${bins[@]}"; do
-        if ! env -i "${env[@]}" "$CHROOT" --userspec="$user" "$root" "/usr/local/bin/$bin" --help >"$work/$kind-$bin.out" 2>&1; then
+        if ! env -i "${image_env[@]}" "$CHROOT" --userspec="$user" "$root" "/usr/local/bin/$bin" --help >"$work/$kind-$bin.out" 2>&1; then
             cat "$work/$kind-$bin.out" >&2
             die "$kind: $bin --help failed in the image"
         fi
