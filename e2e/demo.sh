@@ -139,4 +139,6 @@ Send an event:
   $SEND
 Issues (API token in secret $CONTROL_NS/silo-bootstrap-token):
   curl -sS -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:$API_PORT/api/0/projects/demo/web/issues/?query='
+Before e2e/test.sh on this cluster, remove the demo's operator (one operator per fleet):
+  helm uninstall silo -n silo-demo
 EOF
