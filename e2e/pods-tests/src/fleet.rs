@@ -13,6 +13,7 @@ use serde_json::Value;
 use serde_json::json;
 use silo_api::{ControlPlane, Region};
 use silo_pipeline_tests::api::Api as SiloApi;
+use silo_pipeline_tests::sdk::{EnvelopeSender, envelope_bytes};
 
 use crate::settings::Settings;
 use crate::wait::{self, Check};
@@ -284,4 +285,42 @@ pub async fn wait_issue_count(
         },
     )
     .await?)
+}
+
+/// Wait until relay accepts an event again (its own, titled apart from the load).
+pub async fn wait_accepting(sender: &EnvelopeSender) -> Result<(), Error> {
+    Ok(wait::until(
+        "relay to accept events",
+        Duration::from_secs(120),
+        || async {
+            let mut event = sentry::protocol::Event::new();
+            event.message = Some("relay probe".to_owned());
+            Ok(match sender.send(envelope_bytes(event)).await {
+                Ok(()) => Check::Done(()),
+                Err(why) => Check::Pending(why),
+            })
+        },
+    )
+    .await?)
+}
+
+/// The last lines of relay's and consumers' logs in `namespace` (for failure messages).
+pub fn silo_logs(tools: &crate::kubectl::Tools, namespace: &str) -> String {
+    ["relay", "consumers"]
+        .iter()
+        .map(|w| {
+            let log = tools
+                .kubectl(&[
+                    "logs",
+                    "-n",
+                    namespace,
+                    &format!("deploy/{w}"),
+                    "--tail",
+                    "15",
+                ])
+                .unwrap_or_else(|e| e.to_string());
+            format!("--- {namespace}/{w}:\n{log}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -13,7 +13,7 @@ use silo_e2e_pods::kubectl::Tools;
 use silo_e2e_pods::settings::Settings;
 use silo_e2e_pods::{Error, operator};
 use silo_pipeline_tests::api::Api as SiloApi;
-use silo_pipeline_tests::sdk::Sdk;
+use silo_pipeline_tests::sdk::{EnvelopeSender, Sdk};
 
 const CONTROL_PLANE: &str = "e2e-monolith";
 const NAMESPACE: &str = "e2e-monolith";
@@ -79,12 +79,21 @@ async fn a_monolith_serves_sdk_events_from_one_namespace() -> Result<(), Error> 
     );
 
     let relay = tools.port_forward(NAMESPACE, "svc/relay", 3000).await?;
+    let sender = EnvelopeSender::new(
+        &relay.url,
+        dsn.rsplit('/').next().unwrap_or_default(),
+        key["public"].as_str().unwrap_or_default(),
+    );
+    // The SDK drops what relay refuses: send once relay accepts (its project config loaded).
+    fleet::wait_accepting(&sender).await?;
     let sdk = Sdk::new(&fleet::dsn_via(&dsn, &relay.url)?);
     for _ in 0..2 {
         sdk.capture_message("monolith checkout failed", sentry::Level::Error);
     }
     assert!(sdk.flush(Duration::from_secs(30)), "the SDK could not send");
-    let issue = fleet::wait_issue_count(&api, "solo", "app", "monolith checkout failed", 2).await?;
+    let issue = fleet::wait_issue_count(&api, "solo", "app", "monolith checkout failed", 2)
+        .await
+        .map_err(|e| Error::Unexpected(format!("{e}\n{}", fleet::silo_logs(&tools, NAMESPACE))))?;
     assert_eq!(issue["count"], "2", "{issue}");
 
     fleet::clean_fleet(&client).await?;

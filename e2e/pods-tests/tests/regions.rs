@@ -100,23 +100,6 @@ async fn send_during(
     (accepted, refused)
 }
 
-/// Wait until relay accepts an event again (its own, titled apart from the load).
-async fn wait_accepting(sender: &EnvelopeSender) -> Result<(), Error> {
-    Ok(wait::until(
-        "relay to accept events",
-        Duration::from_secs(120),
-        || async {
-            let mut event = sentry::protocol::Event::new();
-            event.message = Some("relay probe".to_owned());
-            Ok(match sender.send(envelope_bytes(event)).await {
-                Ok(()) => Check::Done(()),
-                Err(why) => Check::Pending(why),
-            })
-        },
-    )
-    .await?)
-}
-
 /// Delete pod `name` in `namespace` and wait until its replacement is Ready.
 async fn restart_store(client: &Client, namespace: &str, name: &str) -> Result<f64, Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -247,14 +230,22 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
 
     // 3. The official SDK sends to de's relay; the issue is read back through the gateway.
     let relay = tools.port_forward("region-de", "svc/relay", 3000).await?;
+    let sender = EnvelopeSender::new(
+        &relay.url,
+        dsn.rsplit('/').next().unwrap_or_default(),
+        key["public"].as_str().unwrap_or_default(),
+    );
+    // The SDK drops what relay refuses: send once relay accepts (its project config loaded).
+    fleet::wait_accepting(&sender).await?;
     let sdk = Sdk::new(&fleet::dsn_via(&dsn, &relay.url)?);
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(sdk.capture_message("checkout failed in de", sentry::Level::Error));
     }
     assert!(sdk.flush(Duration::from_secs(30)), "the SDK could not send");
-    let issue =
-        fleet::wait_issue_count(&api, "acme-de", "checkout", "checkout failed in de", 3).await?;
+    let issue = fleet::wait_issue_count(&api, "acme-de", "checkout", "checkout failed in de", 3)
+        .await
+        .map_err(|e| unexpected(format!("{e}\n{}", fleet::silo_logs(&tools, "region-de"))))?;
     println!("issue via the gateway: {}", issue["title"]);
     let id = ids[0].simple().to_string();
     let query =
@@ -374,11 +365,6 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
 
     // 6. Kafka, then Postgres, deleted under load: relay refuses (503) rather than loses,
     //    consumers retry; every accepted event is stored, none twice.
-    let sender = EnvelopeSender::new(
-        &relay.url,
-        dsn.rsplit('/').next().unwrap_or_default(),
-        key["public"].as_str().unwrap_or_default(),
-    );
     let mut accepted_total = 0;
     for store in ["kafka-0", "postgres-0"] {
         let title = format!("store {store} restarted under load");
@@ -394,10 +380,10 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
                 .await
             })
         };
-        wait_accepting(&sender).await?;
+        fleet::wait_accepting(&sender).await?;
         let back = restart_store(&client, "region-de", store).await?;
         // Keep the load on until relay accepts again after the store is back.
-        wait_accepting(&sender).await?;
+        fleet::wait_accepting(&sender).await?;
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         let (accepted, refused) = load.await.map_err(|e| unexpected(e.to_string()))?;
         println!(

@@ -193,12 +193,25 @@ pub fn decide(
         .get(&ObjectRef::new(&job_name).within(namespace))
         .map(|j| job_state(&j));
     let running = running_version(stores, namespace);
-    gate::decide(&GateInput {
+    let job_running = job == Some(JobState::Running);
+    let mut decision = gate::decide(&GateInput {
         target,
         stores: stores_ready(stores_set, stores, problems),
         job: job.map(|j| (job_name.as_str(), j)),
         running: running.as_deref(),
-    })
+    });
+    // A migration pod that cannot run (bad image, crash) is named with the kubelet's reason.
+    if job_running && let Some(problem) = problems.of(namespace, build::MIGRATE_NAME) {
+        decision.migrations.message = format!(
+            "{} (pod {}: {}: {})",
+            decision.migrations.message,
+            problem.pod,
+            problem.reason,
+            problem.message.chars().take(300).collect::<String>()
+        );
+        decision.migrations.reason = problem.reason;
+    }
+    decision
 }
 
 /// Conditions of a silo after a successful apply: `Ready` is all of `InfrastructureReady`,
@@ -231,14 +244,14 @@ pub fn verdicts(
         Verdict::new(
             conditions::READY,
             false,
-            infrastructure.reason,
+            &infrastructure.reason,
             infrastructure.message.clone(),
         )
     } else if !decision.migrations.ok {
         Verdict::new(
             conditions::READY,
             false,
-            decision.migrations.reason,
+            &decision.migrations.reason,
             decision.migrations.message.clone(),
         )
     } else {
@@ -257,13 +270,13 @@ pub fn verdicts(
         Verdict::new(
             conditions::INFRASTRUCTURE_READY,
             infrastructure.ok,
-            infrastructure.reason,
+            &infrastructure.reason,
             infrastructure.message,
         ),
         Verdict::new(
             conditions::MIGRATIONS_COMPLETE,
             decision.migrations.ok,
-            decision.migrations.reason,
+            &decision.migrations.reason,
             decision.migrations.message.clone(),
         ),
         match workloads {

@@ -12,6 +12,8 @@ use super::pod::{Silo, secret_env};
 use crate::infra::connection_secret;
 use crate::labels;
 
+/// The `app.kubernetes.io/name` of migration pods (their problems are reported by it).
+pub const MIGRATE_NAME: &str = "migrate";
 /// Partitions of every topic the Job creates (also the broker's default).
 pub const TOPIC_PARTITIONS: u32 = 4;
 /// The topics of a region silo.
@@ -92,7 +94,7 @@ pub fn job(silo: &Silo<'_>) -> Job {
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    labels.insert(labels::NAME.to_owned(), "migrate".to_owned());
+    labels.insert(labels::NAME.to_owned(), MIGRATE_NAME.to_owned());
     template.metadata = Some(ObjectMeta {
         labels: Some(labels),
         ..ObjectMeta::default()

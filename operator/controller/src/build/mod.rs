@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 pub use container::{ADMIN_PORT, TERMINATION_GRACE_SECONDS};
 pub use control::{build_control, build_monolith, monolith_directory_entry};
-pub use migration::{TOPICS, job_name};
+pub use migration::{MIGRATE_NAME, TOPICS, job_name};
 pub use pod::{Silo, control_address, directory_hash, region_address, relay_address};
 pub use region::build_region;
 pub use store::{POSTGRES_DATABASE, POSTGRES_USER, kafka_cluster_id, store_host};

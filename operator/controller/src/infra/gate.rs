@@ -29,7 +29,7 @@ pub struct GateInput<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GateVerdict {
     pub ok: bool,
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
 }
 
@@ -48,12 +48,12 @@ pub fn decide(input: &GateInput<'_>) -> Decision {
     let infrastructure = match &input.stores {
         Ok(()) => GateVerdict {
             ok: true,
-            reason: reason::READY,
+            reason: reason::READY.to_owned(),
             message: "every store is ready".to_owned(),
         },
         Err(message) => GateVerdict {
             ok: false,
-            reason: reason::STORE_NOT_READY,
+            reason: reason::STORE_NOT_READY.to_owned(),
             message: message.clone(),
         },
     };
@@ -66,12 +66,12 @@ pub fn decide(input: &GateInput<'_>) -> Decision {
     let migrations = match &input.job {
         Some((_, JobState::Succeeded)) => GateVerdict {
             ok: true,
-            reason: reason::MIGRATED,
+            reason: reason::MIGRATED.to_owned(),
             message: format!("migrations of version {} are applied", input.target),
         },
         Some((name, JobState::Failed { message })) => GateVerdict {
             ok: false,
-            reason: reason::MIGRATION_FAILED,
+            reason: reason::MIGRATION_FAILED.to_owned(),
             message: format!(
                 "migration Job {name} of version {} failed: {message}{}. Fix the cause (its pod's log says why) and delete the Job to retry, or go back to the previous version",
                 input.target,
@@ -80,7 +80,7 @@ pub fn decide(input: &GateInput<'_>) -> Decision {
         },
         Some((name, JobState::Running)) => GateVerdict {
             ok: false,
-            reason: reason::MIGRATING,
+            reason: reason::MIGRATING.to_owned(),
             message: format!(
                 "migration Job {name} of version {} is running{}",
                 input.target,
@@ -89,12 +89,12 @@ pub fn decide(input: &GateInput<'_>) -> Decision {
         },
         None if input.stores.is_ok() => GateVerdict {
             ok: false,
-            reason: reason::MIGRATING,
+            reason: reason::MIGRATING.to_owned(),
             message: format!("creating the migration Job of version {}", input.target),
         },
         None => GateVerdict {
             ok: false,
-            reason: reason::WAITING_FOR_INFRASTRUCTURE,
+            reason: reason::WAITING_FOR_INFRASTRUCTURE.to_owned(),
             message: format!(
                 "migrations of version {} wait for the stores{}",
                 input.target,
