@@ -324,3 +324,46 @@ pub fn silo_logs(tools: &crate::kubectl::Tools, namespace: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// POST `body` to the API until it answers 2xx, retrying 503 (a silo that just became Ready
+/// may not be reachable from the gateway for a moment: Service routes, DNS); other answers
+/// fail at once with the status and body.
+pub async fn post_until_created(
+    base: &str,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> Result<Value, Error> {
+    let client = reqwest::Client::new();
+    let answer = wait::until(
+        &format!("POST {path} to succeed"),
+        Duration::from_secs(90),
+        || async {
+            let r = client
+                .post(format!("{base}{path}"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await;
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return Ok(Check::Pending(e.to_string())),
+            };
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            if status.is_success() {
+                return Ok(Check::Done(Ok(
+                    serde_json::from_str(&text).unwrap_or(Value::Null)
+                )));
+            }
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                return Ok(Check::Pending(format!("{status}: {text}")));
+            }
+            Ok(Check::Done(Err(format!(
+                "POST {path} answered {status}: {text}"
+            ))))
+        },
+    )
+    .await?;
+    answer.map_err(unexpected)
+}

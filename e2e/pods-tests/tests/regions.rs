@@ -208,13 +208,14 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
     // 2. Through the gateway: an organization in de, a project, a DSN.
     let token = fleet::secret_value(&client, CONTROL_NS, "silo-bootstrap-token", "token").await?;
     let gateway = tools.port_forward(CONTROL_NS, "svc/web", 8000).await?;
-    let api = SiloApi::new(gateway.url.clone(), token);
-    let org = api
-        .post(
-            "/api/0/organizations/",
-            json!({"name": "Acme DE", "slug": "acme-de", "region": "de"}),
-        )
-        .await;
+    let api = SiloApi::new(gateway.url.clone(), token.clone());
+    let org = fleet::post_until_created(
+        &gateway.url,
+        &token,
+        "/api/0/organizations/",
+        json!({"name": "Acme DE", "slug": "acme-de", "region": "de"}),
+    )
+    .await?;
     assert_eq!(org["slug"], "acme-de", "{org}");
     api.create_project("acme-de", "checkout").await;
     let key = api.create_key("acme-de", "checkout").await;
