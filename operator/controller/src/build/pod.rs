@@ -44,6 +44,18 @@ pub struct Silo<'a> {
     pub ingest_url: &'a str,
 }
 
+impl Silo<'_> {
+    /// `spec.nodeSelector` of every pod of the silo (workloads, stores, migrations).
+    pub fn node_selector(&self) -> Option<BTreeMap<String, String>> {
+        (!self.pods.node_selector.is_empty()).then(|| self.pods.node_selector.clone())
+    }
+
+    /// `spec.tolerations` of every pod of the silo.
+    pub fn tolerations(&self) -> Option<Vec<k8s_openapi::api::core::v1::Toleration>> {
+        (!self.pods.tolerations.is_empty()).then(|| self.pods.tolerations.clone())
+    }
+}
+
 /// Internal address of a region's web Service.
 pub fn region_address(namespace: &str) -> String {
     format!("http://web.{namespace}.svc:{}", web_port())
@@ -166,10 +178,8 @@ pub fn deployment(
                     // Service links would add a variable per Service of the namespace.
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(container::TERMINATION_GRACE_SECONDS),
-                    node_selector: (!silo.pods.node_selector.is_empty())
-                        .then(|| silo.pods.node_selector.clone()),
-                    tolerations: (!silo.pods.tolerations.is_empty())
-                        .then(|| silo.pods.tolerations.clone()),
+                    node_selector: silo.node_selector(),
+                    tolerations: silo.tolerations(),
                     volumes: Some(vec![Volume {
                         name: "directory".to_owned(),
                         config_map: Some(ConfigMapVolumeSource {

@@ -477,10 +477,8 @@ fn stateful_set(
                         fs_group: Some(1000),
                         ..PodSecurityContext::default()
                     }),
-                    node_selector: (!silo.pods.node_selector.is_empty())
-                        .then(|| silo.pods.node_selector.clone()),
-                    tolerations: (!silo.pods.tolerations.is_empty())
-                        .then(|| silo.pods.tolerations.clone()),
+                    node_selector: silo.node_selector(),
+                    tolerations: silo.tolerations(),
                     volumes,
                     ..PodSpec::default()
                 }),
