@@ -71,7 +71,10 @@ print(m["annotations"]["io.containerd.image.name"], m["digest"])' 2>/dev/null
 }
 
 # import_image SOCKET ARCHIVE: import an OCI archive into containerd's k8s.io namespace (the one
-# the kubelet uses) unless that image is there with the same manifest digest.
+# the kubelet uses) unless that image is there with the same manifest digest, and pin it
+# (label io.cri-containerd.pinned): the kubelet never removes a pinned image, neither by image
+# garbage collection nor to reclaim disk space under pressure, and an image pods use with
+# `imagePullPolicy: Never` cannot come back once removed.
 import_image() {
     local sock="$1" archive="$2" ref digest current ctr out
     ctr=("$CONTAINERD_DIR/bin/ctr" --address "$sock" --namespace k8s.io)
@@ -82,6 +85,7 @@ import_image() {
     # (ctr warns on every call that cgroup v1 is deprecated; only failures are shown.)
     current="$("${ctr[@]}" images ls "name==$ref" 2>/dev/null | awk 'NR > 1 { print $3 }')"
     if [[ "$current" == "$digest" ]]; then
+        pin_image "$sock" "$ref" || return 1
         printf '%s: already imported (%s)\n' "$ref" "$digest"
         return 0
     fi
@@ -92,5 +96,16 @@ import_image() {
     current="$("${ctr[@]}" images ls "name==$ref" 2>/dev/null | awk 'NR > 1 { print $3 }')"
     [[ "$current" == "$digest" ]] ||
         { printf '%s: imported, but containerd reports digest %s instead of %s\n' "$ref" "$current" "$digest" >&2; return 1; }
+    pin_image "$sock" "$ref" || return 1
     printf '%s: imported (%s)\n' "$ref" "$digest"
+}
+
+# pin_image SOCKET REF: label image REF pinned for the CRI (and so for the kubelet).
+pin_image() {
+    local out
+    if ! out="$("$CONTAINERD_DIR/bin/ctr" --address "$1" --namespace k8s.io images label "$2" \
+        io.cri-containerd.pinned=pinned 2>&1)"; then
+        printf 'pinning %s failed: %s\n' "$2" "$out" >&2
+        return 1
+    fi
 }
