@@ -57,13 +57,25 @@ pub fn decide(input: &GateInput<'_>) -> Decision {
             message: message.clone(),
         },
     };
+    // The version the Deployments run passed this gate when it rolled out (a Deployment is
+    // only ever built at a version whose Job succeeded): going back to it, or an operator
+    // restart, needs no new Job, whose pods would only check the same migrations again.
+    let runs_target = input.running == Some(input.target);
     // A Job that exists stays (a store restarting must not delete a migration under way).
-    let run_job = input.stores.is_ok() || input.job.is_some();
+    let run_job = input.job.is_some() || (input.stores.is_ok() && !runs_target);
     let previous = || match input.running {
         Some(v) if v != input.target => format!("; version {v} keeps serving"),
         _ => String::new(),
     };
     let migrations = match &input.job {
+        _ if runs_target => GateVerdict {
+            ok: true,
+            reason: reason::MIGRATED.to_owned(),
+            message: format!(
+                "version {} runs; its migrations were applied when it rolled out",
+                input.target
+            ),
+        },
         Some((_, JobState::Succeeded)) => GateVerdict {
             ok: true,
             reason: reason::MIGRATED.to_owned(),
@@ -171,6 +183,22 @@ mod tests {
             d.migrations
         );
         assert!(d.migrations.message.contains("1.0.0 keeps serving"));
+        assert_eq!(d.workload_version.as_deref(), Some("1.0.0"));
+    }
+
+    #[test]
+    fn going_back_to_the_running_version_needs_no_job() {
+        // Pinned to 2.0.0, whose Job failed; back to 1.0.0, which still runs.
+        let back = GateInput {
+            target: "1.0.0",
+            stores: Ok(()),
+            job: None,
+            running: Some("1.0.0"),
+        };
+        let d = decide(&back);
+        assert!(!d.run_job, "no Job re-checks a version that runs");
+        assert!(d.migrations.ok, "{:?}", d.migrations);
+        assert_eq!(d.migrations.reason, reason::MIGRATED);
         assert_eq!(d.workload_version.as_deref(), Some("1.0.0"));
     }
 
