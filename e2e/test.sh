@@ -34,13 +34,14 @@ export SILO_KUBECONFIG_2="$STATE/clusters/silo-2/kubeconfig"
 SILO_KUBECTL="$(command -v kubectl)"
 export SILO_KUBECTL
 
-step "images (workload, operator, Postgres, Redis, Kafka)"
+step "images (workload, workload-next, operator, Postgres, Redis, Kafka)"
 e2e/images/build.sh all >/dev/null
 IMAGES="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}/images"
 
 step "images on the real node"
 e2e/cluster/load-images.sh --cluster silo "$SILO_BUSYBOX_IMAGE_ARCHIVE" \
-    "$(cat "$IMAGES/workload.path")" "$(cat "$IMAGES/operator.path")" "$(cat "$IMAGES/postgres.path")" \
+    "$(cat "$IMAGES/workload.path")" "$(cat "$IMAGES/workload-next.path")" \
+    "$(cat "$IMAGES/operator.path")" "$(cat "$IMAGES/postgres.path")" \
     "$(cat "$IMAGES/redis.path")" "$(cat "$IMAGES/kafka.path")"
 
 if [[ $# -gt 0 ]]; then

@@ -2,9 +2,11 @@
 # Container images without a container engine, as OCI archives for `ctr -n k8s.io images import`,
 # `kind load image-archive`, `docker load` and `podman load`:
 #
-#   e2e/images/build.sh [workload|operator|postgres|redis|kafka|all]...   (default: workload operator)
+#   e2e/images/build.sh [workload|workload-next|operator|postgres|redis|kafka|all]...   (default: workload operator)
 #
 #   workload   ghcr.io/silo-dev/silo:<version>           relay, consumers, web, postprocess
+#   workload-next  ghcr.io/silo-dev/silo:<version>-next  the same binaries as a second release,
+#                                                         for upgrade and migration-gate tests
 #   operator   ghcr.io/silo-dev/silo-operator:<version>  entrypoint silo-operator
 #   postgres   silo.local/postgres:15                     Debian's postgresql-15, for end-to-end tests
 #   redis      silo.local/redis:7                         Debian's redis-server, for end-to-end tests
@@ -160,14 +162,14 @@ base_layer() {
     chmod 0644 "$dir"/etc/*
 }
 
-# rust_image KIND REPO TITLE DESCRIPTION CONFIG-ARGS -- BINARY...
+# rust_image KIND REF TITLE DESCRIPTION CONFIG-ARGS -- BINARY...
 rust_image() {
-    local kind="$1" repo="$2" title="$3" description="$4"
+    local kind="$1" ref="$2" title="$3" description="$4"
     shift 4
     local -a config=()
     while [[ "$1" != -- ]]; do config+=("$1"); shift; done
     shift
-    local ref="$repo:$VERSION" work="$IMAGES/work/$kind" bin
+    local work="$IMAGES/work/$kind" bin
     rm -rf "$work"
     mkdir -p "$work/base" "$work/app/usr/local/bin"
     for bin in "$@"; do
@@ -179,7 +181,7 @@ rust_image() {
     local -a labels=(
         "org.opencontainers.image.title=$title"
         "org.opencontainers.image.description=$description"
-        "org.opencontainers.image.version=$VERSION"
+        "org.opencontainers.image.version=${ref##*:}"
         "org.opencontainers.image.revision=$REVISION"
         "org.opencontainers.image.source=$SOURCE_URL"
         "org.opencontainers.image.licenses=Apache-2.0"
@@ -458,18 +460,19 @@ kafka_image() {
     store_image kafka "$KAFKA_REF" "$work/libs" "$work/files" -- "${args[@]}"
 }
 
-want_workload=0 want_operator=0 want_postgres=0 want_redis=0 want_kafka=0
+want_workload=0 want_workload_next=0 want_operator=0 want_postgres=0 want_redis=0 want_kafka=0
 (($# > 0)) || set -- workload operator
 for arg in "$@"; do
     case "$arg" in
     workload) want_workload=1 ;;
+    workload-next) want_workload_next=1 ;;
     operator) want_operator=1 ;;
     postgres) want_postgres=1 ;;
     redis) want_redis=1 ;;
     kafka) want_kafka=1 ;;
-    all) want_workload=1 want_operator=1 want_postgres=1 want_redis=1 want_kafka=1 ;;
+    all) want_workload=1 want_workload_next=1 want_operator=1 want_postgres=1 want_redis=1 want_kafka=1 ;;
     -h | --help) usage; exit 0 ;;
-    *) die "unknown image '$arg' (workload, operator, postgres, redis, kafka or all)" ;;
+    *) die "unknown image '$arg' (workload, workload-next, operator, postgres, redis, kafka or all)" ;;
     esac
 done
 
@@ -497,7 +500,7 @@ esac
 # so a value changing with HEAD would rebuild them on every commit.
 IMAGE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)}"
 
-if ((want_workload || want_operator)); then
+if ((want_workload || want_workload_next || want_operator)); then
     require cargo "install Rust (rustup)"
     require strip "apt-get install -y binutils"
     require ldd "apt-get install -y libc-bin"
@@ -515,12 +518,17 @@ if ((want_workload || want_operator)); then
 fi
 
 if ((want_workload)); then
-    rust_image workload "$WORKLOAD_REPO" silo \
+    rust_image workload "$WORKLOAD_REPO:$VERSION" silo \
         "silo workloads: relay, consumers, web and postprocess of a Sentry-compatible region" \
         --cmd '["web"]' -- "${WORKLOAD_BINS[@]}"
 fi
+if ((want_workload_next)); then
+    rust_image workload-next "$WORKLOAD_REPO:$VERSION-next" silo \
+        "silo workloads (the same binaries as $VERSION, tagged as a second release for tests)" \
+        --cmd '["web"]' -- "${WORKLOAD_BINS[@]}"
+fi
 if ((want_operator)); then
-    rust_image operator "$OPERATOR_REPO" silo-operator \
+    rust_image operator "$OPERATOR_REPO:$VERSION" silo-operator \
         "silo operator: reconciles ControlPlane and Region resources into running silos" \
         --entrypoint '["/usr/local/bin/silo-operator"]' -- silo-operator
 fi

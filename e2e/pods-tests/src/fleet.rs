@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::ResourceExt;
@@ -61,11 +62,16 @@ pub async fn apply_control_plane(
 
 /// Server-side apply Region `name` (all stores managed).
 pub async fn apply_region(client: &Client, name: &str, snowflake_id: i32) -> Result<(), Error> {
+    apply_region_spec(client, name, json!({"snowflakeId": snowflake_id})).await
+}
+
+/// Server-side apply Region `name` with `spec` (fields this manager leaves out are removed).
+pub async fn apply_region_spec(client: &Client, name: &str, spec: Value) -> Result<(), Error> {
     let region: Region = serde_json::from_value(json!({
         "apiVersion": "silo.dev/v1alpha1",
         "kind": "Region",
         "metadata": {"name": name},
-        "spec": {"snowflakeId": snowflake_id},
+        "spec": spec,
     }))
     .map_err(|e| Error::Unexpected(e.to_string()))?;
     Api::<Region>::all(client.clone())
@@ -113,6 +119,36 @@ pub async fn wait_region_ready(
         })
         .await?,
     )
+}
+
+/// Wait until condition `type_` of Region `name`, at its current generation, is one `accept`
+/// takes (`what` says which, for the timeout's message); that condition.
+pub async fn wait_region_condition(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    what: &str,
+    timeout: Duration,
+    accept: impl Fn(&Condition) -> bool,
+) -> Result<Condition, Error> {
+    let regions = &Api::<Region>::all(client.clone());
+    let accept = &accept;
+    Ok(wait::until(
+        &format!("Region {name}'s {type_} condition: {what}"),
+        timeout,
+        || async move {
+            let region = regions.get(name).await?;
+            let Some(s) = region.status.as_ref() else {
+                return Ok(Check::Pending("no status".into()));
+            };
+            let current = s.observed_generation == region.metadata.generation;
+            Ok(match s.conditions.iter().find(|c| c.type_ == type_) {
+                Some(c) if current && accept(c) => Check::Done(c.clone()),
+                other => Check::Pending(format!("current: {current}, {other:?}")),
+            })
+        },
+    )
+    .await?)
 }
 
 /// Wait until the ControlPlane is Ready at its current generation.

@@ -21,6 +21,7 @@ pub mod operator;
 pub mod pods;
 pub mod postgres;
 pub mod settings;
+pub mod stores;
 
 pub use silo_e2e_cluster::StepContext;
 pub use silo_e2e_cluster::wait::{self, Check};

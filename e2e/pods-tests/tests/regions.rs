@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, Pod};
-use kube::api::{Api, DeleteParams, ListParams};
-use kube::{Client, ResourceExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 use silo_api::Region;
 use silo_e2e_cluster::cluster::{self, Which};
@@ -20,7 +20,7 @@ use silo_e2e_pods::fleet::{self, true_since};
 use silo_e2e_pods::kubectl::Tools;
 use silo_e2e_pods::settings::Settings;
 use silo_e2e_pods::wait::{self, Check};
-use silo_e2e_pods::{Error, StepContext, operator};
+use silo_e2e_pods::{Error, StepContext, operator, stores};
 use silo_pipeline_tests::api::Api as SiloApi;
 use silo_pipeline_tests::sdk::{EnvelopeSender, Sdk, envelope_bytes};
 
@@ -30,27 +30,6 @@ const READY: Duration = fleet::READY;
 
 fn unexpected(message: impl Into<String>) -> Error {
     Error::Unexpected(message.into())
-}
-
-/// `psql` in a region's Postgres pod (local socket, as the image's superuser).
-fn psql(tools: &Tools, namespace: &str, sql: &str) -> Result<String, Error> {
-    let out = tools.kubectl(&[
-        "exec",
-        "-n",
-        namespace,
-        "postgres-0",
-        "-c",
-        "postgres",
-        "--",
-        "psql",
-        "-U",
-        "silo",
-        "-d",
-        "silo",
-        "-tAc",
-        sql,
-    ])?;
-    Ok(out.trim().to_owned())
 }
 
 /// The directory a running web pod of `namespace` reads, by region name.
@@ -98,37 +77,6 @@ async fn send_during(
         }
     }
     (accepted, refused)
-}
-
-/// Delete pod `name` in `namespace` and wait until its replacement is Ready.
-async fn restart_store(client: &Client, namespace: &str, name: &str) -> Result<f64, Error> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let old = pods.get(name).await.step("get the store pod")?.uid();
-    let started = Instant::now();
-    pods.delete(name, &DeleteParams::default())
-        .await
-        .step("delete the store pod")?;
-    wait::until(
-        &format!("{namespace}/{name} to come back Ready"),
-        Duration::from_secs(240),
-        || async {
-            let pod = pods.get_opt(name).await?;
-            let ready = pod.as_ref().is_some_and(|p| {
-                p.uid() != old
-                    && p.status
-                        .iter()
-                        .flat_map(|s| s.conditions.iter().flatten())
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
-            Ok(if ready {
-                Check::Done(())
-            } else {
-                Check::Pending("not ready".into())
-            })
-        },
-    )
-    .await?;
-    Ok(started.elapsed().as_secs_f64())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,17 +200,17 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
     let query =
         format!("select count(*) from events where replace(event_id::text, '-', '') = '{id}'");
     assert_eq!(
-        psql(&tools, "region-de", &query)?,
+        stores::psql(&tools, "region-de", &query)?,
         "1",
         "event {id} in de's Postgres"
     );
     assert_eq!(
-        psql(&tools, "region-us", &query)?,
+        stores::psql(&tools, "region-us", &query)?,
         "0",
         "event {id} must not be in us"
     );
     let orgs = "select count(*) from organizations where slug = 'acme-de'";
-    assert_eq!(psql(&tools, "region-us", orgs)?, "0");
+    assert_eq!(stores::psql(&tools, "region-us", orgs)?, "0");
 
     // 4. A third Region reaches every running pod's directory without a restart.
     let watched = ["region-us", "region-de", CONTROL_NS];
@@ -304,19 +252,9 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
     }
 
     // 5. Deleting it removes its namespace, pods, claims, volumes and directory entry.
-    let jp_volumes: Vec<String> = Api::<PersistentVolume>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .step("list volumes")?
-        .items
-        .into_iter()
-        .filter(|pv| {
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.claim_ref.as_ref())
-                .and_then(|c| c.namespace.as_deref())
-                == Some("region-jp")
-        })
+    let jp_volumes: Vec<String> = stores::volumes_of(&client, "region-jp")
+        .await?
+        .iter()
         .map(|pv| pv.name_any())
         .collect();
     assert_eq!(
@@ -382,7 +320,7 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
             })
         };
         fleet::wait_accepting(&sender).await?;
-        let back = restart_store(&client, "region-de", store).await?;
+        let back = stores::restart(&client, "region-de", store).await?;
         // Keep the load on until relay accepts again after the store is back.
         fleet::wait_accepting(&sender).await?;
         done.store(true, std::sync::atomic::Ordering::SeqCst);
