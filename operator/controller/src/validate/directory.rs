@@ -6,19 +6,30 @@ use std::sync::Arc;
 
 use kube::{Resource, ResourceExt};
 use silo_api::Region;
+use silo_contract::directory::check_entry;
 use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
 
 use super::age_key;
 use crate::build;
 use crate::labels;
 
-/// The region directory of the fleet plus the Regions left out of it because their
-/// snowflake id is taken.
+/// The region directory of the fleet plus the Regions left out of it, with the reason.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FleetDirectory {
     pub directory: RegionDirectory,
     /// Region name -> (its snowflake id, the Region that holds the id).
     pub duplicates: BTreeMap<String, (u16, String)>,
+    /// Region name -> the entry it would publish and why the directory refuses it (a
+    /// `spec.address` that is not an http(s) URL). Only that Region is left out.
+    pub refused: BTreeMap<String, Refused>,
+}
+
+/// A directory entry the directory refuses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refused {
+    pub address: String,
+    /// What is wrong with the entry, from the directory's own check.
+    pub problem: String,
 }
 
 /// The directory entry a Region publishes.
@@ -40,7 +51,10 @@ fn region_info(region: &Region) -> Option<RegionInfo> {
 }
 
 /// Every live Region (not being deleted) in the directory; on a snowflake clash the older
-/// Region keeps the id and the newer one is listed in `duplicates`.
+/// Region keeps the id and the newer one is listed in `duplicates`. An entry the directory
+/// would refuse is left out and listed in `refused` (it still holds its snowflake id, so that
+/// fixing it never takes the id from another Region), so one bad Region never empties the
+/// directory of the whole fleet.
 pub fn fleet_directory(regions: &[Arc<Region>]) -> FleetDirectory {
     let mut live: Vec<&Region> = regions
         .iter()
@@ -51,6 +65,7 @@ pub fn fleet_directory(regions: &[Arc<Region>]) -> FleetDirectory {
     let mut holders: BTreeMap<u16, String> = BTreeMap::new();
     let mut entries = Vec::new();
     let mut duplicates = BTreeMap::new();
+    let mut refused = BTreeMap::new();
     for region in live {
         let Some(info) = region_info(region) else {
             continue;
@@ -61,14 +76,90 @@ pub fn fleet_directory(regions: &[Arc<Region>]) -> FleetDirectory {
             }
             None => {
                 holders.insert(info.snowflake_id, info.name.clone());
-                entries.push(info);
+                match check_entry(&info) {
+                    Ok(()) => entries.push(info),
+                    Err(problem) => {
+                        let entry = Refused {
+                            address: info.address.clone(),
+                            problem: problem.to_string(),
+                        };
+                        refused.insert(info.name, entry);
+                    }
+                }
             }
         }
     }
-    // Names are unique (they are object names) and ids were de-duplicated above.
+    // Every entry passed `check_entry`, names are unique (they are object names) and ids were
+    // de-duplicated above, so the directory accepts them all; the fallback is never taken.
     let directory = RegionDirectory::new(entries).unwrap_or_default();
     FleetDirectory {
         directory,
         duplicates,
+        refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use silo_api::{ControlPlane, ControlPlaneSpec, RegionSpec};
+
+    use super::*;
+    use crate::validate::{FleetContext, validate_region};
+
+    fn region(name: &str, id: i32, created: i64, address: Option<&str>) -> Arc<Region> {
+        let mut spec: RegionSpec =
+            serde_json::from_value(serde_json::json!({ "snowflakeId": id })).unwrap();
+        spec.address = address.map(str::to_owned);
+        let mut r = Region::new(name, spec);
+        r.metadata.uid = Some(format!("uid-{name}"));
+        r.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(created).unwrap(),
+        ));
+        Arc::new(r)
+    }
+
+    fn fleet() -> FleetContext {
+        let spec: ControlPlaneSpec =
+            serde_json::from_value(serde_json::json!({ "version": "1.0.0" })).unwrap();
+        FleetContext::new(&ControlPlane::new("silo", spec))
+    }
+
+    #[test]
+    fn a_bad_address_leaves_out_its_region_only_and_is_reported_on_it() {
+        let regions = [
+            region("de", 1, 10, None),
+            region("blank", 2, 20, Some(" ")),
+            region("us", 3, 30, Some("http://web.region-us.svc:8000")),
+            region("nourl", 4, 40, Some("web.region-x.svc:8000")),
+        ];
+        let fleet_dir = fleet_directory(&regions);
+        assert_eq!(
+            fleet_dir.directory.names().collect::<Vec<_>>(),
+            vec!["de", "us"]
+        );
+        for bad in [&regions[1], &regions[3]] {
+            let err = validate_region(bad, &fleet(), &fleet_dir).unwrap_err();
+            assert_eq!(err.reason(), "InvalidAddress", "{err}");
+            let message = err.to_string();
+            assert!(message.contains("spec.address"), "{message}");
+            assert!(message.contains("http://"), "says what to set: {message}");
+        }
+        for good in [&regions[0], &regions[2]] {
+            assert!(validate_region(good, &fleet(), &fleet_dir).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_region_with_a_bad_address_keeps_its_snowflake_id() {
+        // The older Region holds id 5 although it is not listed: fixing its address must not
+        // take the id away from a Region that already runs with it.
+        let regions = [region("old", 5, 10, Some(" ")), region("new", 5, 20, None)];
+        let fleet_dir = fleet_directory(&regions);
+        assert!(fleet_dir.directory.is_empty());
+        assert_eq!(
+            fleet_dir.duplicates.get("new"),
+            Some(&(5, "old".to_owned()))
+        );
     }
 }

@@ -17,7 +17,7 @@ use crate::labels;
 
 mod directory;
 
-pub use directory::{FleetDirectory, fleet_directory};
+pub use directory::{FleetDirectory, Refused, fleet_directory};
 
 /// Why a resource cannot be reconciled as it is; each message says what to do.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -46,6 +46,10 @@ pub enum ValidateError {
         "the RPC secret of ControlPlane {control_plane} does not exist yet; it is created by the operator, retrying"
     )]
     WaitingForRpcSecret { control_plane: String },
+    #[error(
+        "spec.address {address:?} cannot be listed in the region directory ({problem}); set it to the http:// or https:// base URL of the region's web service, or remove it to use the derived address. Until then the Region is left out of every directory and not deployed"
+    )]
+    InvalidAddress { address: String, problem: String },
     #[error("{kind} {name} has no uid yet; it cannot own objects")]
     MissingUid { kind: &'static str, name: String },
 }
@@ -60,6 +64,7 @@ impl ValidateError {
             ValidateError::MultipleControlPlanes { .. } => reason::MULTIPLE_CONTROL_PLANES,
             ValidateError::MonolithMode { .. } => reason::MONOLITH_MODE,
             ValidateError::DuplicateSnowflakeId { .. } => reason::DUPLICATE_SNOWFLAKE_ID,
+            ValidateError::InvalidAddress { .. } => reason::INVALID_ADDRESS,
             ValidateError::InvalidName(_)
             | ValidateError::SnowflakeRange(_)
             | ValidateError::MissingUid { .. } => reason::INVALID_SPEC,
@@ -216,8 +221,8 @@ pub struct ValidatedRegion {
     pub owner: Owner,
 }
 
-/// Check `region` against the fleet: a usable name and id, an id nobody older holds, and
-/// a SILOED ControlPlane.
+/// Check `region` against the fleet: a usable name, id and address, an id nobody older holds,
+/// and a SILOED ControlPlane.
 pub fn validate_region(
     region: &Region,
     fleet: &FleetContext,
@@ -229,6 +234,12 @@ pub fn validate_region(
         .ok()
         .filter(|id| *id <= silo_contract::region::MAX_SNOWFLAKE_ID)
         .ok_or(ValidateError::SnowflakeRange(region.spec.snowflake_id))?;
+    if let Some(refused) = directory.refused.get(&name) {
+        return Err(ValidateError::InvalidAddress {
+            address: refused.address.clone(),
+            problem: refused.problem.clone(),
+        });
+    }
     if let Some((id, other)) = directory.duplicates.get(&name) {
         return Err(ValidateError::DuplicateSnowflakeId {
             id: *id,
