@@ -82,7 +82,9 @@ pub struct RegionSpec {
     /// region's namespace, the default) or `external` (a Secret in the operator's namespace).
     #[serde(default)]
     pub infrastructure: InfrastructureSpec,
-    /// When true the operator stops changing this region's objects (they keep running as they are).
+    /// When true the operator stops changing this region's objects (they keep running as they
+    /// are). A Region created suspended has no silo yet and is not listed in the region
+    /// directory until it is resumed.
     #[serde(default)]
     pub suspend: bool,
 }

@@ -11,7 +11,7 @@ use silo_contract::{RegionDirectory, SiloContract};
 
 use super::*;
 use crate::infra::{Provided, SiloInfra, Storage};
-use crate::validate::{self, FleetContext, ValidateError};
+use crate::validate::{self, FleetContext, Silos, ValidateError};
 
 fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
     let mut r = Region::new(
@@ -54,7 +54,7 @@ fn control_plane(mode: Mode) -> Arc<ControlPlane> {
 
 fn build_for(target: &Region, all: &[Arc<Region>]) -> DesiredSet {
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
-    let directory = validate::fleet_directory(all);
+    let directory = validate::fleet_directory(all, &Silos::default());
     let validated = validate::validate_region(target, &fleet, &directory).unwrap();
     build_region(
         &validated,
@@ -331,7 +331,7 @@ fn later_region_with_a_taken_snowflake_is_left_out_and_named() {
     let mut deleting = (*regions[2]).clone();
     deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
     let regions = vec![regions[0].clone(), regions[1].clone(), Arc::new(deleting)];
-    let fleet_dir = validate::fleet_directory(&regions);
+    let fleet_dir = validate::fleet_directory(&regions, &Silos::default());
     assert_eq!(
         fleet_dir.directory.names().collect::<Vec<_>>(),
         vec!["early"]
@@ -354,7 +354,7 @@ fn later_region_with_a_taken_snowflake_is_left_out_and_named() {
 fn regions_are_not_deployed_in_monolith_mode() {
     let regions = vec![region("de", 2, 10)];
     let fleet = FleetContext::new(&control_plane(Mode::Monolith));
-    let dir = validate::fleet_directory(&regions);
+    let dir = validate::fleet_directory(&regions, &Silos::default());
     let err = validate::validate_region(&regions[0], &fleet, &dir).unwrap_err();
     assert_eq!(err.reason(), "MonolithMode");
 }
@@ -376,7 +376,7 @@ fn control_silo_runs_web_in_control_mode() {
     let cp = control_plane(Mode::Siloed);
     let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
     let fleet = FleetContext::new(&cp);
-    let directory = validate::fleet_directory(&[region("us", 1, 1)]).directory;
+    let directory = validate::fleet_directory(&[region("us", 1, 1)], &Silos::default()).directory;
     let set = build_control(
         &validated,
         &fleet,
@@ -484,7 +484,7 @@ fn a_region_gets_its_own_stores_and_credentials_in_its_namespace() {
 fn the_gate_holds_back_the_job_and_the_workloads() {
     let us = region("us", 1, 1);
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
-    let directory = validate::fleet_directory(std::slice::from_ref(&us));
+    let directory = validate::fleet_directory(std::slice::from_ref(&us), &Silos::default());
     let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
     let build = |gate| {
         build_region(
@@ -570,7 +570,7 @@ fn public_urls_fill_dsn_host_and_links() {
     cp.spec.urls.ingest = Some("https://ingest.{region}.sentry.example.com".into());
     let fleet = FleetContext::new(&cp);
     let us = region("us", 1, 1);
-    let directory = validate::fleet_directory(std::slice::from_ref(&us));
+    let directory = validate::fleet_directory(std::slice::from_ref(&us), &Silos::default());
     let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
     let set = build_region(
         &validated,

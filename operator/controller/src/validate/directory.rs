@@ -1,9 +1,10 @@
 //! The fleet's region directory: every live Region that can be listed, and why the others
 //! are not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use silo_api::Region;
 use silo_contract::directory::check_entry;
@@ -12,6 +13,40 @@ use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
 use super::age_key;
 use crate::build;
 use crate::labels;
+use crate::stores::Stores;
+
+/// The fleet's directory as the stores show it now: the one place it is computed, so that the
+/// directories written, the fleet signature and the finalizer's wait all agree.
+pub fn current(stores: &Stores) -> FleetDirectory {
+    let namespaces = stores.namespaces.state();
+    let silos = Silos::from_namespaces(namespaces.iter().map(|n| &n.metadata));
+    fleet_directory(&stores.regions.state(), &silos)
+}
+
+/// The Regions whose silo exists: the operator created their namespace `region-<name>` and
+/// it is not being deleted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Silos(BTreeSet<String>);
+
+impl Silos {
+    /// From the metadata of the namespaces the operator manages.
+    pub fn from_namespaces<'a>(namespaces: impl IntoIterator<Item = &'a ObjectMeta>) -> Self {
+        let names = namespaces
+            .into_iter()
+            .filter(|ns| ns.deletion_timestamp.is_none())
+            .filter_map(|ns| {
+                let region = ns.labels.as_ref()?.get(labels::REGION)?;
+                let own = ns.name.as_deref() == Some(labels::region_namespace(region).as_str());
+                own.then(|| region.clone())
+            })
+            .collect();
+        Self(names)
+    }
+
+    pub fn contains(&self, region: &str) -> bool {
+        self.0.contains(region)
+    }
+}
 
 /// The region directory of the fleet plus the Regions left out of it, with the reason.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -50,12 +85,20 @@ fn region_info(region: &Region) -> Option<RegionInfo> {
     })
 }
 
-/// Every live Region (not being deleted) in the directory; on a snowflake clash the older
-/// Region keeps the id and the newer one is listed in `duplicates`. An entry the directory
-/// would refuse is left out and listed in `refused` (it still holds its snowflake id, so that
-/// fixing it never takes the id from another Region), so one bad Region never empties the
-/// directory of the whole fleet.
-pub fn fleet_directory(regions: &[Arc<Region>]) -> FleetDirectory {
+/// Whether `region` is listed. A Region that is not suspended is listed from the start: the
+/// operator creates its silo while the directories are written. A suspended one is listed
+/// only while its silo exists: one that never ran has no Service behind its address, one that
+/// runs keeps serving (suspending leaves its objects as they are).
+fn listed(region: &Region, silos: &Silos) -> bool {
+    !region.spec.suspend || silos.contains(&region.name_any())
+}
+
+/// Every live (not being deleted), [`listed`] Region in the directory. On a snowflake clash
+/// the older Region keeps the id and the newer one is listed in `duplicates`; a Region left out
+/// still holds its id, so that listing it later never takes the id from another Region. An
+/// entry the directory would refuse is left out and named in `refused`, so one bad Region
+/// never empties the directory of the whole fleet.
+pub fn fleet_directory(regions: &[Arc<Region>], silos: &Silos) -> FleetDirectory {
     let mut live: Vec<&Region> = regions
         .iter()
         .map(AsRef::as_ref)
@@ -76,6 +119,9 @@ pub fn fleet_directory(regions: &[Arc<Region>]) -> FleetDirectory {
             }
             None => {
                 holders.insert(info.snowflake_id, info.name.clone());
+                if !listed(region, silos) {
+                    continue;
+                }
                 match check_entry(&info) {
                     Ok(()) => entries.push(info),
                     Err(problem) => {
@@ -133,7 +179,7 @@ mod tests {
             region("us", 3, 30, Some("http://web.region-us.svc:8000")),
             region("nourl", 4, 40, Some("web.region-x.svc:8000")),
         ];
-        let fleet_dir = fleet_directory(&regions);
+        let fleet_dir = fleet_directory(&regions, &Silos::default());
         assert_eq!(
             fleet_dir.directory.names().collect::<Vec<_>>(),
             vec!["de", "us"]
@@ -155,11 +201,78 @@ mod tests {
         // The older Region holds id 5 although it is not listed: fixing its address must not
         // take the id away from a Region that already runs with it.
         let regions = [region("old", 5, 10, Some(" ")), region("new", 5, 20, None)];
-        let fleet_dir = fleet_directory(&regions);
+        let fleet_dir = fleet_directory(&regions, &Silos::default());
         assert!(fleet_dir.directory.is_empty());
         assert_eq!(
             fleet_dir.duplicates.get("new"),
             Some(&(5, "old".to_owned()))
         );
+    }
+
+    fn suspended(region: &Arc<Region>) -> Arc<Region> {
+        let mut r = (**region).clone();
+        r.spec.suspend = true;
+        Arc::new(r)
+    }
+
+    fn namespace(name: &str, region: &str, terminating: bool) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([(
+                labels::REGION.to_owned(),
+                region.to_owned(),
+            )])),
+            deletion_timestamp: terminating.then(|| Time(k8s_openapi::jiff::Timestamp::now())),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn a_suspended_region_is_listed_only_while_its_silo_exists() {
+        let regions = [
+            region("de", 1, 10, None),
+            suspended(&region("fresh", 2, 20, None)),
+            suspended(&region("running", 3, 30, None)),
+            suspended(&region("leaving", 4, 40, None)),
+        ];
+        let namespaces = [
+            namespace("region-running", "running", false),
+            namespace("region-leaving", "leaving", true),
+        ];
+        let silos = Silos::from_namespaces(&namespaces);
+        let fleet_dir = fleet_directory(&regions, &silos);
+        assert_eq!(
+            fleet_dir.directory.names().collect::<Vec<_>>(),
+            vec!["de", "running"]
+        );
+    }
+
+    #[test]
+    fn an_unlisted_suspended_region_keeps_its_snowflake_id() {
+        let regions = [
+            suspended(&region("held", 7, 10, None)),
+            region("later", 7, 20, None),
+        ];
+        let fleet_dir = fleet_directory(&regions, &Silos::default());
+        assert!(fleet_dir.directory.is_empty());
+        assert_eq!(
+            fleet_dir.duplicates.get("later"),
+            Some(&(7, "held".to_owned()))
+        );
+    }
+
+    #[test]
+    fn silos_are_the_namespaces_the_operator_made_for_their_region() {
+        let silos = Silos::from_namespaces(&[
+            namespace("region-de", "de", false),
+            namespace("elsewhere", "us", false),
+            ObjectMeta {
+                name: Some("region-eu".into()),
+                ..ObjectMeta::default()
+            },
+        ]);
+        assert!(silos.contains("de"));
+        assert!(!silos.contains("us"));
+        assert!(!silos.contains("eu"));
     }
 }

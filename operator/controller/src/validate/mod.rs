@@ -15,9 +15,9 @@ use silo_contract::validate_region_name;
 use crate::build::{self, Owner};
 use crate::labels;
 
-mod directory;
+pub mod directory;
 
-pub use directory::{FleetDirectory, Refused, fleet_directory};
+pub use directory::{FleetDirectory, Refused, Silos, fleet_directory};
 
 /// Why a resource cannot be reconciled as it is; each message says what to do.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
