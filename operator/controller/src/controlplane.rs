@@ -211,7 +211,7 @@ async fn reconcile_control_plane(
             false,
             reason::UNKNOWN_MONOLITH_REGION,
             format!(
-                "spec.monolithRegion {region:?} is not a Region of the fleet; create that Region or change spec.monolithRegion"
+                "spec.monolithRegion {region:?} is not a Region of the fleet, so requests without an organization are refused; create that Region or change spec.monolithRegion"
             ),
         );
     }

@@ -144,6 +144,12 @@ pub struct FleetContext {
     pub image_repo: String,
     pub version: String,
     pub control_address: String,
+    /// `SENTRY_MONOLITH_REGION` of every pod: `spec.monolithRegion` as written, also while
+    /// no Region of that name is listed (e.g. it was deleted). The ControlPlane then reports
+    /// `UnknownMonolithRegion`, and the pods, which accept a directory without it, answer
+    /// requests without an organization with 503 instead of sending them to another region.
+    /// Dropping or replacing the value would restart every pod of the fleet and silently
+    /// place new organizations in a region nobody chose.
     pub monolith_region: Option<String>,
     /// Pull policy and placement of every workload pod.
     pub pods: PodSettings,

@@ -199,6 +199,9 @@ fn target_region(
             name,
             address: Some(region.address.clone()),
         }),
+        None if requested.is_none() && contract.unlisted_monolith_region().is_some() => {
+            Err(super::gateway::no_fallback(contract))
+        }
         _ => {
             let known: Vec<&str> = contract
                 .directory
