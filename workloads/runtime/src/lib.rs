@@ -18,7 +18,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use admin::{AdminState, Readiness, admin_router};
-pub use args::RuntimeArgs;
+pub use args::{LogArgs, RuntimeArgs};
 pub use backoff::Backoff;
 pub use contract::{ContractHandle, ContractLoadError};
 pub use request_id::RequestId;

@@ -2,10 +2,10 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::args::{LogFormat, RuntimeArgs};
+use crate::args::{LogArgs, LogFormat};
 
 /// Install the global tracing subscriber; a bad filter falls back to `info` with a warning.
-pub fn init(args: &RuntimeArgs) {
+pub fn init(args: &LogArgs) {
     let (filter, bad_filter) = match EnvFilter::try_new(&args.log_filter) {
         Ok(filter) => (filter, None),
         Err(e) => (EnvFilter::new("info"), Some(e.to_string())),
