@@ -13,6 +13,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// When text log lines carry ANSI colours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogColor {
+    /// Only when stdout is a terminal and `NO_COLOR` is unset (never in a pod or a log file).
+    Auto,
+    Always,
+    Never,
+}
+
 /// Logging flags of every binary (the workloads and the operator).
 #[derive(Clone, Debug, Args)]
 pub struct LogArgs {
@@ -23,6 +32,10 @@ pub struct LogArgs {
     /// Log filter in `tracing` env-filter syntax (e.g. `info,silo_relay=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+
+    /// ANSI colours in text logs: `auto` (only on a terminal), `always` or `never`.
+    #[arg(long, env = "SILO_LOG_COLOR", value_enum, default_value = "auto")]
+    pub log_color: LogColor,
 }
 
 /// Flags every workload binary shares: logging, the directory reload and the drain.
