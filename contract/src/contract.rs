@@ -125,7 +125,15 @@ impl SiloContract {
         if self.mode != SiloMode::Control {
             check(env::REGION, &self.region)?;
         }
-        check(env::MONOLITH_REGION, &self.monolith_region)
+        // SENTRY_MONOLITH_REGION is checked only where it is the pod's own region (MONOLITH
+        // without SENTRY_REGION). Elsewhere it only names the fallback for org-less requests, and
+        // the Region it names may be deleted while pods run: refusing the contract then would
+        // freeze the directory of every running pod and stop new pods from starting. The
+        // fallback is unavailable instead (see `fallback_region`).
+        if self.mode == SiloMode::Monolith && self.region.is_none() {
+            check(env::MONOLITH_REGION, &self.monolith_region)?;
+        }
+        Ok(())
     }
 
     /// The region this process serves data for (REGION: its own; MONOLITH: its own or the
@@ -144,12 +152,23 @@ impl SiloContract {
             .and_then(|name| self.directory.get(name))
     }
 
-    /// The region that serves requests without an organization.
+    /// The region that serves requests without an organization: `SENTRY_MONOLITH_REGION`, or
+    /// the first region when it is unset. None while the directory does not list the monolith
+    /// region ([`Self::unlisted_monolith_region`]): such requests must not land in another
+    /// region than the one configured.
     pub fn fallback_region(&self) -> Option<&RegionInfo> {
+        match self.monolith_region.as_deref() {
+            Some(name) => self.directory.get(name),
+            None => self.directory.regions().first(),
+        }
+    }
+
+    /// `SENTRY_MONOLITH_REGION` when the directory does not list it (e.g. its Region was
+    /// deleted), for a message saying why org-less requests are not served.
+    pub fn unlisted_monolith_region(&self) -> Option<&str> {
         self.monolith_region
             .as_deref()
-            .and_then(|name| self.directory.get(name))
-            .or_else(|| self.directory.regions().first())
+            .filter(|name| self.directory.get(name).is_none())
     }
 }
 
@@ -187,6 +206,50 @@ mod tests {
         assert_eq!(c.fallback_region().map(|r| r.name.as_str()), Some("us"));
         assert_eq!(c.control_address.as_deref(), Some("http://control"));
         assert_eq!(c.rpc_secrets, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_monolith_region_left_out_of_the_directory_leaves_no_fallback() {
+        // The operator keeps SENTRY_MONOLITH_REGION when that Region is deleted: running pods
+        // take the new directory, new pods start with it, and org-less requests get no region
+        // rather than silently another one.
+        let path = std::env::temp_dir().join(format!("silo-mono-{}.json", std::process::id()));
+        std::fs::write(&path, DIR).unwrap();
+        let vars = [
+            (env::SILO_MODE, "CONTROL"),
+            (env::REGION_CONFIG, path.to_str().unwrap()),
+            (env::MONOLITH_REGION, "de"),
+        ];
+        let running = read(&vars).unwrap();
+        assert_eq!(
+            running.fallback_region().map(|r| r.name.as_str()),
+            Some("de")
+        );
+        std::fs::write(
+            &path,
+            r#"[{"name":"us","snowflake_id":1,"address":"http://us","category":"MULTI_TENANT"}]"#,
+        )
+        .unwrap();
+        let reloaded = running.reload();
+        let started = read(&vars);
+        std::fs::remove_file(&path).unwrap();
+        let reloaded = reloaded.unwrap();
+        assert_eq!(reloaded, started.unwrap());
+        assert_eq!(reloaded.fallback_region(), None);
+        assert_eq!(reloaded.unlisted_monolith_region(), Some("de"));
+        assert_eq!(running.unlisted_monolith_region(), None);
+    }
+
+    #[test]
+    fn a_monolith_pod_needs_its_region_listed() {
+        // Without SENTRY_REGION the monolith region is the pod's own region.
+        let err = read(&[
+            (env::SILO_MODE, "MONOLITH"),
+            (env::REGION_CONFIG, DIR),
+            (env::MONOLITH_REGION, "eu"),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, ContractError::UnknownRegion { .. }), "{err}");
     }
 
     #[test]

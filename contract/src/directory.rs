@@ -39,6 +39,37 @@ pub enum DirectoryError {
     SnowflakeRange { name: String, id: u16 },
     #[error("region {0:?} has an empty address; give the base URL of its web service")]
     EmptyAddress(String),
+    #[error(
+        "region {name:?} has address {address:?}, which is not an http:// or https:// URL without spaces; give the base URL of its web service"
+    )]
+    InvalidAddress { name: String, address: String },
+}
+
+/// Check one entry on its own: a usable name, a snowflake id in range and an `http(s)://`
+/// address without whitespace. [`RegionDirectory::new`] checks every entry with it, so a writer
+/// can leave out the entries it would refuse instead of losing the whole directory.
+pub fn check_entry(region: &RegionInfo) -> Result<(), DirectoryError> {
+    validate_region_name(&region.name)?;
+    if region.snowflake_id > MAX_SNOWFLAKE_ID {
+        return Err(DirectoryError::SnowflakeRange {
+            name: region.name.clone(),
+            id: region.snowflake_id,
+        });
+    }
+    let address = region.address.as_str();
+    if address.trim().is_empty() {
+        return Err(DirectoryError::EmptyAddress(region.name.clone()));
+    }
+    let rest = address
+        .strip_prefix("http://")
+        .or_else(|| address.strip_prefix("https://"));
+    if !rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
+        return Err(DirectoryError::InvalidAddress {
+            name: region.name.clone(),
+            address: address.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 impl RegionDirectory {
@@ -47,18 +78,9 @@ impl RegionDirectory {
         regions.sort_by(|a, b| a.name.cmp(&b.name));
         let mut by_id: HashMap<u16, &str> = HashMap::new();
         for (i, region) in regions.iter().enumerate() {
-            validate_region_name(&region.name)?;
+            check_entry(region)?;
             if i > 0 && regions[i - 1].name == region.name {
                 return Err(DirectoryError::DuplicateName(region.name.clone()));
-            }
-            if region.snowflake_id > MAX_SNOWFLAKE_ID {
-                return Err(DirectoryError::SnowflakeRange {
-                    name: region.name.clone(),
-                    id: region.snowflake_id,
-                });
-            }
-            if region.address.trim().is_empty() {
-                return Err(DirectoryError::EmptyAddress(region.name.clone()));
             }
             if let Some(first) = by_id.insert(region.snowflake_id, &region.name) {
                 return Err(DirectoryError::DuplicateSnowflake {
@@ -192,6 +214,28 @@ mod tests {
             RegionDirectory::new(vec![region("us", 4096)]),
             Err(DirectoryError::SnowflakeRange { .. })
         ));
+    }
+
+    #[test]
+    fn rejects_addresses_that_are_not_http_urls() {
+        for bad in [
+            " ",
+            "",
+            "web.region-de.svc:8000",
+            "http://web .svc",
+            "http://",
+        ] {
+            let mut entry = region("de", 2);
+            entry.address = bad.to_owned();
+            let err = RegionDirectory::new(vec![entry.clone()]).unwrap_err();
+            assert!(err.to_string().contains("\"de\""), "{bad:?}: {err}");
+            assert!(check_entry(&entry).is_err(), "{bad:?}");
+        }
+        for good in ["http://web.region-de.svc:8000", "https://de.example.com/"] {
+            let mut entry = region("de", 2);
+            entry.address = good.to_owned();
+            assert!(check_entry(&entry).is_ok(), "{good:?}");
+        }
     }
 
     #[test]

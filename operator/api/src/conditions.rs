@@ -29,6 +29,9 @@ pub mod reason {
     pub const MONOLITH_MODE: &str = "MonolithMode";
     /// `spec.suspend` is set: the operator leaves the region's objects alone.
     pub const SUSPENDED: &str = "Suspended";
+    /// `spec.address` is not an http(s) URL the region directory accepts; the Region is left
+    /// out of the directory until it is fixed.
+    pub const INVALID_ADDRESS: &str = "InvalidAddress";
     /// The spec is not usable (the message says what to change).
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Talking to the API server failed; the operator retries with backoff.

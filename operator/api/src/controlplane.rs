@@ -116,7 +116,8 @@ pub struct ControlPlaneSpec {
     pub mode: Mode,
     /// In MONOLITH mode the region the monolith serves; in SILOED mode the fallback region
     /// for requests without an organization (`SENTRY_MONOLITH_REGION`). Defaults to `monolith`
-    /// in MONOLITH mode and to unset in SILOED mode.
+    /// in MONOLITH mode and to unset in SILOED mode. While no Region of that name exists,
+    /// requests without an organization are refused (503) and `Ready` says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 40))]
     pub monolith_region: Option<String>,

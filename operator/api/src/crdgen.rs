@@ -63,6 +63,16 @@ mod tests {
     }
 
     #[test]
+    fn region_address_must_be_an_http_url() {
+        let yaml = crd_yaml("regions.silo.dev.yaml");
+        assert!(
+            yaml.contains(r"rule: self.matches('^https?://\\S+$')"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("spec.address must be an http:// or https:// URL"));
+    }
+
+    #[test]
     fn controlplane_crd_is_cluster_scoped_with_columns() {
         let yaml = crd_yaml("controlplanes.silo.dev.yaml");
         assert!(yaml.contains("scope: Cluster"));

@@ -61,10 +61,12 @@ pub struct RegionSpec {
     #[schemars(range(min = 0, max = 4095))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("snowflakeId is immutable: ids already generated embed it; create a new Region instead"))]
     pub snowflake_id: i32,
-    /// Internal base URL of the region's web service, as listed in the region directory.
-    /// Derived from the namespace when absent (`http://web.region-<name>.svc:8000`).
+    /// Internal base URL of the region's web service, as listed in the region directory: an
+    /// `http://` or `https://` URL without spaces. Derived from the namespace when absent
+    /// (`http://web.region-<name>.svc:8000`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^https?://\\S+$')").message("spec.address must be an http:// or https:// URL without spaces (the base URL of the region's web service); omit it to use http://web.region-<name>.svc:8000"))]
     pub address: Option<String>,
     /// Pins the release this region runs; defaults to the ControlPlane's `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,7 +82,9 @@ pub struct RegionSpec {
     /// region's namespace, the default) or `external` (a Secret in the operator's namespace).
     #[serde(default)]
     pub infrastructure: InfrastructureSpec,
-    /// When true the operator stops changing this region's objects (they keep running as they are).
+    /// When true the operator stops changing this region's objects (they keep running as they
+    /// are). A Region created suspended has no silo yet and is not listed in the region
+    /// directory until it is resumed.
     #[serde(default)]
     pub suspend: bool,
 }

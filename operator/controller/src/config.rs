@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use silo_runtime::RuntimeArgs;
+use silo_runtime::LogArgs;
 use silo_runtime::args::parse_duration;
 
 /// Reconciles silo.dev ControlPlanes and Regions into running silos.
@@ -47,5 +47,21 @@ pub struct Args {
     pub namespace: String,
 
     #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub log: LogArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn help_lists_only_what_the_operator_uses() {
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("--log-format"));
+        // The workloads' directory reload and drain timeout do nothing in the operator.
+        assert!(!help.contains("--directory-reload-interval"));
+        assert!(!help.contains("--shutdown-timeout"));
+    }
 }

@@ -109,7 +109,7 @@ async fn reconcile_control_plane(
         }
     };
     let directory = match validated.mode {
-        Mode::Siloed => Ok(validate::fleet_directory(&ctx.stores.regions.state()).directory),
+        Mode::Siloed => Ok(validate::directory::current(&ctx.stores).directory),
         Mode::Monolith => {
             let region = fleet.monolith_region.clone().unwrap_or_default();
             let entry = build::monolith_directory_entry(&validated, &region);
@@ -200,7 +200,7 @@ async fn reconcile_control_plane(
     };
     let unknown_monolith = match (validated.mode, fleet.monolith_region.as_deref()) {
         (Mode::Siloed, Some(region)) => {
-            let directory = validate::fleet_directory(&ctx.stores.regions.state()).directory;
+            let directory = validate::directory::current(&ctx.stores).directory;
             directory.get(region).is_none().then(|| region.to_owned())
         }
         _ => None,
@@ -211,7 +211,7 @@ async fn reconcile_control_plane(
             false,
             reason::UNKNOWN_MONOLITH_REGION,
             format!(
-                "spec.monolithRegion {region:?} is not a Region of the fleet; create that Region or change spec.monolithRegion"
+                "spec.monolithRegion {region:?} is not a Region of the fleet, so requests without an organization are refused; create that Region or change spec.monolithRegion"
             ),
         );
     }

@@ -60,7 +60,7 @@ fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
     let control_planes = ctx.stores.control_planes.state();
     let cp = validate::active_control_plane(&control_planes)?;
     let fleet = FleetContext::new(cp);
-    let directory = validate::fleet_directory(&ctx.stores.regions.state());
+    let directory = validate::directory::current(&ctx.stores);
     let validated = validate::validate_region(region, &fleet, &directory)?;
     let rpc_secrets = ctx.stores.rpc_secret(&cp.spec.namespace).ok_or_else(|| {
         ValidateError::WaitingForRpcSecret {
@@ -444,7 +444,7 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
         }
         return Ok(wait);
     }
-    let directory = validate::fleet_directory(&ctx.stores.regions.state());
+    let directory = validate::directory::current(&ctx.stores);
     let hash = build::directory_hash(&directory.directory);
     let stale = stale_directories(ctx, &name, &hash);
     if !stale.is_empty() {

@@ -66,7 +66,7 @@ fn counting_client(config: Config, metrics: &Metrics) -> Result<Client, RunError
 
 /// What the whole fleet depends on: directory, active ControlPlane generation, RPC secret.
 fn fleet_signature(stores: &Stores) -> String {
-    let directory = validate::fleet_directory(&stores.regions.state()).directory;
+    let directory = validate::directory::current(stores).directory;
     let control_planes = stores.control_planes.state();
     let active = validate::active_control_plane(&control_planes).ok();
     let cp = active.map(|cp| {
@@ -197,7 +197,14 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         shutdown.clone(),
     );
     tracing::info!(listen = %args.listen, concurrency = args.concurrency, "silo-operator starting");
-    let (served, (), ()) = tokio::join!(http, regions, control_planes);
+    // The directory lists a suspended Region only while its namespace exists: reconcile once
+    // the namespaces are known, so that a restart does not drop running suspended Regions from
+    // every directory for a moment.
+    let controllers = async {
+        let _ = stores.namespaces.wait_until_ready().await;
+        tokio::join!(regions, control_planes)
+    };
+    let (served, ((), ())) = tokio::join!(http, controllers);
     served?;
     tracing::info!("silo-operator stopped");
     Ok(())

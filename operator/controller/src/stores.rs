@@ -458,9 +458,16 @@ async fn drive_child<K>(
                 if kind == ChildKind::Secret && is_rpc_master(obj.meta()) {
                     routes.fleet.notify_one();
                 }
+                // The directory lists a suspended Region by whether its namespace exists.
+                if kind == ChildKind::Namespace {
+                    routes.fleet.notify_one();
+                }
                 routes.route(obj.meta()).await;
             }
             Ok(watcher::Event::Delete(obj)) => {
+                if kind == ChildKind::Namespace {
+                    routes.fleet.notify_one();
+                }
                 let meta = obj.meta();
                 tracker.forget(&ChildKey {
                     kind,

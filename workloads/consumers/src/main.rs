@@ -5,7 +5,7 @@ use silo_runtime::{ContractHandle, Shutdown, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(&args.runtime);
+    telemetry::init(&args.runtime.log);
     let contract = ContractHandle::from_env()?;
     app::run_with_drain_deadline(args, contract, Shutdown::on_signals()).await?;
     Ok(())

@@ -126,7 +126,7 @@ fn spawn_probes(components: &Components, kafka: ReadyFlag, redis: ReadyFlag, shu
 
 /// Run the `relay` binary.
 pub async fn run(cli: Cli) -> Result<(), AppStartError> {
-    silo_runtime::telemetry::init(&cli.runtime);
+    silo_runtime::telemetry::init(&cli.runtime.log);
     let contract = ContractHandle::from_env()?;
     let mode = contract.current().mode;
     if !mode.serves_region() {

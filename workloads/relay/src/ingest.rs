@@ -17,7 +17,7 @@ use crate::auth::{self, Credentials};
 use crate::body::{self, BodyError, Extracted};
 use crate::envelope;
 use crate::error::IngestError;
-use crate::metrics::{ItemLabels, RequestLabels};
+use crate::metrics::RequestLabels;
 use crate::project_config::ProjectState;
 use crate::rate_limit::Scoping;
 use crate::state::RelayState;
@@ -179,13 +179,7 @@ async fn ingest(
     *scoping_out = Some(scoping);
     let extracted: Extracted = extracted?;
     for ty in &extracted.dropped {
-        state
-            .metrics
-            .items_dropped
-            .get_or_create(&ItemLabels {
-                item_type: ty.clone(),
-            })
-            .inc();
+        state.metrics.item_dropped(ty);
     }
     let response_id = extracted
         .events

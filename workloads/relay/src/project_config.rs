@@ -27,7 +27,7 @@ use crate::redis_conn::RedisHandle;
 /// Why a config could not be had; cheap to clone for every waiter of a batch.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("project config unavailable: {0}")]
-pub struct ConfigError(Arc<str>);
+pub struct ConfigError(pub(crate) Arc<str>);
 
 /// What relay knows about a key.
 #[derive(Clone, Debug, PartialEq)]

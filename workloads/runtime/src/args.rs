@@ -1,4 +1,5 @@
-//! Flags every workload binary shares (flatten into its own clap struct).
+//! Flags the binaries share (flatten into their own clap struct): [`LogArgs`] everywhere,
+//! [`RuntimeArgs`] in the workloads.
 
 use std::time::Duration;
 
@@ -12,8 +13,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// When text log lines carry ANSI colours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogColor {
+    /// Only when stdout is a terminal and `NO_COLOR` is unset (never in a pod or a log file).
+    Auto,
+    Always,
+    Never,
+}
+
+/// Logging flags of every binary (the workloads and the operator).
 #[derive(Clone, Debug, Args)]
-pub struct RuntimeArgs {
+pub struct LogArgs {
     /// Log output format.
     #[arg(long, env = "SILO_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -21,6 +32,17 @@ pub struct RuntimeArgs {
     /// Log filter in `tracing` env-filter syntax (e.g. `info,silo_relay=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+
+    /// ANSI colours in text logs: `auto` (only on a terminal), `always` or `never`.
+    #[arg(long, env = "SILO_LOG_COLOR", value_enum, default_value = "auto")]
+    pub log_color: LogColor,
+}
+
+/// Flags every workload binary shares: logging, the directory reload and the drain.
+#[derive(Clone, Debug, Args)]
+pub struct RuntimeArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// How often the region directory file (SENTRY_REGION_CONFIG) is checked for changes.
     #[arg(long, env = "SILO_DIRECTORY_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]

@@ -35,7 +35,7 @@ pub enum AppStartError {
 
 /// Run the `web` binary.
 pub async fn run(mut cli: Cli) -> Result<(), AppStartError> {
-    silo_runtime::telemetry::init(&cli.runtime);
+    silo_runtime::telemetry::init(&cli.runtime.log);
     let contract = ContractHandle::from_env()?;
     if matches!(cli.command, Some(Command::Regions)) {
         println!("{}", contract.current().directory.to_json());

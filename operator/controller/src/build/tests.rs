@@ -11,7 +11,9 @@ use silo_contract::{RegionDirectory, SiloContract};
 
 use super::*;
 use crate::infra::{Provided, SiloInfra, Storage};
-use crate::validate::{self, FleetContext, ValidateError};
+use crate::validate::{self, FleetContext, Silos, ValidateError};
+
+mod directory;
 
 fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
     let mut r = Region::new(
@@ -54,7 +56,7 @@ fn control_plane(mode: Mode) -> Arc<ControlPlane> {
 
 fn build_for(target: &Region, all: &[Arc<Region>]) -> DesiredSet {
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
-    let directory = validate::fleet_directory(all);
+    let directory = validate::fleet_directory(all, &Silos::default());
     let validated = validate::validate_region(target, &fleet, &directory).unwrap();
     build_region(
         &validated,
@@ -236,61 +238,6 @@ fn every_pod_template_carries_the_silo_contract() {
 }
 
 #[test]
-fn directory_configmap_is_the_contract_json_of_every_region() {
-    let regions = vec![
-        region("de", 2, 10),
-        region("us", 1, 20),
-        region("acme", 7, 30),
-    ];
-    let set = build_for(&regions[0], &regions);
-    let Some(Child::ConfigMap(cm)) = set
-        .children
-        .iter()
-        .find(|c| c.kind() == ChildKind::ConfigMap)
-    else {
-        panic!("no directory ConfigMap");
-    };
-    let json = cm.data.as_ref().unwrap().get("regions.json").unwrap();
-    let directory = RegionDirectory::from_json(json).unwrap();
-    assert_eq!(
-        directory.names().collect::<Vec<_>>(),
-        vec!["acme", "de", "us"]
-    );
-    assert_eq!(
-        directory.get("de").unwrap().address,
-        "http://web.region-de.svc:8000"
-    );
-    // The workloads read exactly this through the contract crate.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("regions.json");
-    std::fs::write(&path, json).unwrap();
-    let env = env_of(deployment(&set, "web"));
-    let contract = SiloContract::from_lookup(|name| match name {
-        "SENTRY_REGION_CONFIG" => Some(path.display().to_string()),
-        _ => env_value(&env, name),
-    })
-    .unwrap();
-    assert_eq!(contract.local_region(), Some("de"));
-}
-
-#[test]
-fn adding_a_region_changes_only_the_directory() {
-    let before = vec![region("de", 2, 10), region("us", 1, 20)];
-    let mut after = before.clone();
-    after.push(region("jp", 3, 30));
-    let old = build_for(&before[0], &before);
-    let new = build_for(&after[0], &after);
-    for (a, b) in old.children.iter().zip(&new.children) {
-        assert_eq!(a.key(), b.key());
-        if a.kind() == ChildKind::ConfigMap {
-            assert_ne!(a.hash(), b.hash(), "directory must change");
-        } else {
-            assert_eq!(a, b, "{} must not change when a region is added", a.key());
-        }
-    }
-}
-
-#[test]
 fn version_pin_and_sizing_are_honoured() {
     let mut pinned = (*region("de", 2, 10)).clone();
     pinned.spec.version = Some("1.3.9".into());
@@ -331,7 +278,7 @@ fn later_region_with_a_taken_snowflake_is_left_out_and_named() {
     let mut deleting = (*regions[2]).clone();
     deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
     let regions = vec![regions[0].clone(), regions[1].clone(), Arc::new(deleting)];
-    let fleet_dir = validate::fleet_directory(&regions);
+    let fleet_dir = validate::fleet_directory(&regions, &Silos::default());
     assert_eq!(
         fleet_dir.directory.names().collect::<Vec<_>>(),
         vec!["early"]
@@ -354,7 +301,7 @@ fn later_region_with_a_taken_snowflake_is_left_out_and_named() {
 fn regions_are_not_deployed_in_monolith_mode() {
     let regions = vec![region("de", 2, 10)];
     let fleet = FleetContext::new(&control_plane(Mode::Monolith));
-    let dir = validate::fleet_directory(&regions);
+    let dir = validate::fleet_directory(&regions, &Silos::default());
     let err = validate::validate_region(&regions[0], &fleet, &dir).unwrap_err();
     assert_eq!(err.reason(), "MonolithMode");
 }
@@ -376,7 +323,7 @@ fn control_silo_runs_web_in_control_mode() {
     let cp = control_plane(Mode::Siloed);
     let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
     let fleet = FleetContext::new(&cp);
-    let directory = validate::fleet_directory(&[region("us", 1, 1)]).directory;
+    let directory = validate::fleet_directory(&[region("us", 1, 1)], &Silos::default()).directory;
     let set = build_control(
         &validated,
         &fleet,
@@ -484,7 +431,7 @@ fn a_region_gets_its_own_stores_and_credentials_in_its_namespace() {
 fn the_gate_holds_back_the_job_and_the_workloads() {
     let us = region("us", 1, 1);
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
-    let directory = validate::fleet_directory(std::slice::from_ref(&us));
+    let directory = validate::fleet_directory(std::slice::from_ref(&us), &Silos::default());
     let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
     let build = |gate| {
         build_region(
@@ -570,7 +517,7 @@ fn public_urls_fill_dsn_host_and_links() {
     cp.spec.urls.ingest = Some("https://ingest.{region}.sentry.example.com".into());
     let fleet = FleetContext::new(&cp);
     let us = region("us", 1, 1);
-    let directory = validate::fleet_directory(std::slice::from_ref(&us));
+    let directory = validate::fleet_directory(std::slice::from_ref(&us), &Silos::default());
     let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
     let set = build_region(
         &validated,

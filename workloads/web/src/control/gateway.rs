@@ -105,14 +105,7 @@ async fn proxy(state: AppState, target: Target, org: Option<String>, request: Re
         },
         _ => match state.cross.fallback_region() {
             Some(region) => region.name,
-            None => {
-                return AppError::Unavailable(
-                    "No monolith region is configured for requests without an organization; \
-                     set SENTRY_MONOLITH_REGION."
-                        .to_owned(),
-                )
-                .into_response();
-            }
+            None => return no_fallback(&state.cross.contract()).into_response(),
         },
     };
     let contract = state.cross.contract();
@@ -259,6 +252,21 @@ fn respond(response: reqwest::Response, url: &str) -> Response {
     out
 }
 
+/// Why requests without an organization have no region to go to.
+pub(super) fn no_fallback(contract: &silo_contract::SiloContract) -> AppError {
+    match contract.unlisted_monolith_region() {
+        Some(region) => AppError::Unavailable(format!(
+            "Requests without an organization go to region {region:?} (SENTRY_MONOLITH_REGION), \
+             which is not in the region directory; create that region or change the monolith region."
+        )),
+        None => AppError::Unavailable(
+            "No monolith region is configured for requests without an organization; \
+             set SENTRY_MONOLITH_REGION."
+                .to_owned(),
+        ),
+    }
+}
+
 fn unavailable(region: &str, detail: String) -> Response {
     let body = serde_json::json!({ "detail": detail, "region": region });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
@@ -282,7 +290,42 @@ fn count(state: &AppState, region: &str, outcome: &str) {
 
 #[cfg(test)]
 mod tests {
+    use silo_contract::{RegionCategory, RegionDirectory, RegionInfo, SiloContract};
+
     use super::*;
+
+    #[test]
+    fn a_monolith_region_missing_from_the_directory_is_named() {
+        let us = RegionInfo {
+            name: "us".into(),
+            snowflake_id: 1,
+            address: "http://us".into(),
+            category: RegionCategory::MultiTenant,
+            visible: true,
+        };
+        let contract = SiloContract {
+            mode: SiloMode::Control,
+            region: None,
+            directory_source: None,
+            directory: RegionDirectory::new(vec![us]).unwrap(),
+            monolith_region: Some("de".into()),
+            control_address: None,
+            rpc_secrets: Vec::new(),
+        };
+        let error = no_fallback(&contract);
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(error.to_string().contains("\"de\""), "{error}");
+        let unset = SiloContract {
+            monolith_region: None,
+            directory: RegionDirectory::default(),
+            ..contract
+        };
+        assert!(
+            no_fallback(&unset)
+                .to_string()
+                .contains("set SENTRY_MONOLITH_REGION")
+        );
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_dropped() {

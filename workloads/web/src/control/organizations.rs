@@ -199,6 +199,9 @@ fn target_region(
             name,
             address: Some(region.address.clone()),
         }),
+        None if requested.is_none() && contract.unlisted_monolith_region().is_some() => {
+            Err(super::gateway::no_fallback(contract))
+        }
         _ => {
             let known: Vec<&str> = contract
                 .directory
@@ -223,10 +226,10 @@ fn rpc_error(error: RpcError) -> AppError {
         RpcError::Rejected { status, detail, .. } if status.is_client_error() => {
             AppError::BadRequest(detail)
         }
-        other => {
-            tracing::warn!(error = %other, "region call failed");
-            AppError::Unavailable(other.to_string())
-        }
+        other => AppError::Dependency {
+            what: "The region",
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -283,4 +286,26 @@ pub async fn delete(
         axum::Json(OrganizationJson::from(org)),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_that_does_not_answer_is_a_503_whose_detail_is_only_logged() {
+        let error = rpc_error(RpcError::Unavailable {
+            target: "region \"de\"".into(),
+            attempts: 3,
+            detail: "error sending request for url (http://web.region-de.svc:8000/)".into(),
+        });
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(matches!(error, AppError::Dependency { .. }), "{error}");
+        let refused = rpc_error(RpcError::Rejected {
+            target: "region \"de\"".into(),
+            status: StatusCode::CONFLICT,
+            detail: "slug taken".into(),
+        });
+        assert!(matches!(refused, AppError::Conflict(d) if d == "slug taken"));
+    }
 }

@@ -1,7 +1,6 @@
 //! Validate: turn what was read (ControlPlanes, Regions, the RPC secret) into typed, checked
 //! input for the build step. Pure: the same input always gives the same answer.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::{Resource, ResourceExt};
@@ -11,10 +10,14 @@ use silo_api::{
     Category, ControlInfrastructure, ControlPlane, InfrastructureSpec, Mode, PodSettings,
     PublicUrls, Region, StoreImages, WorkloadsSpec,
 };
-use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
+use silo_contract::validate_region_name;
 
 use crate::build::{self, Owner};
 use crate::labels;
+
+pub mod directory;
+
+pub use directory::{FleetDirectory, Refused, Silos, fleet_directory};
 
 /// Why a resource cannot be reconciled as it is; each message says what to do.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,6 +46,10 @@ pub enum ValidateError {
         "the RPC secret of ControlPlane {control_plane} does not exist yet; it is created by the operator, retrying"
     )]
     WaitingForRpcSecret { control_plane: String },
+    #[error(
+        "spec.address {address:?} cannot be listed in the region directory ({problem}); set it to the http:// or https:// base URL of the region's web service, or remove it to use the derived address. Until then the Region is left out of every directory and not deployed"
+    )]
+    InvalidAddress { address: String, problem: String },
     #[error("{kind} {name} has no uid yet; it cannot own objects")]
     MissingUid { kind: &'static str, name: String },
 }
@@ -57,6 +64,7 @@ impl ValidateError {
             ValidateError::MultipleControlPlanes { .. } => reason::MULTIPLE_CONTROL_PLANES,
             ValidateError::MonolithMode { .. } => reason::MONOLITH_MODE,
             ValidateError::DuplicateSnowflakeId { .. } => reason::DUPLICATE_SNOWFLAKE_ID,
+            ValidateError::InvalidAddress { .. } => reason::INVALID_ADDRESS,
             ValidateError::InvalidName(_)
             | ValidateError::SnowflakeRange(_)
             | ValidateError::MissingUid { .. } => reason::INVALID_SPEC,
@@ -65,7 +73,7 @@ impl ValidateError {
 }
 
 /// Creation order: older first, then by name (deterministic tie-break).
-fn age_key<K: Resource>(obj: &K) -> (Option<k8s_openapi::jiff::Timestamp>, String) {
+pub(crate) fn age_key<K: Resource>(obj: &K) -> (Option<k8s_openapi::jiff::Timestamp>, String) {
     let meta = obj.meta();
     (
         meta.creation_timestamp.as_ref().map(|t| t.0),
@@ -136,6 +144,12 @@ pub struct FleetContext {
     pub image_repo: String,
     pub version: String,
     pub control_address: String,
+    /// `SENTRY_MONOLITH_REGION` of every pod: `spec.monolithRegion` as written, also while
+    /// no Region of that name is listed (e.g. it was deleted). The ControlPlane then reports
+    /// `UnknownMonolithRegion`, and the pods, which accept a directory without it, answer
+    /// requests without an organization with 503 instead of sending them to another region.
+    /// Dropping or replacing the value would restart every pod of the fleet and silently
+    /// place new organizations in a region nobody chose.
     pub monolith_region: Option<String>,
     /// Pull policy and placement of every workload pod.
     pub pods: PodSettings,
@@ -199,67 +213,6 @@ impl FleetContext {
     }
 }
 
-/// The region directory of the fleet plus the Regions left out of it because their
-/// snowflake id is taken.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FleetDirectory {
-    pub directory: RegionDirectory,
-    /// Region name -> (its snowflake id, the Region that holds the id).
-    pub duplicates: BTreeMap<String, (u16, String)>,
-}
-
-/// The directory entry a Region publishes.
-fn region_info(region: &Region) -> Option<RegionInfo> {
-    let name = region.name_any();
-    validate_region_name(&name).ok()?;
-    let snowflake_id = u16::try_from(region.spec.snowflake_id).ok()?;
-    Some(RegionInfo {
-        address: region
-            .spec
-            .address
-            .clone()
-            .unwrap_or_else(|| build::region_address(&labels::region_namespace(&name))),
-        name,
-        snowflake_id,
-        category: region.spec.category.into(),
-        visible: region.spec.visible,
-    })
-}
-
-/// Every live Region (not being deleted) in the directory; on a snowflake clash the older
-/// Region keeps the id and the newer one is listed in `duplicates`.
-pub fn fleet_directory(regions: &[Arc<Region>]) -> FleetDirectory {
-    let mut live: Vec<&Region> = regions
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|r| r.meta().deletion_timestamp.is_none())
-        .collect();
-    live.sort_by_key(|r| age_key(*r));
-    let mut holders: BTreeMap<u16, String> = BTreeMap::new();
-    let mut entries = Vec::new();
-    let mut duplicates = BTreeMap::new();
-    for region in live {
-        let Some(info) = region_info(region) else {
-            continue;
-        };
-        match holders.get(&info.snowflake_id) {
-            Some(holder) => {
-                duplicates.insert(info.name.clone(), (info.snowflake_id, holder.clone()));
-            }
-            None => {
-                holders.insert(info.snowflake_id, info.name.clone());
-                entries.push(info);
-            }
-        }
-    }
-    // Names are unique (they are object names) and ids were de-duplicated above.
-    let directory = RegionDirectory::new(entries).unwrap_or_default();
-    FleetDirectory {
-        directory,
-        duplicates,
-    }
-}
-
 /// A Region checked against the fleet, ready to build.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidatedRegion {
@@ -274,8 +227,8 @@ pub struct ValidatedRegion {
     pub owner: Owner,
 }
 
-/// Check `region` against the fleet: a usable name and id, an id nobody older holds, and
-/// a SILOED ControlPlane.
+/// Check `region` against the fleet: a usable name, id and address, an id nobody older holds,
+/// and a SILOED ControlPlane.
 pub fn validate_region(
     region: &Region,
     fleet: &FleetContext,
@@ -287,6 +240,12 @@ pub fn validate_region(
         .ok()
         .filter(|id| *id <= silo_contract::region::MAX_SNOWFLAKE_ID)
         .ok_or(ValidateError::SnowflakeRange(region.spec.snowflake_id))?;
+    if let Some(refused) = directory.refused.get(&name) {
+        return Err(ValidateError::InvalidAddress {
+            address: refused.address.clone(),
+            problem: refused.problem.clone(),
+        });
+    }
     if let Some((id, other)) = directory.duplicates.get(&name) {
         return Err(ValidateError::DuplicateSnowflakeId {
             id: *id,
