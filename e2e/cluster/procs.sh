@@ -100,9 +100,17 @@ start_component() {
     printf '%s\n' "$exe $*" >"$(log_of "$name")"
     # Close the lock descriptors: a long-running child must not keep the cluster locked.
     setsid "$exe" "$@" </dev/null >>"$(log_of "$name")" 2>&1 5>&- 6>&- 8>&- 9>&- &
-    local pid=$!
+    local pid=$! i
     printf '%s\n' "$pid" >"$CDIR/pids/$name"
     printf '%s\n' "$name" >>"$CDIR/pids/order"
+    # Until the forked shell has exec'd the component, its command line is this script's, and
+    # pid_of would take a component still starting (on a busy machine, for a while) for one
+    # that exited. Wait for the exec (a process that exits instead is reported by check_alive).
+    for ((i = 0; i < 200; i++)); do
+        [[ -d "/proc/$pid" ]] || break
+        { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$CDIR" && break
+        sleep 0.05
+    done
 }
 
 # pid_of NAME: pid of a running component started for this cluster (empty when not running).
