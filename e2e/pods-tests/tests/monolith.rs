@@ -7,10 +7,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use silo_e2e_cluster::cluster::{self, Which};
 use silo_e2e_pods::fleet;
-use silo_e2e_pods::kubectl::Tools;
-use silo_e2e_pods::settings::Settings;
+use silo_e2e_pods::scenario::Scenario;
 use silo_e2e_pods::{Error, operator};
 use silo_pipeline_tests::api::Api as SiloApi;
 use silo_pipeline_tests::sdk::{EnvelopeSender, Sdk};
@@ -20,16 +18,12 @@ const NAMESPACE: &str = "e2e-monolith";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monolith_serves_sdk_events_from_one_namespace() -> Result<(), Error> {
-    let cluster = cluster::connect(Which::Primary).await?;
-    let client = cluster.client.clone();
-    let tools = Tools::new(&cluster.kubeconfig);
-    let settings = Settings::from_env();
-    let (_uninstall, _) = operator::install(&client, &tools, &settings).await?;
-    fleet::clean_fleet(&client).await?;
+    let scenario = Scenario::start().await?;
+    let (client, tools, settings) = (scenario.client.clone(), &scenario.tools, &scenario.settings);
 
     fleet::apply_control_plane(
         &client,
-        &settings,
+        settings,
         CONTROL_PLANE,
         "MONOLITH",
         NAMESPACE,
@@ -38,9 +32,7 @@ async fn a_monolith_serves_sdk_events_from_one_namespace() -> Result<(), Error> 
     .await?;
     let cp = fleet::wait_control_plane_ready(&client, CONTROL_PLANE, fleet::READY)
         .await
-        .map_err(|e| {
-            Error::Unexpected(format!("{e}\noperator log:\n{}", operator::logs(&tools)))
-        })?;
+        .map_err(|e| Error::Unexpected(format!("{e}\noperator log:\n{}", operator::logs(tools))))?;
     let conditions = &cp.status.as_ref().expect("status").conditions;
     for condition in [
         "InfrastructureReady",
@@ -93,7 +85,7 @@ async fn a_monolith_serves_sdk_events_from_one_namespace() -> Result<(), Error> 
     assert!(sdk.flush(Duration::from_secs(30)), "the SDK could not send");
     let issue = fleet::wait_issue_count(&api, "solo", "app", "monolith checkout failed", 2)
         .await
-        .map_err(|e| Error::Unexpected(format!("{e}\n{}", fleet::silo_logs(&tools, NAMESPACE))))?;
+        .map_err(|e| Error::Unexpected(format!("{e}\n{}", fleet::silo_logs(tools, NAMESPACE))))?;
     assert_eq!(issue["count"], "2", "{issue}");
 
     fleet::clean_fleet(&client).await?;

@@ -17,10 +17,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use silo_api::Region;
-use silo_e2e_cluster::cluster::{self, Which};
 use silo_e2e_pods::fleet;
-use silo_e2e_pods::kubectl::Tools;
-use silo_e2e_pods::settings::Settings;
+use silo_e2e_pods::scenario::Scenario;
 use silo_e2e_pods::wait::{self, Check};
 use silo_e2e_pods::{Error, StepContext, operator, stores};
 
@@ -126,26 +124,14 @@ async fn hand_back(client: &Client, released: &[PersistentVolume]) -> Result<(),
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn region_failures_are_named_and_nothing_is_lost() -> Result<(), Error> {
-    let cluster = cluster::connect(Which::Primary).await?;
-    let client = cluster.client.clone();
-    let tools = Tools::new(&cluster.kubeconfig);
-    let settings = Settings::from_env();
+    let scenario = Scenario::start().await?;
+    let (client, tools, settings) = (scenario.client.clone(), &scenario.tools, &scenario.settings);
     let regions: Api<Region> = Api::all(client.clone());
-
-    let (_uninstall, _) = operator::install(&client, &tools, &settings).await?;
-    fleet::clean_fleet(&client).await?;
     // Volumes an earlier, interrupted run retained.
     hand_back(&client, &stores::volumes_of(&client, "region-kept").await?).await?;
     let tag = settings.image_tag.clone();
-    fleet::apply_control_plane(
-        &client,
-        &settings,
-        CONTROL_PLANE,
-        "SILOED",
-        CONTROL_NS,
-        &tag,
-    )
-    .await?;
+    fleet::apply_control_plane(&client, settings, CONTROL_PLANE, "SILOED", CONTROL_NS, &tag)
+        .await?;
 
     // 1. A Postgres volume that cannot be provisioned (no such StorageClass): the store and the
     //    scheduler's reason are named, the other stores come up, nothing else of it starts.
@@ -205,7 +191,7 @@ async fn region_failures_are_named_and_nothing_is_lost() -> Result<(), Error> {
     //    a migration whose file that release changed) stops at its Job.
     fleet::wait_region_ready(&client, "kept", READY)
         .await
-        .map_err(|e| unexpected(format!("{e}\noperator log:\n{}", operator::logs(&tools))))?;
+        .map_err(|e| unexpected(format!("{e}\noperator log:\n{}", operator::logs(tools))))?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "region-stuck");
     let stuck_jobs = jobs.list(&ListParams::default()).await.step("list jobs")?;
     assert!(
@@ -222,7 +208,7 @@ async fn region_failures_are_named_and_nothing_is_lost() -> Result<(), Error> {
         "no workload of stuck starts"
     );
     let changed = stores::psql(
-        &tools,
+        tools,
         "region-kept",
         "with changed as (update _sqlx_migrations set checksum = '\\x00' \
          where version = (select max(version) from _sqlx_migrations) returning version) \
@@ -244,7 +230,7 @@ async fn region_failures_are_named_and_nothing_is_lost() -> Result<(), Error> {
         |c| c.status == "False" && c.reason == "MigrationFailed",
     )
     .await
-    .map_err(|e| unexpected(format!("{e}\noperator log:\n{}", operator::logs(&tools))))?;
+    .map_err(|e| unexpected(format!("{e}\noperator log:\n{}", operator::logs(tools))))?;
     println!(
         "kept at {next}: MigrationsComplete=False: {}",
         failed.message

@@ -15,10 +15,9 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 use silo_api::Region;
-use silo_e2e_cluster::cluster::{self, Which};
 use silo_e2e_pods::fleet::{self, true_since};
 use silo_e2e_pods::kubectl::Tools;
-use silo_e2e_pods::settings::Settings;
+use silo_e2e_pods::scenario::Scenario;
 use silo_e2e_pods::wait::{self, Check};
 use silo_e2e_pods::{Error, StepContext, operator, stores};
 use silo_pipeline_tests::api::Api as SiloApi;
@@ -81,18 +80,13 @@ async fn send_during(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Error> {
-    let cluster = cluster::connect(Which::Primary).await?;
-    let client = cluster.client.clone();
-    let tools = Tools::new(&cluster.kubeconfig);
-    let settings = Settings::from_env();
-
-    let (_uninstall, _) = operator::install(&client, &tools, &settings).await?;
-    fleet::clean_fleet(&client).await?;
+    let scenario = Scenario::start().await?;
+    let (client, tools, settings) = (scenario.client.clone(), &scenario.tools, &scenario.settings);
 
     // 1. A ControlPlane and Regions us and de: each Ready on its own stores.
     fleet::apply_control_plane(
         &client,
-        &settings,
+        settings,
         CONTROL_PLANE,
         "SILOED",
         CONTROL_NS,
@@ -106,7 +100,7 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
     for name in ["us", "de"] {
         let region = fleet::wait_region_ready(&client, name, READY)
             .await
-            .map_err(|e| unexpected(format!("{e}\noperator log:\n{}", operator::logs(&tools))))?;
+            .map_err(|e| unexpected(format!("{e}\noperator log:\n{}", operator::logs(tools))))?;
         ready.insert(name, region);
     }
     for (name, region) in &ready {
@@ -194,23 +188,23 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
     assert!(sdk.flush(Duration::from_secs(30)), "the SDK could not send");
     let issue = fleet::wait_issue_count(&api, "acme-de", "checkout", "checkout failed in de", 3)
         .await
-        .map_err(|e| unexpected(format!("{e}\n{}", fleet::silo_logs(&tools, "region-de"))))?;
+        .map_err(|e| unexpected(format!("{e}\n{}", fleet::silo_logs(tools, "region-de"))))?;
     println!("issue via the gateway: {}", issue["title"]);
     let id = ids[0].simple().to_string();
     let query =
         format!("select count(*) from events where replace(event_id::text, '-', '') = '{id}'");
     assert_eq!(
-        stores::psql(&tools, "region-de", &query)?,
+        stores::psql(tools, "region-de", &query)?,
         "1",
         "event {id} in de's Postgres"
     );
     assert_eq!(
-        stores::psql(&tools, "region-us", &query)?,
+        stores::psql(tools, "region-us", &query)?,
         "0",
         "event {id} must not be in us"
     );
     let orgs = "select count(*) from organizations where slug = 'acme-de'";
-    assert_eq!(stores::psql(&tools, "region-us", orgs)?, "0");
+    assert_eq!(stores::psql(tools, "region-us", orgs)?, "0");
 
     // 4. A third Region reaches every running pod's directory without a restart.
     let watched = ["region-us", "region-de", CONTROL_NS];
@@ -230,7 +224,7 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
             &format!("the directory file in {ns}'s running web pod to list jp"),
             Duration::from_secs(180),
             || async {
-                Ok(match directory_in(&tools, ns) {
+                Ok(match directory_in(tools, ns) {
                     Ok(names) if names.iter().any(|n| n == "jp") => Check::Done(names),
                     other => Check::Pending(format!("{other:?}")),
                 })
@@ -287,7 +281,7 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
         "us's running web pod to drop jp from its directory",
         Duration::from_secs(180),
         || async {
-            Ok(match directory_in(&tools, "region-us") {
+            Ok(match directory_in(tools, "region-us") {
                 Ok(names) if names == ["de", "us"] => Check::Done(()),
                 other => Check::Pending(format!("{other:?}")),
             })
