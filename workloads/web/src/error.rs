@@ -32,7 +32,7 @@ pub enum AppError {
     Unavailable(String),
     /// A dependency failed (`what`: the database, a region); the client should retry.
     #[error("{what} is unavailable: {detail}")]
-    Dependency { what: &'static str, detail: String },
+    Dependency { what: String, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -75,7 +75,7 @@ impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         if error.is_unavailable() {
             return AppError::Dependency {
-                what: "The database",
+                what: "The database".to_owned(),
                 detail: error.to_string(),
             };
         }

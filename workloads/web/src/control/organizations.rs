@@ -226,10 +226,20 @@ fn rpc_error(error: RpcError) -> AppError {
         RpcError::Rejected { status, detail, .. } if status.is_client_error() => {
             AppError::BadRequest(detail)
         }
-        other => AppError::Dependency {
-            what: "The region",
-            detail: other.to_string(),
-        },
+        other => {
+            // The region's name helps the client; the transport error text stays in the log.
+            let what = match &other {
+                RpcError::NoSecret => "Cross-silo RPC".to_owned(),
+                RpcError::Unavailable { target, .. }
+                | RpcError::Unauthorized { target, .. }
+                | RpcError::Rejected { target, .. }
+                | RpcError::BadReply { target, .. } => format!("The {target}"),
+            };
+            AppError::Dependency {
+                what,
+                detail: other.to_string(),
+            }
+        }
     }
 }
 
@@ -300,7 +310,10 @@ mod tests {
             detail: "error sending request for url (http://web.region-de.svc:8000/)".into(),
         });
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(matches!(error, AppError::Dependency { .. }), "{error}");
+        assert!(
+            matches!(&error, AppError::Dependency { what, .. } if what == "The region \"de\""),
+            "{error}"
+        );
         let refused = rpc_error(RpcError::Rejected {
             target: "region \"de\"".into(),
             status: StatusCode::CONFLICT,
