@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use silo_protocol::{IngestMessage, OutcomeKind};
 
 use crate::auth::{self, Credentials};
@@ -105,6 +105,10 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// How much of an oversized streamed body is still read (and dropped), as a multiple of the
+/// limit, so that a client still sending gets to read the 413 instead of a reset connection.
+const DRAIN_FACTOR: usize = 4;
+
 /// Read the body, refusing more than `limit` bytes whether or not Content-Length is sent.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
     let declared =
@@ -112,13 +116,25 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(BodyError::TooLarge { limit })
+    let mut body = body;
+    let mut kept = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(DRAIN_FACTOR) {
+            break;
         }
-        Err(error) => Err(BodyError::Read(error.to_string())),
     }
+    if seen > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    Ok(kept.freeze())
 }
 
 async fn ingest(
