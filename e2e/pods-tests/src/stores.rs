@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 
@@ -72,12 +72,11 @@ pub async fn volumes_of(client: &Client, namespace: &str) -> Result<Vec<Persiste
         .step("list volumes")?
         .items
         .into_iter()
-        .filter(|pv| {
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.claim_ref.as_ref())
-                .and_then(|c| c.namespace.as_deref())
-                == Some(namespace)
-        })
+        .filter(|pv| claim(pv).and_then(|c| c.namespace.as_deref()) == Some(namespace))
         .collect())
+}
+
+/// The claim volume `pv` is (or, once Released, was) bound to.
+pub fn claim(pv: &PersistentVolume) -> Option<&ObjectReference> {
+    pv.spec.as_ref()?.claim_ref.as_ref()
 }

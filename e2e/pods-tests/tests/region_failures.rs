@@ -348,9 +348,7 @@ async fn region_failures_are_named_and_nothing_is_lost() -> Result<(), Error> {
     let postgres = released
         .iter()
         .find(|pv| {
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.claim_ref.as_ref())
+            stores::claim(pv)
                 .and_then(|c| c.name.as_deref())
                 .is_some_and(|n| n.ends_with("postgres-0"))
         })
