@@ -248,9 +248,13 @@ EOF
 kafka_format() {
   [ -f "$KAFKA_DIR/data/meta.properties" ] && return 0
   local cluster_id
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  # A KRaft id is 16 random bytes in base64url; one starting with '-' would read as an option.
+  cluster_id=-
+  while [ "${cluster_id#-}" != "$cluster_id" ]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  done
   log "kafka: formatting storage (cluster $cluster_id)"
-  kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" \
+  kafka_java kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$KAFKA_DIR/server.properties" \
     >>"$KAFKA_LOG" 2>&1 || { log "kafka: storage format failed; see $KAFKA_LOG"; return 1; }
 }
 
