@@ -110,13 +110,12 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 const DRAIN_FACTOR: usize = 4;
 
 /// Read the body, refusing more than `limit` bytes whether or not Content-Length is sent.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
     let declared =
         header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
-    let mut body = body;
     let mut kept = BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
