@@ -26,7 +26,7 @@ fn json(value: serde_json::Value) -> String {
 
 /// `helm upgrade --install` the chart with the built operator image on the real nodes; the
 /// returned guard uninstalls it. Returns once the operator pod is Ready (its watches synced),
-/// with the time that took.
+/// with the time that took (a second replica is the standby).
 pub async fn install(
     client: &Client,
     tools: &Tools,
@@ -80,14 +80,17 @@ pub async fn install(
     Ok((uninstall, started.elapsed()))
 }
 
-/// The operator pod's log (for failure messages).
+/// The operator pods' logs, leader and standby, each line prefixed with its pod (for failure
+/// messages).
 pub fn logs(tools: &Tools) -> String {
     tools
         .kubectl(&[
             "logs",
             "-n",
             NAMESPACE,
-            "deploy/silo-operator",
+            "-l",
+            "app.kubernetes.io/name=silo-operator",
+            "--prefix",
             "--tail",
             "40",
         ])

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -17,9 +18,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::build::{Child, ChildKey, ChildKind, DesiredSet, GeneratedSecret};
+use crate::drift::{Applied, Tracker, fields_digest, needs_apply};
 use crate::labels;
 use crate::metrics::Metrics;
-use crate::stores::{Applied, Stores, Tracker, needs_apply, version_of};
+use crate::stores::Stores;
 
 /// A write to the API server failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,16 +110,18 @@ impl Applier {
             return Ok(());
         }
         let applied = self.tracker.get(&key);
-        if !needs_apply(hash, observed.as_ref(), applied.as_ref()) {
+        if !needs_apply(hash, observed.as_ref(), applied.as_ref(), Instant::now()) {
             if applied.is_none()
                 && let Some(o) = observed
             {
-                // First sight after a restart: trust the stamped hash from here on.
+                // First sight after a restart, unedited: its fields as they are are ours.
                 self.tracker.record(
                     key.clone(),
                     Applied {
                         hash: hash.to_owned(),
-                        version: o.version,
+                        fields: o.fields,
+                        at: Instant::now(),
+                        seen: true,
                     },
                 );
             }
@@ -161,7 +165,9 @@ impl Applier {
             key.clone(),
             Applied {
                 hash: hash.to_owned(),
-                version: version_of(key.kind, &meta),
+                fields: fields_digest(meta.managed_fields.as_deref().unwrap_or_default()).0,
+                at: Instant::now(),
+                seen: false,
             },
         );
         report.written += 1;
@@ -188,21 +194,31 @@ impl Applier {
             .collect();
         secret.data = Some(data);
         let api = api_for::<Secret>(&self.client, &key.namespace);
-        let version = match api.create(&PostParams::default(), &secret).await {
+        let fields = match api.create(&PostParams::default(), &secret).await {
             Ok(created) => {
                 report.written += 1;
                 self.metrics.apply(key.kind.as_str(), true);
-                version_of(key.kind, &created.metadata)
+                fields_digest(
+                    created
+                        .metadata
+                        .managed_fields
+                        .as_deref()
+                        .unwrap_or_default(),
+                )
+                .0
             }
             // Created earlier (the store had not caught up): keep the existing value.
-            Err(kube::Error::Api(status)) if status.code == 409 => 0,
+            Err(kube::Error::Api(status)) if status.code == 409 => String::new(),
             Err(source) => return Err(ApplyError::Create { key, source }),
         };
+        // Created once and never compared: the record only says "exists".
         self.tracker.record(
             key,
             Applied {
                 hash: String::new(),
-                version,
+                fields,
+                at: Instant::now(),
+                seen: false,
             },
         );
         Ok(())

@@ -46,6 +46,30 @@ pub struct Args {
     #[arg(long, env = "POD_NAMESPACE", default_value = "silo-system")]
     pub namespace: String,
 
+    /// Take part in leader election on a Lease in the operator's namespace; only the leader
+    /// reconciles. Turn off only when exactly one replica runs.
+    #[arg(long, env = "SILO_OPERATOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Name of the leader Lease (in the operator's namespace).
+    #[arg(
+        long,
+        env = "SILO_OPERATOR_LEASE_NAME",
+        default_value = "silo-operator"
+    )]
+    pub lease_name: String,
+
+    /// How long the lease stays valid after its last renewal: the longest a standby waits
+    /// after the leader died (whole seconds).
+    #[arg(long, env = "SILO_OPERATOR_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How long the leader keeps reconciling without a successful renewal before it stops
+    /// writing and exits; shorter than the lease duration by the tolerated clock skew. The
+    /// lease is renewed every half of it.
+    #[arg(long, env = "SILO_OPERATOR_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub lease_renew_deadline: Duration,
+
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -7,6 +7,7 @@ use kube::runtime::events::Recorder;
 
 use crate::apply::{Applier, ApplyError};
 use crate::backoff::Backoff;
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::pacing::StatusPacer;
 use crate::pods::PodProblems;
@@ -26,6 +27,8 @@ pub struct Context {
     pub resync: Duration,
     /// Spaces out Region status writes that only change condition messages.
     pub status_pacer: StatusPacer,
+    /// Reconciles act only while this replica holds the leader lease.
+    pub leadership: Leadership,
 }
 
 /// A reconcile step that talked to the API server failed; retried with per-object backoff.

@@ -23,6 +23,10 @@ const CONTROLLER: &str = "controlplane";
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(cp: Arc<ControlPlane>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if !ctx.leadership.is_leading() {
+        // A standby keeps its stores warm; it reconciles everything once it leads.
+        return Ok(Action::await_change());
+    }
     let start = Instant::now();
     let result = reconcile_control_plane(&cp, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, start.elapsed());

@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -42,6 +43,8 @@ pub struct Metrics {
     pub duration: Family<ControllerLabels, Histogram>,
     pub api_requests: Family<RequestLabels, Counter>,
     pub applies: Family<ApplyLabels, Counter>,
+    /// 1 while this replica holds the leader lease (or runs without election).
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -55,6 +58,7 @@ impl Metrics {
             }),
             api_requests: Family::default(),
             applies: Family::default(),
+            leader: Gauge::default(),
         };
         registry.register(
             "silo_operator_reconciles",
@@ -80,6 +84,11 @@ impl Metrics {
             "silo_operator_child_applies",
             "Desired child objects per reconcile: written (applied) or skipped (unchanged)",
             metrics.applies.clone(),
+        );
+        registry.register(
+            "silo_operator_leader",
+            "1 while this replica holds the leader lease and reconciles, 0 while it is a standby",
+            metrics.leader.clone(),
         );
         metrics
     }

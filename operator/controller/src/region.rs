@@ -26,6 +26,10 @@ const CONTROLLER: &str = "region";
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if !ctx.leadership.is_leading() {
+        // A standby keeps its stores warm; it reconciles everything once it leads.
+        return Ok(Action::await_change());
+    }
     let start = Instant::now();
     let result = reconcile_region(&region, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, start.elapsed());

@@ -21,11 +21,13 @@ use crate::backoff::Backoff;
 use crate::build;
 use crate::config::Args;
 use crate::context::Context;
+use crate::drift::Tracker;
 use crate::http::router;
+use crate::leader::{Election, LeaderError, Leadership, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::pacing::StatusPacer;
 use crate::pods::{self, PodProblems};
-use crate::stores::{self, Routes, Stores, Tracker};
+use crate::stores::{self, Routes, Stores};
 use crate::synced::Synced;
 use crate::{controlplane, region, validate};
 
@@ -40,6 +42,8 @@ pub enum RunError {
     Client(#[from] kube::Error),
     #[error(transparent)]
     Serve(#[from] silo_runtime::ServeError),
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
 }
 
 async fn client_config(args: &Args) -> Result<Config, RunError> {
@@ -52,8 +56,13 @@ async fn client_config(args: &Args) -> Result<Config, RunError> {
     }
 }
 
-/// A client that counts every request it sends, by method.
-fn counting_client(config: Config, metrics: &Metrics) -> Result<Client, RunError> {
+/// A client that counts every request it sends, by method, and sends writes only while
+/// this replica leads.
+fn counting_client(
+    config: Config,
+    metrics: &Metrics,
+    leadership: &Leadership,
+) -> Result<Client, RunError> {
     let metrics = metrics.clone();
     let layer = MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
         metrics.request(req.method().as_str());
@@ -61,7 +70,50 @@ fn counting_client(config: Config, metrics: &Metrics) -> Result<Client, RunError
     });
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&layer)
+        .with_layer(&leadership.fence())
         .build())
+}
+
+/// Join the leader election (unless turned off); `gained` is told to reconcile everything
+/// each time this replica starts leading.
+fn election(
+    args: &Args,
+    config: Config,
+    leadership: &Leadership,
+    gained: Vec<mpsc::Sender<()>>,
+    metrics: &Metrics,
+    readiness: &silo_runtime::Readiness,
+) -> Result<Election, RunError> {
+    if !args.leader_elect {
+        metrics.leader.set(1);
+        readiness.set_detail("leader: leader election is off");
+        return Ok(Election::disabled());
+    }
+    let settings = LeaseSettings {
+        name: args.lease_name.clone(),
+        namespace: args.namespace.clone(),
+        identity: format!("{}_{:08x}", args.instance, rand::random::<u32>()),
+        duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+    };
+    readiness.set_detail(format!(
+        "standby: waiting for the Lease {}/{}",
+        settings.namespace, settings.name
+    ));
+    let (gauge, ready) = (metrics.leader.clone(), readiness.clone());
+    let on_change = move |leading: bool| {
+        gauge.set(i64::from(leading));
+        ready.set_detail(if leading { "leader" } else { "standby" });
+    };
+    // Renewing the lease must not pass the fence it keeps open.
+    let client = Client::try_from(config)?;
+    Ok(Election::start(
+        client,
+        settings,
+        leadership.clone(),
+        gained,
+        on_change,
+    )?)
 }
 
 /// What the whole fleet depends on: directory, active ControlPlane generation, RPC secret.
@@ -109,11 +161,18 @@ async fn fleet_task(
     }
 }
 
-/// Run the operator until SIGTERM/SIGINT.
+/// Run the operator until SIGTERM/SIGINT, or until it lost the leader lease (an error: the
+/// process exits and restarts as a standby).
 pub async fn run(args: Args) -> Result<(), RunError> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let client = counting_client(client_config(&args).await?, &metrics)?;
+    let config = client_config(&args).await?;
+    let leadership = if args.leader_elect {
+        Leadership::elected()
+    } else {
+        Leadership::always()
+    };
+    let client = counting_client(config.clone(), &metrics, &leadership)?;
 
     let (region_tx, region_rx) = mpsc::channel(1024);
     let (cp_tx, cp_rx) = mpsc::channel(64);
@@ -135,6 +194,14 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     let (regions_all_tx, regions_all_rx) = mpsc::channel(1);
     let (cp_all_tx, cp_all_rx) = mpsc::channel(1);
+    let mut election = election(
+        &args,
+        config,
+        &leadership,
+        vec![regions_all_tx.clone(), cp_all_tx.clone()],
+        &metrics,
+        &readiness,
+    )?;
     tokio::spawn(fleet_task(
         stores.clone(),
         fleet,
@@ -163,6 +230,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         backoff: Backoff::default(),
         resync: args.resync,
         status_pacer: StatusPacer::new(args.status_message_interval),
+        leadership,
     });
 
     let shutdown = Shutdown::on_signals();
@@ -204,8 +272,21 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         let _ = stores.namespaces.wait_until_ready().await;
         tokio::join!(regions, control_planes)
     };
-    let (served, ((), ())) = tokio::join!(http, controllers);
-    served?;
+    let work = async {
+        let (served, ((), ())) = tokio::join!(http, controllers);
+        served
+    };
+    tokio::select! {
+        served = work => {
+            // The controllers have stopped: no write can follow the release.
+            election.release().await;
+            served?;
+        }
+        lost = election.lost() => {
+            tracing::error!(error = %lost, "stopping");
+            return Err(lost.into());
+        }
+    }
     tracing::info!("silo-operator stopped");
     Ok(())
 }

@@ -6,9 +6,8 @@
 //!                                                        └─► deletions forget the tracker entry
 //! ```
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
@@ -25,99 +24,9 @@ use serde::de::DeserializeOwned;
 use silo_api::{ControlPlane, Region};
 
 use crate::build::{ChildKey, ChildKind};
+use crate::drift::{Observed, Tracker, observed_from, stash_fields};
 use crate::labels;
 use crate::synced::Synced;
-
-/// What the store shows of a child: its stamped hash and a version that only moves when
-/// someone changes the object (generation for Deployments, resourceVersion otherwise).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Observed {
-    pub hash: Option<String>,
-    pub version: u64,
-}
-
-/// What the operator itself last wrote to a child.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    pub hash: String,
-    pub version: u64,
-}
-
-/// Whether a desired child needs a write, given what the store shows and what was last written.
-///
-/// - unknown to the store: write, unless this hash was just written (the store lags; a
-///   deletion clears the record, so a deleted child is always re-created);
-/// - written by us at this hash: write only if someone changed it since (version moved past ours);
-/// - never written by this process: write unless the stamped hash already matches.
-pub fn needs_apply(
-    desired_hash: &str,
-    observed: Option<&Observed>,
-    applied: Option<&Applied>,
-) -> bool {
-    match (observed, applied) {
-        (None, Some(a)) => a.hash != desired_hash,
-        (None, None) => true,
-        (Some(o), Some(a)) if a.hash == desired_hash => o.version > a.version,
-        (Some(_), Some(_)) => true,
-        (Some(o), None) => o.hash.as_deref() != Some(desired_hash),
-    }
-}
-
-/// Record of the operator's own writes, so unchanged children are skipped without a request.
-#[derive(Debug, Default)]
-pub struct Tracker {
-    applied: Mutex<HashMap<ChildKey, Applied>>,
-}
-
-impl Tracker {
-    pub fn get(&self, key: &ChildKey) -> Option<Applied> {
-        self.applied.lock().ok()?.get(key).cloned()
-    }
-
-    pub fn record(&self, key: ChildKey, applied: Applied) {
-        if let Ok(mut map) = self.applied.lock() {
-            map.insert(key, applied);
-        }
-    }
-
-    pub fn forget(&self, key: &ChildKey) {
-        if let Ok(mut map) = self.applied.lock() {
-            map.remove(key);
-        }
-    }
-}
-
-fn parse_version(meta: &ObjectMeta, use_generation: bool) -> u64 {
-    if use_generation {
-        meta.generation
-            .and_then(|g| u64::try_from(g).ok())
-            .unwrap_or(0)
-    } else {
-        meta.resource_version
-            .as_deref()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-/// The drift version of an object of `kind` with `meta`.
-pub fn version_of(kind: ChildKind, meta: &ObjectMeta) -> u64 {
-    parse_version(
-        meta,
-        matches!(kind, ChildKind::Deployment | ChildKind::StatefulSet),
-    )
-}
-
-fn observed_from(kind: ChildKind, meta: &ObjectMeta) -> Observed {
-    Observed {
-        hash: meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(labels::SPEC_HASH))
-            .cloned(),
-        version: version_of(kind, meta),
-    }
-}
 
 /// Stores of everything the operator watches.
 #[derive(Clone)]
@@ -153,31 +62,31 @@ impl Stores {
             ChildKind::Namespace => self
                 .namespaces
                 .get(&ObjectRef::new(&key.name))
-                .map(|o| observed_from(key.kind, &o.metadata)),
+                .map(|o| observed_from(&o.metadata)),
             ChildKind::ConfigMap => self
                 .configmaps
                 .get(&oref(key))
-                .map(|o| observed_from(key.kind, &o.metadata)),
+                .map(|o| observed_from(&o.metadata)),
             ChildKind::Service => self
                 .services
                 .get(&oref(key))
-                .map(|o| observed_from(key.kind, &o.metadata)),
+                .map(|o| observed_from(&o.metadata)),
             ChildKind::Secret => self
                 .secrets
                 .get(&oref(key))
-                .map(|o| observed_from(key.kind, &o.metadata)),
+                .map(|o| observed_from(&o.metadata)),
             ChildKind::Deployment => self
                 .deployments
                 .get(&oref(key))
-                .map(|o| observed_from(key.kind, &o.metadata)),
+                .map(|o| observed_from(&o.metadata)),
             ChildKind::StatefulSet => self
                 .stateful_sets
                 .get(&oref(key))
-                .map(|o| observed_from(key.kind, &o.metadata)),
+                .map(|o| observed_from(&o.metadata)),
             ChildKind::Job => self
                 .jobs
                 .get(&oref(key))
-                .map(|o| observed_from(key.kind, &o.metadata)),
+                .map(|o| observed_from(&o.metadata)),
         }
     }
 
@@ -356,8 +265,9 @@ impl Routes {
 type Watch<K> =
     std::pin::Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
 
+/// Children keep the digest of their `managedFields` (drift), other objects nothing of them.
 fn strip_meta(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
+    stash_fields(meta);
 }
 
 fn child_config() -> watcher::Config {
@@ -433,12 +343,12 @@ fn strip_secret(s: &mut Secret) {
 }
 
 fn strip_region(r: &mut Region) {
-    strip_meta(&mut r.metadata);
+    r.metadata.managed_fields = None;
     r.metadata.annotations = None;
 }
 
 fn strip_control_plane(c: &mut ControlPlane) {
-    strip_meta(&mut c.metadata);
+    c.metadata.managed_fields = None;
     c.metadata.annotations = None;
 }
 
@@ -462,7 +372,16 @@ async fn drive_child<K>(
                 if kind == ChildKind::Namespace {
                     routes.fleet.notify_one();
                 }
-                routes.route(obj.meta()).await;
+                let meta = obj.meta();
+                tracker.saw(
+                    &ChildKey {
+                        kind,
+                        namespace: meta.namespace.clone().unwrap_or_default(),
+                        name: meta.name.clone().unwrap_or_default(),
+                    },
+                    &observed_from(meta).fields,
+                );
+                routes.route(meta).await;
             }
             Ok(watcher::Event::Delete(obj)) => {
                 if kind == ChildKind::Namespace {
@@ -564,7 +483,7 @@ pub fn start(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|o: &mut PartialObjectMeta<StorageClass>| strip_meta(&mut o.metadata))
+    .modify(|o: &mut PartialObjectMeta<StorageClass>| o.metadata.managed_fields = None)
     .reflect(sc_reader)
     .boxed();
     let (external_secrets, ext_writer) = reflector::store();
@@ -654,72 +573,4 @@ pub fn start(
             control_planes: cp_stream,
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn observed(hash: &str, version: u64) -> Observed {
-        Observed {
-            hash: Some(hash.to_owned()),
-            version,
-        }
-    }
-
-    fn applied(hash: &str, version: u64) -> Applied {
-        Applied {
-            hash: hash.to_owned(),
-            version,
-        }
-    }
-
-    #[test]
-    fn missing_child_is_written_unless_just_written() {
-        assert!(needs_apply("h", None, None));
-        assert!(!needs_apply("h", None, Some(&applied("h", 3))));
-        assert!(needs_apply("h2", None, Some(&applied("h", 3))));
-    }
-
-    #[test]
-    fn unchanged_child_is_skipped_and_store_lag_is_tolerated() {
-        assert!(!needs_apply(
-            "h",
-            Some(&observed("h", 3)),
-            Some(&applied("h", 3))
-        ));
-        // The store still shows the version before our write.
-        assert!(!needs_apply(
-            "h",
-            Some(&observed("old", 2)),
-            Some(&applied("h", 3))
-        ));
-    }
-
-    #[test]
-    fn changes_by_others_and_new_specs_are_written() {
-        // Someone edited the object after our write.
-        assert!(needs_apply(
-            "h",
-            Some(&observed("h", 4)),
-            Some(&applied("h", 3))
-        ));
-        // The desired spec changed.
-        assert!(needs_apply(
-            "new",
-            Some(&observed("h", 3)),
-            Some(&applied("h", 3))
-        ));
-    }
-
-    #[test]
-    fn after_restart_the_stamped_hash_decides() {
-        assert!(!needs_apply("h", Some(&observed("h", 9)), None));
-        assert!(needs_apply("h", Some(&observed("other", 9)), None));
-        let unstamped = Observed {
-            hash: None,
-            version: 1,
-        };
-        assert!(needs_apply("h", Some(&unstamped), None));
-    }
 }

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::*;
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 
 fn kubectl() -> String {
     std::env::var("SILO_KUBECTL").unwrap_or_else(|_| "kubectl".to_owned())
@@ -23,6 +24,10 @@ async fn chart_renders_and_passes_server_side_dry_run() {
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Lease",
+        "Role",
+        "RoleBinding",
+        "PodDisruptionBudget",
     ] {
         assert!(
             rendered.contains(&format!("kind: {kind}")),
@@ -81,4 +86,34 @@ async fn chart_renders_and_passes_server_side_dry_run() {
             "wildcard resource"
         );
     }
+
+    // Leader election: rights on the chart's own Lease only, two replicas, never a third pod.
+    let roles: Vec<Role> = chart_objects(&rendered, "Role");
+    let rules: Vec<_> = roles
+        .iter()
+        .flat_map(|r| r.rules.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["leases".to_owned()][..])
+    );
+    assert_eq!(
+        rules[0].resource_names.as_deref(),
+        Some(&["silo-operator".to_owned()][..])
+    );
+    assert_eq!(rules[0].verbs, ["get", "patch"]);
+    let deployment = chart_objects::<Deployment>(&rendered, "Deployment")
+        .pop()
+        .expect("operator Deployment");
+    let spec = deployment.spec.expect("Deployment spec");
+    assert_eq!(spec.replicas, Some(2));
+    let rolling = spec
+        .strategy
+        .and_then(|s| s.rolling_update)
+        .expect("rolling update strategy");
+    assert_eq!(
+        rolling.max_surge,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
+    );
 }

@@ -14,6 +14,8 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Default)]
 pub struct Readiness {
     flags: Arc<Mutex<BTreeMap<String, bool>>>,
+    /// What `/readyz` answers when ready (e.g. the replica's role); "ok" when unset.
+    detail: Arc<Mutex<Option<String>>>,
 }
 
 /// One component's readiness flag.
@@ -38,6 +40,17 @@ impl Readiness {
         }
     }
 
+    /// Say more than "ok" when ready, e.g. `standby: another replica holds the lease`.
+    pub fn set_detail(&self, detail: impl Into<String>) {
+        *lock(&self.detail) = Some(detail.into());
+    }
+
+    fn detail(&self) -> String {
+        lock(&self.detail)
+            .clone()
+            .unwrap_or_else(|| "ok".to_owned())
+    }
+
     /// Names of the components that are not ready; empty when the process is ready.
     pub fn not_ready(&self) -> Vec<String> {
         lock(&self.flags)
@@ -58,9 +71,7 @@ impl ReadyFlag {
     }
 }
 
-fn lock(
-    flags: &Mutex<BTreeMap<String, bool>>,
-) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
+fn lock<T>(flags: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding this lock cannot leave the map inconsistent: keep using it.
     flags
         .lock()
@@ -86,7 +97,7 @@ pub fn admin_router(state: AdminState) -> Router {
 async fn readyz(State(state): State<AdminState>) -> Response {
     let waiting = state.readiness.not_ready();
     if waiting.is_empty() {
-        (StatusCode::OK, "ok").into_response()
+        (StatusCode::OK, state.readiness.detail()).into_response()
     } else {
         let body = serde_json::json!({ "detail": "not ready", "waiting_for": waiting });
         (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
@@ -144,7 +155,7 @@ mod tests {
         counter.inc();
         let router = admin_router(AdminState {
             registry: Arc::new(registry),
-            readiness,
+            readiness: readiness.clone(),
         });
 
         let (status, body) = get(&router, "/readyz").await;
@@ -160,7 +171,12 @@ mod tests {
             "{body}"
         );
         db.set(true);
-        assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
+        assert_eq!(get(&router, "/readyz").await, (StatusCode::OK, "ok".into()));
+        readiness.set_detail("standby");
+        assert_eq!(
+            get(&router, "/readyz").await,
+            (StatusCode::OK, "standby".into())
+        );
         assert_eq!(
             get(&router, "/healthz").await,
             (StatusCode::OK, "ok".into())

@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -179,7 +180,9 @@ pub fn chart_objects<K: DeserializeOwned>(rendered: &str, kind: &str) -> Vec<K> 
         .collect()
 }
 
-/// Create the operator namespace, then apply the chart's ServiceAccount and RBAC.
+/// Create the operator namespace, then apply the chart's ServiceAccount and RBAC, and create
+/// its leader Lease afresh (a Lease left held by a killed operator would keep the next one
+/// waiting for it to expire).
 pub async fn install_rbac(client: &Client) {
     let rendered = render_chart(OPERATOR_NAMESPACE);
     let params = PatchParams::apply(MANAGER).force();
@@ -212,6 +215,46 @@ pub async fn install_rbac(client: &Client) {
             .await
             .expect("apply ClusterRoleBinding");
     }
+    let roles: Api<Role> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    for role in chart_objects::<Role>(&rendered, "Role") {
+        roles
+            .patch(&role.name_any(), &params, &Patch::Apply(&role))
+            .await
+            .expect("apply Role");
+    }
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    for binding in chart_objects::<RoleBinding>(&rendered, "RoleBinding") {
+        bindings
+            .patch(&binding.name_any(), &params, &Patch::Apply(&binding))
+            .await
+            .expect("apply RoleBinding");
+    }
+    let leases = leases(client);
+    for lease in chart_objects::<Lease>(&rendered, "Lease") {
+        let name = lease.name_any();
+        let _ = leases.delete(&name, &DeleteParams::default()).await;
+        wait_for("the old Lease to be gone", Duration::from_secs(30), || {
+            let leases = leases.clone();
+            let name = name.clone();
+            async move {
+                match leases.get_opt(&name).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(_)) => Err("still there".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        leases
+            .create(&PostParams::default(), &lease)
+            .await
+            .expect("create the leader Lease");
+    }
+}
+
+/// The operator namespace's Leases.
+pub fn leases(client: &Client) -> Api<Lease> {
+    Api::namespaced(client.clone(), OPERATOR_NAMESPACE)
 }
 
 /// A kubeconfig that authenticates as the operator's ServiceAccount (TokenRequest API).
@@ -310,6 +353,11 @@ pub async fn http_get(port: u16, path: &str) -> Result<String, String> {
 impl Operator {
     /// Start the operator with `kubeconfig` and wait for `/healthz`.
     pub async fn start(kubeconfig: &Path, name: &str) -> Self {
+        Self::start_with(kubeconfig, name, &[]).await
+    }
+
+    /// [`Operator::start`] with more flags; `name` is also the instance (lease identity prefix).
+    pub async fn start_with(kubeconfig: &Path, name: &str, args: &[&str]) -> Self {
         let port = free_port();
         let log = state_dir().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("create operator log");
@@ -318,6 +366,8 @@ impl Operator {
             .arg(kubeconfig)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--fleet-debounce", "200ms"])
+            .args(["--instance", name])
+            .args(args)
             .env("RUST_LOG", "info,silo_operator=debug")
             .stdout(file.try_clone().expect("clone log handle"))
             .stderr(file)
@@ -329,6 +379,16 @@ impl Operator {
         })
         .await;
         operator
+    }
+
+    /// The process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status once the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("poll the operator process")
     }
 
     /// Sum of a counter family's samples whose line contains every one of `filters`.

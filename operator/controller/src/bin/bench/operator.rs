@@ -35,6 +35,8 @@ impl Operator {
         command
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--concurrency", &concurrency.to_string()])
+            // One operator, and restarts measured without waiting for a Lease to expire.
+            .arg("--leader-elect=false")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
