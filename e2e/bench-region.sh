@@ -15,6 +15,7 @@ STATE="${SILO_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/silo}"
 API_PORT="${SILO_DEMO_API_PORT:-18000}"
 NAME="${1:-bench}"
 NS="region-$NAME"
+SNOWFLAKE_ID=4000
 CONTROL_NS=silo-control
 # shellcheck disable=SC1091
 . "$STATE/clusters/silo/env"
@@ -36,6 +37,11 @@ before_us="$(restarts region-us)"
 before_control="$(restarts "$CONTROL_NS")"
 
 kubectl delete region "$NAME" --ignore-not-found --wait >/dev/null
+# Deleting the bench Region retires its snowflake id; the ids it generated do not matter, so
+# the id is released for the next run.
+released="$(kubectl get controlplane silo -o json |
+    json "json.dumps(sorted(set(d['spec'].get('releasedSnowflakeIds', [])) | {$SNOWFLAKE_ID}))")"
+kubectl patch controlplane silo --type=merge -p "{\"spec\":{\"releasedSnowflakeIds\":$released}}" >/dev/null
 log "applying Region $NAME"
 start="$(now)"
 kubectl apply -f - >/dev/null <<EOF
@@ -44,7 +50,7 @@ kind: Region
 metadata:
   name: $NAME
 spec:
-  snowflakeId: 4000
+  snowflakeId: $SNOWFLAKE_ID
 EOF
 kubectl wait --for=condition=Ready --timeout=600s "region/$NAME" >/dev/null
 ready="$(now)"

@@ -21,6 +21,9 @@ pub mod reason {
     pub const PROGRESSING: &str = "Progressing";
     /// Another Region already holds this snowflake id.
     pub const DUPLICATE_SNOWFLAKE_ID: &str = "DuplicateSnowflakeId";
+    /// The snowflake id was held by a Region that has been deleted; it is not reused unless
+    /// the ControlPlane lists it in `spec.releasedSnowflakeIds`.
+    pub const RETIRED_SNOWFLAKE_ID: &str = "RetiredSnowflakeId";
     /// No ControlPlane exists, so there is no version or image to run.
     pub const NO_CONTROL_PLANE: &str = "NoControlPlane";
     /// More than one ControlPlane exists; the operator needs exactly one.

@@ -82,6 +82,31 @@ mod tests {
     }
 
     #[test]
+    fn controlplane_records_retired_and_released_snowflake_ids() {
+        let yaml = crd_yaml("controlplanes.silo.dev.yaml");
+        let released = yaml
+            .split_once("releasedSnowflakeIds:")
+            .map(|(_, rest)| rest.split("urls:").next().unwrap_or_default())
+            .unwrap_or_default();
+        assert!(released.contains("maximum: 4095"), "{released}");
+        assert!(released.contains("type: array"), "{released}");
+        let retired = yaml
+            .split_once("retiredSnowflakeIds:")
+            .map(|(_, rest)| rest.split("runningVersion:").next().unwrap_or_default())
+            .unwrap_or_default();
+        assert!(retired.contains("additionalProperties:"), "{retired}");
+        assert!(retired.contains("spec.releasedSnowflakeIds"), "{retired}");
+        let spec: crate::ControlPlaneSpec =
+            serde_json::from_str(r#"{"version": "1.2.0"}"#).unwrap();
+        assert!(spec.released_snowflake_ids.is_empty());
+        let status = serde_json::to_value(crate::ControlPlaneStatus::default()).unwrap();
+        assert!(
+            status.get("retiredSnowflakeIds").is_none(),
+            "an empty record is not written, so a status apply never claims it: {status}"
+        );
+    }
+
+    #[test]
     fn region_spec_defaults_apply_when_fields_are_omitted() {
         let spec: crate::RegionSpec = serde_json::from_str(r#"{"snowflakeId": 7}"#).unwrap();
         assert_eq!(spec.category, crate::Category::MultiTenant);

@@ -245,8 +245,15 @@ async fn write_status(
         regions_ready,
         running_version: running.or(previous.running_version.clone()),
         endpoints: endpoints.or(previous.endpoints.clone()),
+        // Never applied here: Region finalizers record retired ids under their own field
+        // manager, and an apply without the field keeps them.
+        retired_snowflake_ids: Default::default(),
     };
-    if cp.status.as_ref() == Some(&next) {
+    let applied = ControlPlaneStatus {
+        retired_snowflake_ids: Default::default(),
+        ..previous.clone()
+    };
+    if cp.status.is_some() && applied == next {
         return Ok(());
     }
     let name = cp.name_any();

@@ -2,6 +2,10 @@
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "silo-operator";
+/// The field manager of the ControlPlane's `status.retiredSnowflakeIds` records (JSON merge
+/// patches of one key each): not [`FIELD_MANAGER`], whose status apply never sets them, so that
+/// applying the status keeps every record.
+pub const RETIRED_IDS_FIELD_MANAGER: &str = "silo-operator-retired-ids";
 /// Finalizer that keeps a Region until its namespace is gone and no directory lists it.
 pub const REGION_FINALIZER: &str = "silo.dev/region-cleanup";
 

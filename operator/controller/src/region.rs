@@ -1,5 +1,6 @@
 //! The Region reconciler: read -> validate -> build -> apply + prune -> status, and the
-//! finalizer that removes the namespace and waits until no directory lists the Region.
+//! finalizer that retires the Region's snowflake id, removes the namespace and waits until no
+//! directory lists the Region.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use silo_api::conditions::{self, reason};
-use silo_api::{Endpoints, Mode, Region, RegionStatus, Store};
+use silo_api::{ControlPlane, Endpoints, Mode, Region, RegionStatus, Store};
 
 use crate::build::{self, DesiredSet, Gate};
 use crate::context::{Context, ReconcileError};
@@ -424,8 +425,53 @@ async fn retain_volumes(ctx: &Context, namespace: &str) -> Result<(), ReconcileE
     Ok(())
 }
 
-/// Finalizer: delete the namespace, wait until it is gone and every directory is updated,
-/// then release the Region.
+/// The JSON merge patch of the ControlPlane's status that records `id` as retired by
+/// `region`: one key, so that concurrent finalizers never lose each other's records. `None`
+/// when `cp` already records it.
+fn retirement_patch(cp: &ControlPlane, id: u16, region: &str) -> Option<serde_json::Value> {
+    let key = id.to_string();
+    let recorded = cp
+        .status
+        .as_ref()
+        .and_then(|s| s.retired_snowflake_ids.get(&key));
+    (recorded.map(String::as_str) != Some(region))
+        .then(|| json!({"status": {"retiredSnowflakeIds": {key: region}}}))
+}
+
+/// When `region` holds its snowflake id (it is no duplicate, nor refused for a retired id),
+/// record the id as retired in the active ControlPlane's status, so that no other Region takes
+/// it once `region` is gone. `Ok(true)` once the store shows the record (or none is needed).
+async fn retire_snowflake_id(region: &Region, ctx: &Context) -> Result<bool, ReconcileError> {
+    let name = region.name_any();
+    let Some(id) = validate::directory::current(&ctx.stores).held_id(region) else {
+        return Ok(true);
+    };
+    let control_planes = ctx.stores.control_planes.state();
+    let Ok(cp) = validate::active_control_plane(&control_planes) else {
+        tracing::warn!(region = %name, snowflake_id = id, "no ControlPlane records the retired snowflake id; another Region may take it");
+        return Ok(true);
+    };
+    let Some(patch) = retirement_patch(cp, id, &name) else {
+        return Ok(true);
+    };
+    let cp_name = cp.name_any();
+    let api: Api<ControlPlane> = Api::all(ctx.client.clone());
+    let params = PatchParams {
+        field_manager: Some(labels::RETIRED_IDS_FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch_status(&cp_name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|source| ReconcileError::Status {
+            name: cp_name.clone(),
+            source,
+        })?;
+    tracing::info!(region = %name, snowflake_id = id, controlplane = %cp_name, "snowflake id retired");
+    Ok(false)
+}
+
+/// Finalizer: retire the snowflake id, delete the namespace, wait until it is gone and every
+/// directory is updated, then release the Region.
 async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileError> {
     if !has_finalizer(region) {
         return Ok(Action::await_change());
@@ -433,6 +479,9 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
     let name = region.name_any();
     let ns = labels::region_namespace(&name);
     let wait = Action::requeue(Duration::from_secs(2));
+    // First, while the Region still holds its id: once it is gone, the record alone keeps
+    // the next Region with this id from taking it.
+    let retired = retire_snowflake_id(region, ctx).await?;
     if let Some(namespace) = ctx.stores.namespaces.get(&ObjectRef::new(&ns)) {
         if namespace.metadata.deletion_timestamp.is_none() {
             if region.spec.infrastructure.retain_on_delete {
@@ -455,6 +504,10 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
         tracing::info!(region = %name, waiting_for = stale.len(), "waiting for directories to drop the region");
         return Ok(wait);
     }
+    if !retired {
+        tracing::info!(region = %name, "waiting for the store to show the retired snowflake id");
+        return Ok(wait);
+    }
     let remaining = region
         .finalizers()
         .iter()
@@ -465,4 +518,49 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
     ctx.status_pacer.forget(&name);
     tracing::info!(region = %name, "region cleaned up");
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use silo_api::{ControlPlaneSpec, ControlPlaneStatus};
+
+    use super::*;
+
+    fn control_plane(retired: &[(&str, &str)]) -> ControlPlane {
+        let spec: ControlPlaneSpec = serde_json::from_value(json!({ "version": "1.0.0" })).unwrap();
+        let mut cp = ControlPlane::new("silo", spec);
+        cp.status = Some(ControlPlaneStatus {
+            retired_snowflake_ids: retired
+                .iter()
+                .map(|(id, r)| ((*id).to_owned(), (*r).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            ..ControlPlaneStatus::default()
+        });
+        cp
+    }
+
+    #[test]
+    fn retirement_patch_adds_one_key_to_the_status() {
+        let cp = control_plane(&[("7", "old")]);
+        assert_eq!(
+            retirement_patch(&cp, 3002, "it-de"),
+            Some(json!({"status": {"retiredSnowflakeIds": {"3002": "it-de"}}}))
+        );
+    }
+
+    #[test]
+    fn retirement_patch_is_skipped_once_recorded() {
+        let cp = control_plane(&[("3002", "it-de")]);
+        assert_eq!(retirement_patch(&cp, 3002, "it-de"), None);
+        // A released id taken by another Region names its last holder once that one is deleted.
+        assert_eq!(
+            retirement_patch(&cp, 3002, "it-dup"),
+            Some(json!({"status": {"retiredSnowflakeIds": {"3002": "it-dup"}}}))
+        );
+        let mut no_status = cp.clone();
+        no_status.status = None;
+        assert!(retirement_patch(&no_status, 3002, "it-de").is_some());
+    }
 }

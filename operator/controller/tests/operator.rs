@@ -1,6 +1,7 @@
 //! The operator against a real cluster, running as the chart's ServiceAccount: a fleet goes
 //! Ready, the contract reaches every pod template, directories change without restarts, drift
-//! is corrected, snowflake clashes are reported, deletion cleans up, monolith mode works.
+//! is corrected, snowflake clashes are reported, a deleted Region's snowflake id is retired
+//! until released, deletion cleans up, monolith mode works.
 //!
 //! Takes over the cluster's silo resources (deletes existing Regions/ControlPlanes first).
 
@@ -383,6 +384,98 @@ async fn operator_reconciles_the_fleet() {
     );
     fleet.wait_ready("it-de").await;
 
+    // Deleting the holder retires its id: ids generated in it-de embed 3002, so the waiting
+    // duplicate is refused instead of taking it, and the ControlPlane records the id.
+    fleet
+        .regions
+        .delete("it-de", &DeleteParams::default())
+        .await
+        .expect("delete it-de");
+    let dup = fleet.wait_condition("it-dup", "RetiredSnowflakeId").await;
+    let message = dup
+        .ready_condition()
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("3002")
+            && message.contains("it-de")
+            && message.contains("spec.releasedSnowflakeIds"),
+        "message should name the id, its holder and the release: {message}"
+    );
+    let regions = fleet.regions.clone();
+    wait_for("Region it-de to disappear", READY_TIMEOUT, || {
+        let regions = regions.clone();
+        async move {
+            let de = regions.get_opt("it-de").await.map_err(|e| e.to_string())?;
+            de.is_none()
+                .then_some(())
+                .ok_or_else(|| "it-de present".to_owned())
+        }
+    })
+    .await;
+    let retired = |cp: &ControlPlane, id: &str| {
+        cp.status
+            .as_ref()
+            .and_then(|s| s.retired_snowflake_ids.get(id).cloned())
+    };
+    let cp = fleet
+        .control_planes
+        .get("it-silo")
+        .await
+        .expect("get ControlPlane");
+    assert_eq!(
+        retired(&cp, "3002").as_deref(),
+        Some("it-de"),
+        "the finalizer records the id before it releases the Region: {:?}",
+        cp.status
+    );
+    namespaces.retain(|ns| ns != "region-it-de");
+    fleet
+        .wait_directories(&namespaces, &["it-us", "it-acme", "it-jp"])
+        .await;
+    let dup = fleet.wait_condition("it-dup", "RetiredSnowflakeId").await;
+    assert!(!dup.is_ready());
+    assert!(
+        get_opt(&Api::<Namespace>::all(admin.clone()), "region-it-dup")
+            .await
+            .is_none(),
+        "a region with a retired snowflake id must not be deployed"
+    );
+
+    // Releasing the id lets the duplicate take it; the record stays, also through the
+    // ControlPlane's own status writes for its new generation.
+    fleet
+        .control_planes
+        .patch(
+            "it-silo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"releasedSnowflakeIds": [3002]}})),
+        )
+        .await
+        .expect("release snowflake id 3002");
+    fleet.wait_ready("it-dup").await;
+    fleet
+        .wait_directories(&namespaces, &["it-us", "it-acme", "it-jp", "it-dup"])
+        .await;
+    let cps = fleet.control_planes.clone();
+    wait_for(
+        "ControlPlane status of the new generation to keep the retired id",
+        READY_TIMEOUT,
+        || {
+            let cps = cps.clone();
+            async move {
+                let cp = cps.get("it-silo").await.map_err(|e| e.to_string())?;
+                let current = cp.status.as_ref().and_then(|s| s.observed_generation)
+                    == cp.metadata.generation;
+                let status = cp.status.clone().unwrap_or_default();
+                (current && status.regions_ready == 4 && retired(&cp, "3002").is_some())
+                    .then_some(())
+                    .ok_or_else(|| format!("{status:?}"))
+            }
+        },
+    )
+    .await;
+
     // Deleting a Region removes its namespace and takes it out of every directory.
     fleet
         .regions
@@ -422,6 +515,17 @@ async fn operator_reconciles_the_fleet() {
             .is_none(),
         "the finalizer releases the Region only after its namespace is gone"
     );
+    let cp = fleet
+        .control_planes
+        .get("it-silo")
+        .await
+        .expect("get ControlPlane");
+    assert_eq!(retired(&cp, "3004").as_deref(), Some("it-jp"));
+    assert_eq!(
+        retired(&cp, "3002").as_deref(),
+        Some("it-dup"),
+        "the record names the last Region that held the id"
+    );
     namespaces.retain(|ns| ns != "region-it-jp");
     for ns in &namespaces {
         let names: Vec<String> = fleet
@@ -448,6 +552,15 @@ async fn operator_reconciles_the_fleet() {
             .counter(
                 "silo_operator_reconcile_errors_total",
                 &["DuplicateSnowflakeId"]
+            )
+            .await
+            > 0.0
+    );
+    assert!(
+        operator
+            .counter(
+                "silo_operator_reconcile_errors_total",
+                &["RetiredSnowflakeId"]
             )
             .await
             > 0.0
@@ -561,7 +674,7 @@ async fn operator_reconciles_the_fleet() {
         .expect("delete secret");
 
     // Monolith mode: one namespace with all four workloads, no separate control web.
-    for name in ["it-us", "it-de", "it-acme"] {
+    for name in ["it-us", "it-acme"] {
         fleet
             .regions
             .delete(name, &DeleteParams::default())

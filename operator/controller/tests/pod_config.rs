@@ -77,7 +77,11 @@ fn region_set(external: bool) -> DesiredSet {
     let cp = control_plane("SILOED", true);
     let fleet = FleetContext::new(&cp);
     let regions = vec![region()];
-    let directory = validate::fleet_directory(&regions, &validate::Silos::default());
+    let directory = validate::fleet_directory(
+        &regions,
+        &validate::Silos::default(),
+        &validate::Retired::default(),
+    );
     let validated =
         validate::validate_region(&regions[0], &fleet, &directory).expect("valid region");
     build::build_region(
@@ -95,7 +99,12 @@ fn control_set(database: bool) -> DesiredSet {
     let fleet = FleetContext::new(&cp);
     let validated =
         validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).expect("valid cp");
-    let directory = validate::fleet_directory(&[region()], &validate::Silos::default()).directory;
+    let directory = validate::fleet_directory(
+        &[region()],
+        &validate::Silos::default(),
+        &validate::Retired::default(),
+    )
+    .directory;
     let postgres = if database {
         Provided::Reference {
             secret: "control-db".into(),

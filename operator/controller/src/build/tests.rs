@@ -11,7 +11,7 @@ use silo_contract::{RegionDirectory, SiloContract};
 
 use super::*;
 use crate::infra::{Provided, SiloInfra, Storage};
-use crate::validate::{self, FleetContext, Silos, ValidateError};
+use crate::validate::{self, FleetContext, Retired, Silos, ValidateError};
 
 mod directory;
 
@@ -56,7 +56,7 @@ fn control_plane(mode: Mode) -> Arc<ControlPlane> {
 
 fn build_for(target: &Region, all: &[Arc<Region>]) -> DesiredSet {
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
-    let directory = validate::fleet_directory(all, &Silos::default());
+    let directory = validate::fleet_directory(all, &Silos::default(), &Retired::default());
     let validated = validate::validate_region(target, &fleet, &directory).unwrap();
     build_region(
         &validated,
@@ -278,7 +278,7 @@ fn later_region_with_a_taken_snowflake_is_left_out_and_named() {
     let mut deleting = (*regions[2]).clone();
     deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
     let regions = vec![regions[0].clone(), regions[1].clone(), Arc::new(deleting)];
-    let fleet_dir = validate::fleet_directory(&regions, &Silos::default());
+    let fleet_dir = validate::fleet_directory(&regions, &Silos::default(), &Retired::default());
     assert_eq!(
         fleet_dir.directory.names().collect::<Vec<_>>(),
         vec!["early"]
@@ -298,10 +298,39 @@ fn later_region_with_a_taken_snowflake_is_left_out_and_named() {
 }
 
 #[test]
+fn region_with_a_retired_snowflake_is_left_out_and_named_until_released() {
+    let regions = vec![region("us", 1, 10), region("dup", 5, 50)];
+    let fleet = FleetContext::new(&control_plane(Mode::Siloed));
+    let recorded = || [(5, "de".to_owned())];
+    let retired = Retired::new(recorded(), []);
+    let fleet_dir = validate::fleet_directory(&regions, &Silos::default(), &retired);
+    assert_eq!(fleet_dir.directory.names().collect::<Vec<_>>(), vec!["us"]);
+    let err = validate::validate_region(&regions[1], &fleet, &fleet_dir).unwrap_err();
+    assert_eq!(
+        err,
+        ValidateError::RetiredSnowflakeId {
+            id: 5,
+            holder: "de".into()
+        }
+    );
+    assert_eq!(err.reason(), "RetiredSnowflakeId");
+    assert!(err.to_string().contains("Region de"));
+
+    let released = Retired::new(recorded(), [5]);
+    let fleet_dir = validate::fleet_directory(&regions, &Silos::default(), &released);
+    assert_eq!(
+        fleet_dir.directory.names().collect::<Vec<_>>(),
+        vec!["dup", "us"]
+    );
+    let validated = validate::validate_region(&regions[1], &fleet, &fleet_dir).unwrap();
+    assert_eq!(validated.snowflake_id, 5);
+}
+
+#[test]
 fn regions_are_not_deployed_in_monolith_mode() {
     let regions = vec![region("de", 2, 10)];
     let fleet = FleetContext::new(&control_plane(Mode::Monolith));
-    let dir = validate::fleet_directory(&regions, &Silos::default());
+    let dir = validate::fleet_directory(&regions, &Silos::default(), &Retired::default());
     let err = validate::validate_region(&regions[0], &fleet, &dir).unwrap_err();
     assert_eq!(err.reason(), "MonolithMode");
 }
@@ -323,7 +352,12 @@ fn control_silo_runs_web_in_control_mode() {
     let cp = control_plane(Mode::Siloed);
     let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
     let fleet = FleetContext::new(&cp);
-    let directory = validate::fleet_directory(&[region("us", 1, 1)], &Silos::default()).directory;
+    let directory = validate::fleet_directory(
+        &[region("us", 1, 1)],
+        &Silos::default(),
+        &Retired::default(),
+    )
+    .directory;
     let set = build_control(
         &validated,
         &fleet,
@@ -431,7 +465,11 @@ fn a_region_gets_its_own_stores_and_credentials_in_its_namespace() {
 fn the_gate_holds_back_the_job_and_the_workloads() {
     let us = region("us", 1, 1);
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
-    let directory = validate::fleet_directory(std::slice::from_ref(&us), &Silos::default());
+    let directory = validate::fleet_directory(
+        std::slice::from_ref(&us),
+        &Silos::default(),
+        &Retired::default(),
+    );
     let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
     let build = |gate| {
         build_region(
@@ -517,7 +555,11 @@ fn public_urls_fill_dsn_host_and_links() {
     cp.spec.urls.ingest = Some("https://ingest.{region}.sentry.example.com".into());
     let fleet = FleetContext::new(&cp);
     let us = region("us", 1, 1);
-    let directory = validate::fleet_directory(std::slice::from_ref(&us), &Silos::default());
+    let directory = validate::fleet_directory(
+        std::slice::from_ref(&us),
+        &Silos::default(),
+        &Retired::default(),
+    );
     let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
     let set = build_region(
         &validated,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use silo_api::Region;
+use silo_api::{ControlPlane, Region};
 use silo_contract::directory::check_entry;
 use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
 
-use super::age_key;
+use super::{active_control_plane, age_key};
 use crate::build;
 use crate::labels;
 use crate::stores::Stores;
@@ -20,7 +20,11 @@ use crate::stores::Stores;
 pub fn current(stores: &Stores) -> FleetDirectory {
     let namespaces = stores.namespaces.state();
     let silos = Silos::from_namespaces(namespaces.iter().map(|n| &n.metadata));
-    fleet_directory(&stores.regions.state(), &silos)
+    let control_planes = stores.control_planes.state();
+    let retired = active_control_plane(&control_planes)
+        .map(Retired::of)
+        .unwrap_or_default();
+    fleet_directory(&stores.regions.state(), &silos, &retired)
 }
 
 /// The Regions whose silo exists: the operator created their namespace `region-<name>` and
@@ -48,15 +52,82 @@ impl Silos {
     }
 }
 
+/// The snowflake ids no Region may take: those the ControlPlane records as retired (held by a
+/// Region since deleted) and does not list as released.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Retired {
+    /// Retired and not released: id -> the Region that held it.
+    ids: BTreeMap<u16, String>,
+    /// `spec.releasedSnowflakeIds`: ids that may be used again.
+    released: BTreeSet<u16>,
+}
+
+impl Retired {
+    /// The ids recorded as retired (id -> the Region that held it) without the `released` ones.
+    pub fn new(
+        recorded: impl IntoIterator<Item = (u16, String)>,
+        released: impl IntoIterator<Item = u16>,
+    ) -> Self {
+        let released: BTreeSet<u16> = released.into_iter().collect();
+        let ids = recorded
+            .into_iter()
+            .filter(|(id, _)| !released.contains(id))
+            .collect();
+        Self { ids, released }
+    }
+
+    /// `status.retiredSnowflakeIds` of `cp` without its `spec.releasedSnowflakeIds`. A key that
+    /// is not an id (nobody but the operator writes them) retires nothing.
+    pub fn of(cp: &ControlPlane) -> Self {
+        let recorded = cp
+            .status
+            .iter()
+            .flat_map(|s| &s.retired_snowflake_ids)
+            .filter_map(|(id, holder)| Some((id.parse::<u16>().ok()?, holder.clone())));
+        let released = cp
+            .spec
+            .released_snowflake_ids
+            .iter()
+            .filter_map(|id| u16::try_from(*id).ok());
+        Self::new(recorded, released)
+    }
+
+    /// The Region that held `id`, when `id` is retired and not released.
+    pub fn get(&self, id: u16) -> Option<&str> {
+        self.ids.get(&id).map(String::as_str)
+    }
+
+    /// Whether `id` is listed in `spec.releasedSnowflakeIds`.
+    pub fn is_released(&self, id: u16) -> bool {
+        self.released.contains(&id)
+    }
+}
+
 /// The region directory of the fleet plus the Regions left out of it, with the reason.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FleetDirectory {
     pub directory: RegionDirectory,
+    /// Snowflake id -> the Region that holds it: the oldest Region with that id, live or being
+    /// deleted, listed or not; for a retired id only a Region whose silo exists.
+    pub holders: BTreeMap<u16, String>,
     /// Region name -> (its snowflake id, the Region that holds the id).
     pub duplicates: BTreeMap<String, (u16, String)>,
+    /// Region name -> (its snowflake id, the Region that held the id): the id is retired, or
+    /// its holder is being deleted and its finalizer retires it.
+    pub retired: BTreeMap<String, (u16, String)>,
     /// Region name -> the entry it would publish and why the directory refuses it (a
     /// `spec.address` that is not an http(s) URL). Only that Region is left out.
     pub refused: BTreeMap<String, Refused>,
+}
+
+impl FleetDirectory {
+    /// The snowflake id `region` holds, which its deletion retires: `None` for a Region that
+    /// never held its id (a duplicate, or refused because the id is retired).
+    pub fn held_id(&self, region: &Region) -> Option<u16> {
+        let id = u16::try_from(region.spec.snowflake_id).ok()?;
+        let name = region.name_any();
+        (self.holders.get(&id) == Some(&name)).then_some(id)
+    }
 }
 
 /// A directory entry the directory refuses.
@@ -88,50 +159,75 @@ fn region_info(region: &Region) -> Option<RegionInfo> {
 /// Whether `region` is listed. A Region that is not suspended is listed from the start: the
 /// operator creates its silo while the directories are written. A suspended one is listed
 /// only while its silo exists: one that never ran has no Service behind its address, one that
-/// runs keeps serving (suspending leaves its objects as they are).
+/// runs keeps serving (suspending leaves its objects as they are). A Region being deleted is
+/// never listed.
 fn listed(region: &Region, silos: &Silos) -> bool {
-    !region.spec.suspend || silos.contains(&region.name_any())
+    let live = region.meta().deletion_timestamp.is_none();
+    live && (!region.spec.suspend || silos.contains(&region.name_any()))
 }
 
-/// Every live (not being deleted), [`listed`] Region in the directory. On a snowflake clash
-/// the older Region keeps the id and the newer one is listed in `duplicates`; a Region left out
-/// still holds its id, so that listing it later never takes the id from another Region. An
-/// entry the directory would refuse is left out and named in `refused`, so one bad Region
+/// Every live (not being deleted), [`listed`] Region in the directory.
+///
+/// Snowflake ids: the oldest Region with an id holds it and later ones are listed in
+/// `duplicates`. A Region left out still holds its id, so that listing it later never takes
+/// the id from another Region; so does a Region being deleted, until it is gone. A `retired`
+/// id is held by nobody: a Region with it is left out and named in `retired`, unless its silo
+/// exists (it took the id while the id was released and keeps it). While the holder of an id
+/// is being deleted, later Regions with that id are named in `retired` too (its finalizer
+/// retires the id), unless the id is released.
+///
+/// An entry the directory would refuse is left out and named in `refused`, so one bad Region
 /// never empties the directory of the whole fleet.
-pub fn fleet_directory(regions: &[Arc<Region>], silos: &Silos) -> FleetDirectory {
-    let mut live: Vec<&Region> = regions
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|r| r.meta().deletion_timestamp.is_none())
-        .collect();
-    live.sort_by_key(|r| age_key(*r));
+pub fn fleet_directory(
+    regions: &[Arc<Region>],
+    silos: &Silos,
+    retired: &Retired,
+) -> FleetDirectory {
+    let mut fleet: Vec<&Region> = regions.iter().map(AsRef::as_ref).collect();
+    fleet.sort_by_key(|r| age_key(*r));
     let mut holders: BTreeMap<u16, String> = BTreeMap::new();
+    // Ids whose holder is being deleted and will retire them.
+    let mut retiring: BTreeMap<u16, String> = BTreeMap::new();
     let mut entries = Vec::new();
     let mut duplicates = BTreeMap::new();
+    let mut retired_regions = BTreeMap::new();
     let mut refused = BTreeMap::new();
-    for region in live {
+    for region in fleet {
         let Some(info) = region_info(region) else {
             continue;
         };
-        match holders.get(&info.snowflake_id) {
-            Some(holder) => {
-                duplicates.insert(info.name.clone(), (info.snowflake_id, holder.clone()));
-            }
-            None => {
-                holders.insert(info.snowflake_id, info.name.clone());
-                if !listed(region, silos) {
-                    continue;
-                }
-                match check_entry(&info) {
-                    Ok(()) => entries.push(info),
-                    Err(problem) => {
-                        let entry = Refused {
-                            address: info.address.clone(),
-                            problem: problem.to_string(),
-                        };
-                        refused.insert(info.name, entry);
-                    }
-                }
+        let id = info.snowflake_id;
+        if let Some(holder) = retiring.get(&id) {
+            retired_regions.insert(info.name.clone(), (id, holder.clone()));
+            continue;
+        }
+        if let Some(holder) = holders.get(&id) {
+            duplicates.insert(info.name.clone(), (id, holder.clone()));
+            continue;
+        }
+        if let Some(holder) = retired.get(id)
+            && !silos.contains(&info.name)
+        {
+            retired_regions.insert(info.name.clone(), (id, holder.to_owned()));
+            continue;
+        }
+        holders.insert(id, info.name.clone());
+        if region.meta().deletion_timestamp.is_some() && !retired.is_released(id) {
+            // Its finalizer records the id as retired. A released id stays held until the
+            // Region is gone, then goes to the next Region with it.
+            retiring.insert(id, info.name.clone());
+        }
+        if !listed(region, silos) {
+            continue;
+        }
+        match check_entry(&info) {
+            Ok(()) => entries.push(info),
+            Err(problem) => {
+                let entry = Refused {
+                    address: info.address.clone(),
+                    problem: problem.to_string(),
+                };
+                refused.insert(info.name, entry);
             }
         }
     }
@@ -140,7 +236,9 @@ pub fn fleet_directory(regions: &[Arc<Region>], silos: &Silos) -> FleetDirectory
     let directory = RegionDirectory::new(entries).unwrap_or_default();
     FleetDirectory {
         directory,
+        holders,
         duplicates,
+        retired: retired_regions,
         refused,
     }
 }
@@ -151,7 +249,7 @@ mod tests {
     use silo_api::{ControlPlane, ControlPlaneSpec, RegionSpec};
 
     use super::*;
-    use crate::validate::{FleetContext, validate_region};
+    use crate::validate::{FleetContext, ValidateError, validate_region};
 
     fn region(name: &str, id: i32, created: i64, address: Option<&str>) -> Arc<Region> {
         let mut spec: RegionSpec =
@@ -179,7 +277,7 @@ mod tests {
             region("us", 3, 30, Some("http://web.region-us.svc:8000")),
             region("nourl", 4, 40, Some("web.region-x.svc:8000")),
         ];
-        let fleet_dir = fleet_directory(&regions, &Silos::default());
+        let fleet_dir = fleet_directory(&regions, &Silos::default(), &Retired::default());
         assert_eq!(
             fleet_dir.directory.names().collect::<Vec<_>>(),
             vec!["de", "us"]
@@ -201,7 +299,7 @@ mod tests {
         // The older Region holds id 5 although it is not listed: fixing its address must not
         // take the id away from a Region that already runs with it.
         let regions = [region("old", 5, 10, Some(" ")), region("new", 5, 20, None)];
-        let fleet_dir = fleet_directory(&regions, &Silos::default());
+        let fleet_dir = fleet_directory(&regions, &Silos::default(), &Retired::default());
         assert!(fleet_dir.directory.is_empty());
         assert_eq!(
             fleet_dir.duplicates.get("new"),
@@ -240,7 +338,7 @@ mod tests {
             namespace("region-leaving", "leaving", true),
         ];
         let silos = Silos::from_namespaces(&namespaces);
-        let fleet_dir = fleet_directory(&regions, &silos);
+        let fleet_dir = fleet_directory(&regions, &silos, &Retired::default());
         assert_eq!(
             fleet_dir.directory.names().collect::<Vec<_>>(),
             vec!["de", "running"]
@@ -253,7 +351,7 @@ mod tests {
             suspended(&region("held", 7, 10, None)),
             region("later", 7, 20, None),
         ];
-        let fleet_dir = fleet_directory(&regions, &Silos::default());
+        let fleet_dir = fleet_directory(&regions, &Silos::default(), &Retired::default());
         assert!(fleet_dir.directory.is_empty());
         assert_eq!(
             fleet_dir.duplicates.get("later"),
@@ -274,5 +372,188 @@ mod tests {
         assert!(silos.contains("de"));
         assert!(!silos.contains("us"));
         assert!(!silos.contains("eu"));
+    }
+
+    fn deleting(region: &Arc<Region>) -> Arc<Region> {
+        let mut r = (**region).clone();
+        r.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        r.metadata.finalizers = Some(vec![labels::REGION_FINALIZER.to_owned()]);
+        Arc::new(r)
+    }
+
+    fn retired(ids: &[(u16, &str)], released: &[u16]) -> Retired {
+        Retired::new(
+            ids.iter().map(|(id, r)| (*id, (*r).to_owned())),
+            released.iter().copied(),
+        )
+    }
+
+    #[test]
+    fn a_region_being_deleted_keeps_its_snowflake_id_until_it_is_gone() {
+        let holder = region("de", 3002, 10, None);
+        let regions = [deleting(&holder), region("dup", 3002, 20, None)];
+        let fleet_dir = fleet_directory(&regions, &Silos::default(), &Retired::default());
+        assert!(
+            fleet_dir.directory.is_empty(),
+            "a deleting Region is not listed"
+        );
+        assert_eq!(fleet_dir.holders.get(&3002).map(String::as_str), Some("de"));
+        assert_eq!(fleet_dir.held_id(&regions[0]), Some(3002));
+        // Its finalizer retires the id, so the waiting Region is told so from the start.
+        assert_eq!(fleet_dir.retired.get("dup"), Some(&(3002, "de".to_owned())));
+        let err = validate_region(&regions[1], &fleet(), &fleet_dir).unwrap_err();
+        assert_eq!(err.reason(), "RetiredSnowflakeId", "{err}");
+    }
+
+    #[test]
+    fn a_released_id_of_a_region_being_deleted_goes_to_the_next_region_once_it_is_gone() {
+        let holder = region("de", 3002, 10, None);
+        let dup = region("dup", 3002, 20, None);
+        let released = retired(&[], &[3002]);
+        let finalizing = fleet_directory(
+            &[deleting(&holder), dup.clone()],
+            &Silos::default(),
+            &released,
+        );
+        assert_eq!(
+            finalizing.duplicates.get("dup"),
+            Some(&(3002, "de".to_owned()))
+        );
+        let gone = fleet_directory(
+            std::slice::from_ref(&dup),
+            &Silos::default(),
+            &retired(&[(3002, "de")], &[3002]),
+        );
+        assert_eq!(gone.directory.names().collect::<Vec<_>>(), vec!["dup"]);
+        assert!(validate_region(&dup, &fleet(), &gone).is_ok());
+    }
+
+    #[test]
+    fn a_retired_id_is_refused_and_names_the_region_that_held_it() {
+        let regions = [
+            region("us", 3001, 10, None),
+            region("dup", 3002, 20, None),
+            region("dup2", 3002, 30, None),
+        ];
+        let fleet_dir =
+            fleet_directory(&regions, &Silos::default(), &retired(&[(3002, "de")], &[]));
+        assert_eq!(fleet_dir.directory.names().collect::<Vec<_>>(), vec!["us"]);
+        assert_eq!(
+            fleet_dir.holders.get(&3002),
+            None,
+            "nobody holds a retired id"
+        );
+        for name in ["dup", "dup2"] {
+            assert_eq!(
+                fleet_dir.retired.get(name),
+                Some(&(3002, "de".to_owned())),
+                "{name}"
+            );
+        }
+        let err = validate_region(&regions[1], &fleet(), &fleet_dir).unwrap_err();
+        assert_eq!(
+            err,
+            ValidateError::RetiredSnowflakeId {
+                id: 3002,
+                holder: "de".into()
+            }
+        );
+        assert_eq!(err.reason(), "RetiredSnowflakeId");
+        let message = err.to_string();
+        for part in [
+            "3002",
+            "Region de",
+            "unused id",
+            "spec.releasedSnowflakeIds",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        assert!(validate_region(&regions[0], &fleet(), &fleet_dir).is_ok());
+    }
+
+    #[test]
+    fn a_released_id_is_accepted_by_the_oldest_region_with_it() {
+        let regions = [
+            region("dup", 3002, 20, None),
+            region("dup2", 3002, 30, None),
+        ];
+        let fleet_dir = fleet_directory(
+            &regions,
+            &Silos::default(),
+            &retired(&[(3002, "de")], &[3002]),
+        );
+        assert_eq!(fleet_dir.directory.names().collect::<Vec<_>>(), vec!["dup"]);
+        assert!(fleet_dir.retired.is_empty());
+        assert!(validate_region(&regions[0], &fleet(), &fleet_dir).is_ok());
+        assert_eq!(
+            fleet_dir.duplicates.get("dup2"),
+            Some(&(3002, "dup".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_region_running_with_an_id_keeps_it_when_the_release_is_withdrawn() {
+        // `dup` took 3002 while it was released; removing the release again must not take a
+        // running silo out of the directory.
+        let regions = [
+            region("dup", 3002, 20, None),
+            region("later", 3002, 30, None),
+        ];
+        let silos = Silos::from_namespaces(&[namespace("region-dup", "dup", false)]);
+        let fleet_dir = fleet_directory(&regions, &silos, &retired(&[(3002, "de")], &[]));
+        assert_eq!(fleet_dir.directory.names().collect::<Vec<_>>(), vec!["dup"]);
+        assert_eq!(fleet_dir.held_id(&regions[0]), Some(3002));
+        assert_eq!(
+            fleet_dir.duplicates.get("later"),
+            Some(&(3002, "dup".to_owned()))
+        );
+        // Once its silo is gone, the record is in force again.
+        let gone = fleet_directory(&regions, &Silos::default(), &retired(&[(3002, "de")], &[]));
+        assert!(gone.directory.is_empty());
+        assert_eq!(gone.retired.get("dup"), Some(&(3002, "de".to_owned())));
+    }
+
+    #[test]
+    fn only_the_holder_of_an_id_retires_it() {
+        let holder = region("de", 3002, 10, None);
+        let dup = region("dup", 3002, 20, None);
+        let refused = region("again", 3003, 30, None);
+        let regions = [holder.clone(), deleting(&dup), deleting(&refused)];
+        let fleet_dir = fleet_directory(
+            &regions,
+            &Silos::default(),
+            &retired(&[(3003, "acme")], &[]),
+        );
+        assert_eq!(fleet_dir.held_id(&regions[0]), Some(3002));
+        assert_eq!(fleet_dir.held_id(&regions[1]), None, "a duplicate");
+        assert_eq!(
+            fleet_dir.held_id(&regions[2]),
+            None,
+            "refused: 3003 is retired"
+        );
+        // A Region with an unusable id holds nothing either.
+        let out_of_range = region("big", 70_000, 40, None);
+        assert_eq!(fleet_dir.held_id(&out_of_range), None);
+    }
+
+    #[test]
+    fn retired_ids_are_the_recorded_ones_without_the_released_ones() {
+        let spec: ControlPlaneSpec = serde_json::from_value(serde_json::json!({
+            "version": "1.0.0",
+            "releasedSnowflakeIds": [7],
+        }))
+        .unwrap();
+        let mut cp = ControlPlane::new("silo", spec);
+        cp.status = Some(
+            serde_json::from_value(serde_json::json!({
+                "retiredSnowflakeIds": {"7": "old", "8": "de", "not-an-id": "x"},
+            }))
+            .unwrap(),
+        );
+        let retired = Retired::of(&cp);
+        assert_eq!(retired.get(7), None);
+        assert!(retired.is_released(7));
+        assert_eq!(retired.get(8), Some("de"));
+        assert_eq!(retired, Retired::new([(8, "de".to_owned())], [7]));
     }
 }

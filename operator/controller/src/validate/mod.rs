@@ -17,7 +17,7 @@ use crate::labels;
 
 pub mod directory;
 
-pub use directory::{FleetDirectory, Refused, Silos, fleet_directory};
+pub use directory::{FleetDirectory, Refused, Retired, Silos, fleet_directory};
 
 /// Why a resource cannot be reconciled as it is; each message says what to do.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -38,6 +38,10 @@ pub enum ValidateError {
         "snowflakeId {id} is already used by Region {other}; snowflake ids are immutable, so delete this Region and create it again with an unused id"
     )]
     DuplicateSnowflakeId { id: u16, other: String },
+    #[error(
+        "snowflakeId {id} is retired: it was held by Region {holder}, now deleted, and the ids generated there embed it. Pick an unused id (snowflake ids are immutable: delete this Region and create it again), or add {id} to the ControlPlane's spec.releasedSnowflakeIds to reuse it knowingly"
+    )]
+    RetiredSnowflakeId { id: u16, holder: String },
     #[error("{0}")]
     InvalidName(String),
     #[error("snowflakeId {0} is outside 0..4095")]
@@ -64,6 +68,7 @@ impl ValidateError {
             ValidateError::MultipleControlPlanes { .. } => reason::MULTIPLE_CONTROL_PLANES,
             ValidateError::MonolithMode { .. } => reason::MONOLITH_MODE,
             ValidateError::DuplicateSnowflakeId { .. } => reason::DUPLICATE_SNOWFLAKE_ID,
+            ValidateError::RetiredSnowflakeId { .. } => reason::RETIRED_SNOWFLAKE_ID,
             ValidateError::InvalidAddress { .. } => reason::INVALID_ADDRESS,
             ValidateError::InvalidName(_)
             | ValidateError::SnowflakeRange(_)
@@ -227,8 +232,8 @@ pub struct ValidatedRegion {
     pub owner: Owner,
 }
 
-/// Check `region` against the fleet: a usable name, id and address, an id nobody older holds,
-/// and a SILOED ControlPlane.
+/// Check `region` against the fleet: a usable name, id and address, an id nobody older holds
+/// and no deleted Region held (unless released), and a SILOED ControlPlane.
 pub fn validate_region(
     region: &Region,
     fleet: &FleetContext,
@@ -244,6 +249,12 @@ pub fn validate_region(
         return Err(ValidateError::InvalidAddress {
             address: refused.address.clone(),
             problem: refused.problem.clone(),
+        });
+    }
+    if let Some((id, holder)) = directory.retired.get(&name) {
+        return Err(ValidateError::RetiredSnowflakeId {
+            id: *id,
+            holder: holder.clone(),
         });
     }
     if let Some((id, other)) = directory.duplicates.get(&name) {

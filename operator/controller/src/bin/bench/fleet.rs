@@ -32,6 +32,7 @@ pub fn control_plane() -> ControlPlane {
             pods: Default::default(),
             infrastructure: Default::default(),
             urls: Default::default(),
+            released_snowflake_ids: Vec::new(),
         },
     )
 }
@@ -72,7 +73,11 @@ pub fn baseline_objects(n: usize) -> Result<Vec<Vec<Child>>, validate::ValidateE
         .map(|i| Arc::new(with_uid(region(i), format!("bench-region-{i}"))))
         .collect();
     let fleet = FleetContext::new(&cp);
-    let directory = validate::fleet_directory(&regions, &validate::Silos::default());
+    let directory = validate::fleet_directory(
+        &regions,
+        &validate::Silos::default(),
+        &validate::Retired::default(),
+    );
     let control = validate::validate_control_plane(&cp, std::slice::from_ref(&cp))?;
     // The converged fleet: every store managed (the benchmark cluster has no StorageClass),
     // migrations done, workloads at the fleet's version.

@@ -53,7 +53,7 @@ fn assert_only_directory_changes(target: &Region, before: &[Arc<Region>], after:
             assert_eq!(a, b, "{} must not change with the fleet", a.key());
         }
     }
-    let json = validate::fleet_directory(after, &Silos::default())
+    let json = validate::fleet_directory(after, &Silos::default(), &Retired::default())
         .directory
         .to_json();
     let env = env_of(deployment(&new, "web"));
