@@ -116,9 +116,10 @@ fn election(
     )?)
 }
 
-/// What the whole fleet depends on: directory, active ControlPlane generation, RPC secret.
+/// What the whole fleet depends on: directory, snowflake id holders, active ControlPlane
+/// generation, RPC secret.
 fn fleet_signature(stores: &Stores) -> String {
-    let directory = validate::directory::current(stores).directory;
+    let fleet = validate::directory::current(stores);
     let control_planes = stores.control_planes.state();
     let active = validate::active_control_plane(&control_planes).ok();
     let cp = active.map(|cp| {
@@ -130,7 +131,14 @@ fn fleet_signature(stores: &Stores) -> String {
                 .map(|s| build::content_hash(&s)),
         )
     });
-    build::content_hash(&(directory.to_json(), cp))
+    // Who holds which id, and which ids are refused: a Region waiting for an id hears of it.
+    build::content_hash(&(
+        fleet.directory.to_json(),
+        &fleet.holders,
+        &fleet.duplicates,
+        &fleet.retired,
+        cp,
+    ))
 }
 
 /// Collapse bursts of Region/ControlPlane changes; re-run every Region when the fleet
