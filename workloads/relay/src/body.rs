@@ -1,10 +1,12 @@
 //! Request bodies: bounded reading, `Content-Encoding` (gzip, deflate), and the events they carry.
 
+use std::fmt;
 use std::io::Read;
 
 use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -88,6 +90,98 @@ struct EventProbe<'a> {
     event_id: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// Deepest nesting of arrays and objects an event payload may have (the payload object itself
+/// is depth 1). The consumers decode the payload inside the `IngestMessage` object, one level
+/// below serde_json's recursion limit (127 nested levels at top level), so 126 is the most
+/// they can read.
+pub const MAX_EVENT_DEPTH: usize = 126;
+
+/// Reads a JSON value exactly as strictly as `serde_json::Value` would (strings valid UTF-8
+/// without lone surrogate escapes, numbers in the range of `f64`, nesting up to
+/// [`MAX_EVENT_DEPTH`]) without building it. Skipping a value (`IgnoredAny`, `RawValue`)
+/// checks none of that, so a payload forwarded as sent must pass this first or the consumers
+/// fail to decode an event relay already accepted.
+#[derive(Clone, Copy)]
+struct Strict {
+    /// Levels of nesting still allowed below this value.
+    depth: usize,
+}
+
+impl Strict {
+    fn nested<E: de::Error>(self) -> Result<Self, E> {
+        match self.depth.checked_sub(1) {
+            Some(depth) => Ok(Self { depth }),
+            None => Err(E::custom(format_args!(
+                "nested deeper than {MAX_EVENT_DEPTH} levels"
+            ))),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.nested()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.nested()?;
+        while map.next_key_seed(inner)?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+}
+
+/// Check `payload` with [`Strict`]: one JSON value the consumers can decode, nothing after it.
+fn check_strict(payload: &[u8]) -> Result<(), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    Strict {
+        depth: MAX_EVENT_DEPTH,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
 /// What a request carried: events to ingest and the types of items that are not ingested.
 #[derive(Clone, Debug, Default)]
 pub struct Extracted {
@@ -120,6 +214,7 @@ fn event_item(
     if payload.first() != Some(&b'{') {
         return Err(invalid("expected an object".into()).into());
     }
+    check_strict(payload).map_err(|e| invalid(e.to_string()))?;
     let probe: EventProbe<'_> =
         serde_json::from_slice(payload).map_err(|e| invalid(e.to_string()))?;
     let sent = probe.event_id.as_deref();
@@ -331,6 +426,67 @@ mod tests {
             extract_envelope(&env, 5),
             Err(BodyError::EventTooLarge { limit: 5 })
         ));
+    }
+
+    /// What a consumer does with an accepted event: decode the `IngestMessage` relay produced.
+    fn consumer_decodes(item: &EventItem) -> Result<(), serde_json::Error> {
+        let message = silo_protocol::messages::IngestMessage {
+            event_id: item.event_id.clone(),
+            project_id: 1,
+            organization_id: 1,
+            key_id: 1,
+            received: 0.0,
+            remote_addr: None,
+            payload: item.payload.clone(),
+        };
+        let wire = serde_json::to_vec(&message)?;
+        serde_json::from_slice::<silo_protocol::messages::IngestMessage>(&wire).map(drop)
+    }
+
+    #[test]
+    fn payloads_the_consumers_cannot_decode_are_refused() {
+        // Found by the `envelope` fuzz target: with its id already normalized a payload is
+        // forwarded as sent, and skipping over the other fields checked neither escapes nor
+        // numbers. The consumers then failed to decode an event relay had answered 200 for.
+        let id = "9ec79c33ec9942ab8353589fcb2e04dc";
+        for bad in [
+            format!(r#"{{"event_id":"{id}","level":"war\udfff"}}"#),
+            format!(r#"{{"event_id":"{id}","extra":{{"s":"\ud800x"}}}}"#),
+            format!(r#"{{"event_id":"{id}","\udc00":1}}"#),
+            format!(r#"{{"event_id":"{id}","n":1e999}}"#),
+            r#"{"n":-1e400}"#.to_owned(),
+        ] {
+            let err = event_item(0, "event", bad.as_bytes(), None, 1000).unwrap_err();
+            assert!(
+                matches!(err, BodyError::Envelope(EnvelopeError::Payload { .. })),
+                "{bad}: {err:?}"
+            );
+            assert!(extract_store(bad.as_bytes(), 1000).is_err(), "{bad}");
+        }
+        let fine = format!(r#"{{"event_id":"{id}","s":"\ud83d\ude00\u00e9","n":-1.5e300}}"#);
+        let item = event_item(0, "event", fine.as_bytes(), None, 1000).unwrap();
+        assert_eq!(item.payload.get(), fine);
+        consumer_decodes(&item).unwrap();
+    }
+
+    #[test]
+    fn payload_nesting_is_bounded_by_what_the_consumers_read() {
+        let nested = |depth: usize| {
+            let inner = depth - 1;
+            format!("{{\"a\":{}{}}}", "[".repeat(inner), "]".repeat(inner))
+        };
+        for id in [None, Some("9ec79c33ec9942ab8353589fcb2e04dc")] {
+            let with_id = |text: String| match id {
+                Some(id) => text.replacen('{', &format!("{{\"event_id\":\"{id}\","), 1),
+                None => text,
+            };
+            let deepest = with_id(nested(MAX_EVENT_DEPTH));
+            let item = event_item(0, "event", deepest.as_bytes(), None, 100_000).unwrap();
+            consumer_decodes(&item).unwrap();
+            let deeper = with_id(nested(MAX_EVENT_DEPTH + 1));
+            let err = event_item(0, "event", deeper.as_bytes(), None, 100_000).unwrap_err();
+            assert!(err.to_string().contains("nested deeper"), "{err}");
+        }
     }
 
     #[test]
