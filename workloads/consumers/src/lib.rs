@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  Kafka `ingest-events` (IngestMessage)
-//!    └─► consumer::run ── recv (batches of fetched messages) ──► Worker::handle_batch
+//!    └─► silo_kafka_consumer::Skeleton ── recv (batches) ──► Worker::handle_batch
 //!          (concurrently; the first event of each issue in the batch before the rest)
 //!          decode ─► process::prepare (normalize: title, culprit, level, timestamp;
 //!                                      grouping: fingerprint ─► SHA-256 issue key)
@@ -19,7 +19,6 @@
 
 pub mod app;
 pub mod args;
-pub mod consumer;
 pub mod enrich;
 pub mod grouping;
 pub mod logentry;

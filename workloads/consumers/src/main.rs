@@ -7,6 +7,6 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init(&args.runtime.log);
     let contract = ContractHandle::from_env()?;
-    app::run_with_drain_deadline(args, contract, Shutdown::on_signals()).await?;
+    app::run(args, contract, Shutdown::on_signals()).await?;
     Ok(())
 }

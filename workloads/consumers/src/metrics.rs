@@ -5,6 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use silo_kafka_consumer::CountErrors;
 
 /// Why a message was not processed on the first try.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,8 +65,10 @@ impl Metrics {
         );
         m
     }
+}
 
-    pub fn error(&self, kind: &'static str) {
+impl CountErrors for Metrics {
+    fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&ErrorLabels { kind }).inc();
     }
 }

@@ -3,7 +3,7 @@
 //! issue before the others.
 //!
 //! A message is finished ([`Handled`]) only when its effect is durable: stored and published,
-//! or rejected for good. Until then the caller must not commit its offset.
+//! or rejected for good. Until then the skeleton does not commit its offset.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,15 +12,12 @@ use futures::future::join_all;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use silo_kafka_consumer::{Attempt, CountErrors, Handler, Interrupted, Postgres, retry};
 use silo_protocol::EventStreamMessage;
-use silo_runtime::Shutdown;
-use silo_runtime::admin::ReadyFlag;
-use silo_store::PgPool;
 use silo_store::ingest::{self, SavedEvent};
 
 use crate::metrics::Metrics;
 use crate::process::{Prepared, decode, prepare, stream_message};
-use silo_runtime::Backoff;
 
 /// How a message ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,27 +30,24 @@ pub enum Handled {
     Rejected,
 }
 
-/// Shutdown arrived while a message was still waiting to be retried; its offset stays
-/// uncommitted so the next consumer processes it.
-#[derive(Debug, thiserror::Error)]
-#[error("shut down before the message was processed")]
-pub struct Interrupted;
-
 #[derive(Clone)]
 pub struct Worker {
-    pub pool: PgPool,
+    pub postgres: Postgres,
     pub producer: FutureProducer,
     pub events_topic: String,
     pub metrics: Metrics,
-    pub postgres_ready: ReadyFlag,
-    pub max_backoff: Duration,
-    pub shutdown: Shutdown,
+}
+
+impl Handler for Worker {
+    async fn handle_batch(&self, payloads: &[Option<&[u8]>]) -> Result<(), Interrupted> {
+        self.process_batch(payloads.iter().copied()).await
+    }
 }
 
 impl Worker {
     /// Process a batch: first the earliest event of each issue (in Kafka order), so that one
     /// creates the issue and names it, then all the others, concurrently in both steps.
-    pub async fn handle_batch<'a>(
+    pub async fn process_batch<'a>(
         &self,
         payloads: impl IntoIterator<Item = Option<&'a [u8]>>,
     ) -> Result<(), Interrupted> {
@@ -127,35 +121,13 @@ impl Worker {
 
     /// Store the event; `None` when it can never be stored.
     async fn store(&self, p: &Prepared) -> Result<Option<SavedEvent>, Interrupted> {
-        let mut backoff = Backoff::new(self.max_backoff);
-        loop {
-            match ingest::save_event(&self.pool, &p.event).await {
-                Ok(saved) => {
-                    self.postgres_ready.set(true);
-                    return Ok(Some(saved));
-                }
-                Err(error) if ingest::is_permanent(&error) => {
-                    tracing::error!(
-                        %error,
-                        event_id = %p.event.event_id,
-                        project_id = p.project_id,
-                        "skipping an event that cannot be stored (unknown project or invalid value)"
-                    );
-                    self.metrics.error("invalid");
-                    return Ok(None);
-                }
-                Err(error) => {
-                    if error.is_unavailable() {
-                        self.postgres_ready.set(false);
-                    }
-                    self.metrics.error("postgres");
-                    tracing::warn!(%error, event_id = %p.event.event_id, "storing the event failed; retrying");
-                    if !backoff.wait(&self.shutdown).await {
-                        return Err(Interrupted);
-                    }
-                }
-            }
-        }
+        let what = format!(
+            "store event {} of project {}",
+            p.event.event_id, p.project_id
+        );
+        self.postgres
+            .query(&what, || ingest::save_event(&self.postgres.pool, &p.event))
+            .await
     }
 
     async fn publish(&self, record: &EventStreamMessage) -> Result<(), Interrupted> {
@@ -169,8 +141,9 @@ impl Worker {
             }
         };
         let key = record.project_id.to_string();
-        let mut backoff = Backoff::new(self.max_backoff);
-        loop {
+        // Kafka is retried like the database: same backoff ceiling, same shutdown.
+        let postgres = &self.postgres;
+        retry(postgres.max_backoff, &postgres.shutdown, || async {
             // Not cut short by shutdown: an in-flight send finishes (or times out) first.
             let result = self
                 .producer
@@ -182,15 +155,15 @@ impl Worker {
                 )
                 .await;
             match result {
-                Ok(_) => return Ok(()),
+                Ok(_) => Attempt::Done(()),
                 Err((error, _)) => {
                     self.metrics.error("kafka_produce");
                     tracing::warn!(%error, topic = %self.events_topic, "publishing to the eventstream failed; retrying");
-                    if !backoff.wait(&self.shutdown).await {
-                        return Err(Interrupted);
-                    }
+                    Attempt::Again
                 }
             }
-        }
+        })
+        .await
+        .map(|_| ())
     }
 }

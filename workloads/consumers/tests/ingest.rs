@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use serde_json::json;
-use silo_pipeline_tests::{kafka, wait};
+use silo_pipeline_tests::kafka;
 use silo_protocol::{EventStreamMessage, topics};
+use silo_testkit::wait;
 use support::{Setup, event_id, exception};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -43,15 +44,10 @@ async fn groups_events_dedupes_replays_and_publishes_the_eventstream() {
     s.send(&a1).await;
 
     s.wait_events(6, DEADLINE).await;
-    wait::until("the duplicate to be seen", DEADLINE, || async {
-        let d = consumers.metric("silo_consumers_duplicates_total").await;
-        if d >= 1.0 {
-            Ok(())
-        } else {
-            Err(format!("{d} duplicates"))
-        }
-    })
-    .await;
+    // Wait for the duplicate to be seen.
+    consumers
+        .wait_metric("silo_consumers_duplicates_total", 1.0, DEADLINE)
+        .await;
     assert_eq!(
         s.issues().await,
         vec![
@@ -164,7 +160,7 @@ async fn sigkill_mid_stream_then_restart_stores_every_event_exactly_once() {
         "the kill must land mid-stream ({at_kill} stored)"
     );
 
-    consumers.restart();
+    consumers.start();
     consumers.wait_ready(DEADLINE).await;
     s.wait_events(i64::from(N), Duration::from_secs(120)).await;
 
@@ -172,15 +168,10 @@ async fn sigkill_mid_stream_then_restart_stores_every_event_exactly_once() {
     for id in ids.iter().take(10) {
         s.send(&s.message(id, exception("Error0", "boom"))).await;
     }
-    wait::until("the replays to be processed", DEADLINE, || async {
-        let d = consumers.metric("silo_consumers_duplicates_total").await;
-        if d >= 10.0 {
-            Ok(())
-        } else {
-            Err(format!("{d} duplicates"))
-        }
-    })
-    .await;
+    // Wait for the replays to be processed.
+    consumers
+        .wait_metric("silo_consumers_duplicates_total", 10.0, DEADLINE)
+        .await;
     assert_eq!(s.event_count().await, i64::from(N));
     let issues = s.issues().await;
     assert_eq!(issues.len(), 5);

@@ -5,8 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use silo_pipeline_tests::services::ctl;
-use silo_pipeline_tests::wait;
+use silo_testkit::services;
 use support::{Setup, event_id, exception};
 
 #[tokio::test]
@@ -17,26 +16,16 @@ async fn postgres_down_then_back_loses_nothing() {
         .await;
     s.wait_events(1, Duration::from_secs(60)).await;
 
-    ctl("stop", "postgres");
-    let restore = scopeguard(|| ctl("start", "postgres"));
+    let stopped = services::stop("postgres");
     for i in 1..=30 {
         s.send(&s.message(&event_id(i), exception("During", "outage")))
             .await;
     }
-    wait::until(
-        "the consumers to hit the outage",
-        Duration::from_secs(60),
-        || async {
-            let e = consumers.metric("silo_consumers_errors_total").await;
-            if e >= 1.0 {
-                Ok(())
-            } else {
-                Err(format!("{e} errors"))
-            }
-        },
-    )
-    .await;
-    drop(restore);
+    // Wait for the consumers to hit the outage.
+    consumers
+        .wait_metric("silo_consumers_errors_total", 1.0, Duration::from_secs(60))
+        .await;
+    drop(stopped);
 
     s.wait_events(31, Duration::from_secs(120)).await;
     assert_eq!(
@@ -47,17 +36,4 @@ async fn postgres_down_then_back_loses_nothing() {
         ]
     );
     s.finish().await;
-}
-
-/// Runs `f` when dropped, so Postgres is started again even if the test fails midway.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

@@ -3,8 +3,9 @@
 
 use chrono::Utc;
 use serde_json::json;
-use silo_pipeline_tests::{Services, TestDb};
+use silo_pipeline_tests::seed;
 use silo_store::ingest::{NewEvent, save_event};
+use silo_testkit::TestDb;
 
 fn event(project_id: i64, event_id: uuid::Uuid, fingerprint: &str) -> NewEvent {
     NewEvent {
@@ -30,9 +31,8 @@ fn event(project_id: i64, event_id: uuid::Uuid, fingerprint: &str) -> NewEvent {
 
 #[tokio::test]
 async fn concurrent_saves_of_one_event_store_and_count_it_once() {
-    let services = Services::get();
-    let db = TestDb::create(&services, "save").await;
-    let (_, project_id) = db.seed_project("save").await;
+    let db = TestDb::migrated("silo_save", &silo_store::MIGRATOR).await;
+    let (_, project_id) = seed::project(&db.pool, "save").await;
 
     for round in 0..5 {
         let e = event(project_id, uuid::Uuid::new_v4(), &format!("fp-{round}"));
@@ -76,7 +76,7 @@ async fn concurrent_saves_of_one_event_store_and_count_it_once() {
             .unwrap();
     assert_eq!(short_ids.len(), 5);
     assert!(short_ids.windows(2).all(|w| w[0] < w[1]), "{short_ids:?}");
-    db.drop_database(&services).await;
+    db.drop_database().await;
 }
 
 /// Distinct users and releases are counted on the issue; an ignored issue stays ignored until
@@ -84,9 +84,8 @@ async fn concurrent_saves_of_one_event_store_and_count_it_once() {
 /// counts nothing twice.
 #[tokio::test]
 async fn users_releases_and_ignore_snoozes_are_kept_on_the_issue() {
-    let services = Services::get();
-    let db = TestDb::create(&services, "snooze").await;
-    let (_, project_id) = db.seed_project("snooze").await;
+    let db = TestDb::migrated("silo_snooze", &silo_store::MIGRATOR).await;
+    let (_, project_id) = seed::project(&db.pool, "snooze").await;
     let with = |user: Option<&str>, release: Option<&str>| {
         let mut e = event(project_id, uuid::Uuid::new_v4(), "fp");
         e.user = user.map(str::to_owned);
@@ -157,5 +156,5 @@ async fn users_releases_and_ignore_snoozes_are_kept_on_the_issue() {
     let r = save_event(&db.pool, &with(None, None)).await.unwrap();
     assert!(r.is_regression);
     assert_eq!(group(db.pool.clone()).await.0, "unresolved");
-    db.drop_database(&services).await;
+    db.drop_database().await;
 }

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use silo_testkit::services::database_url;
+use silo_testkit::{TestDb, free_addr, unique_suffix};
+
 use crate::api::Api;
-use crate::db::TestDb;
-use crate::process::{WebProcess, ensure_built, free_addr};
-use crate::services::admin_database_url;
+use crate::process::{WebProcess, ensure_built};
 
 /// The bootstrap token every process stores with every scope.
 pub const TOKEN: &str = "multiregion-admin-token";
@@ -104,11 +105,11 @@ impl Fleet {
     /// Create the three databases, write the directory and start the three processes.
     pub async fn start(options: FleetOptions) -> Fleet {
         ensure_built();
-        let admin = admin_database_url();
-        let run = crate::unique_suffix();
-        let control_db = TestDb::create(&admin, &format!("silo_mr_{run}_control")).await;
-        let us_db = TestDb::create(&admin, &format!("silo_mr_{run}_us")).await;
-        let de_db = TestDb::create(&admin, &format!("silo_mr_{run}_de")).await;
+        let admin = database_url();
+        let run = unique_suffix();
+        let control_db = TestDb::create_named(&admin, &format!("silo_mr_{run}_control")).await;
+        let us_db = TestDb::create_named(&admin, &format!("silo_mr_{run}_us")).await;
+        let de_db = TestDb::create_named(&admin, &format!("silo_mr_{run}_de")).await;
         let (control_addr, us_addr, de_addr) = (free_addr(), free_addr(), free_addr());
         let directory = std::env::temp_dir().join(format!("silo-mr-regions-{run}.json"));
         write_directory(&directory, us_addr, de_addr);
@@ -166,7 +167,7 @@ impl Fleet {
             self.process(silo).stop(Duration::from_secs(10)).await;
         }
         for db in [&self.control_db, &self.us_db, &self.de_db] {
-            db.drop_db().await;
+            db.drop_database().await;
         }
         let _ = std::fs::remove_file(&self.directory);
     }
@@ -182,9 +183,9 @@ pub struct Monolith {
 impl Monolith {
     pub async fn start() -> Monolith {
         ensure_built();
-        let admin = admin_database_url();
-        let run = crate::unique_suffix();
-        let db = TestDb::create(&admin, &format!("silo_mr_{run}_mono")).await;
+        let admin = database_url();
+        let run = unique_suffix();
+        let db = TestDb::create_named(&admin, &format!("silo_mr_{run}_mono")).await;
         let addr = free_addr();
         let directory = std::env::temp_dir().join(format!("silo-mr-mono-{run}.json"));
         std::fs::write(
@@ -210,7 +211,7 @@ impl Monolith {
 
     pub async fn finish(mut self) {
         self.process.stop(Duration::from_secs(10)).await;
-        self.db.drop_db().await;
+        self.db.drop_database().await;
         let _ = std::fs::remove_file(&self.directory);
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use silo_contract::rpc;
-use silo_multiregion_tests::wait::until;
 use silo_multiregion_tests::{Api, Fleet, FleetOptions, Monolith, Silo};
+use silo_testkit::wait::until;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -240,7 +240,7 @@ async fn organizations_live_in_their_region_and_the_gateway_routes_to_them() {
 
     // `de` comes back on another address; the directory file changes and the running control
     // process follows it without a restart.
-    fleet.de.addr = silo_multiregion_tests::process::free_addr();
+    fleet.de.addr = silo_testkit::free_addr();
     fleet.write_directory();
     fleet.de.start();
     fleet.de.wait_ready(Duration::from_secs(60)).await;
@@ -267,7 +267,7 @@ async fn control_outage_leaves_a_backlog_that_catches_up() {
     let de = fleet.api(Silo::De);
     create_org(&control, "keep", Some("de")).await;
     create_org(&control, "doomed", Some("de")).await;
-    let de_pool = fleet.de_db.pool().await;
+    let de_pool = fleet.de_db.pool.clone();
     let backlog = |pool: sqlx::PgPool| async move {
         let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM region_outbox")
             .fetch_one(&pool)
@@ -360,7 +360,7 @@ async fn control_outage_leaves_a_backlog_that_catches_up() {
         }
     })
     .await;
-    let control_pool = fleet.control_db.pool().await;
+    let control_pool = fleet.control_db.pool.clone();
     let kept_id: i64 = kept["id"].as_str().unwrap().parse().unwrap();
     let members: Vec<(String,)> = sqlx::query_as(
         "SELECT u.email FROM organization_member_mappings m JOIN users u ON u.id = m.user_id \
@@ -449,7 +449,7 @@ async fn gateway_reuses_an_authenticated_token_only_for_its_ttl() {
 
     // A second token, known to the control silo only.
     let secret = "gateway-cache-test-token";
-    let pool = fleet.control_db.pool().await;
+    let pool = fleet.control_db.pool.clone();
     silo_store::api_tokens::upsert(&pool, secret, "cache test", &["org:read".to_owned()])
         .await
         .expect("store token");
@@ -673,7 +673,7 @@ async fn monolith_serves_the_same_api_from_one_process() {
         .status,
         201
     );
-    let pool = mono.db.pool().await;
+    let pool = mono.db.pool.clone();
     until(
         "the monolith outbox to drain into the directory",
         DEADLINE,

@@ -10,7 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use silo_protocol::{IngestMessage, topics};
 
-use crate::services::Services;
+use silo_testkit::{Services, unique_suffix};
 
 /// Partitions of every test topic (the services script uses the same number).
 pub const PARTITIONS: i32 = 4;
@@ -22,7 +22,7 @@ pub struct Topics {
 
 impl Topics {
     pub async fn create(services: &Services, tag: &str) -> Self {
-        let prefix = format!("t{}-{tag}.", crate::unique_suffix());
+        let prefix = format!("t{}-{tag}.", unique_suffix());
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &services.kafka_brokers)
             .create()
@@ -80,7 +80,7 @@ pub async fn send_ingest(producer: &FutureProducer, topic: &str, msg: &IngestMes
 pub fn reader(services: &Services, topic: &str) -> StreamConsumer {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &services.kafka_brokers)
-        .set("group.id", format!("reader-{}", crate::unique_suffix()))
+        .set("group.id", format!("reader-{}", unique_suffix()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use silo_testkit::{Process, Services, TestDb, free_addr, unique_suffix};
+
 use crate::api::Api;
-use crate::binaries::{Binary, ensure_built, free_addr};
-use crate::db::TestDb;
+use crate::binaries::{ensure_built, spawn};
 use crate::kafka::Topics;
-use crate::services::Services;
 
 const READY: Duration = Duration::from_secs(120);
 
@@ -18,10 +18,10 @@ pub struct Region {
     pub services: Services,
     pub db: TestDb,
     pub topics: Topics,
-    pub web: Binary,
-    pub relay: Binary,
-    pub consumers: Binary,
-    pub postprocess: Binary,
+    pub web: Process,
+    pub relay: Process,
+    pub consumers: Process,
+    pub postprocess: Process,
     pub api: Api,
     /// Base URL SDKs send to (`http://127.0.0.1:<port>`).
     pub relay_url: String,
@@ -50,10 +50,10 @@ impl Region {
     pub async fn start(tag: &str) -> Self {
         ensure_built(&["web", "relay", "consumers", "postprocess"]);
         let services = Services::get();
-        let db = TestDb::create(&services, tag).await;
+        let db = TestDb::migrated(&format!("silo_{tag}"), &silo_store::MIGRATOR).await;
         let topics = Topics::create(&services, tag).await;
-        let token = format!("tok{}", crate::unique_suffix()).replace('_', "");
-        let secret = format!("relay-secret-{}", crate::unique_suffix());
+        let token = format!("tok{}", unique_suffix()).replace('_', "");
+        let secret = format!("relay-secret-{}", unique_suffix());
 
         let common = |admin: SocketAddr| {
             vec![
@@ -81,7 +81,7 @@ impl Region {
             ("SILO_WEB_PUBLIC_URL", web_url.clone()),
             ("SILO_BOOTSTRAP_TOKEN", token.clone()),
         ]);
-        let mut web = Binary::spawn("web", web_addr, &env(&web_env));
+        let mut web = spawn("web", web_addr, &env(&web_env));
         web.wait_ready(READY).await;
 
         let relay_admin = free_addr();
@@ -91,12 +91,12 @@ impl Region {
             "SILO_RELAY_REDIS_PREFIX",
             format!("{}relay:", topics.prefix),
         ));
-        let mut relay = Binary::spawn("relay", relay_admin, &env(&relay_env));
+        let mut relay = spawn("relay", relay_admin, &env(&relay_env));
 
         let consumers_admin = free_addr();
         let mut consumers_env = common(consumers_admin);
         consumers_env.push(("SILO_CONSUMER_GROUP", format!("{}consumers", topics.prefix)));
-        let mut consumers = Binary::spawn("consumers", consumers_admin, &env(&consumers_env));
+        let mut consumers = spawn("consumers", consumers_admin, &env(&consumers_env));
 
         let pp_admin = free_addr();
         let mut pp_env = common(pp_admin);
@@ -108,7 +108,7 @@ impl Region {
             ("SILO_PUBLIC_URL", web_url.clone()),
             ("SILO_WEBHOOK_MAX_ATTEMPTS", "3".to_owned()),
         ]);
-        let mut postprocess = Binary::spawn("postprocess", pp_admin, &env(&pp_env));
+        let mut postprocess = spawn("postprocess", pp_admin, &env(&pp_env));
 
         relay.wait_ready(READY).await;
         consumers.wait_ready(READY).await;
@@ -148,7 +148,6 @@ impl Region {
     /// Stop every workload and drop the database.
     pub async fn stop(self) {
         let Region {
-            services,
             db,
             mut web,
             mut relay,
@@ -159,7 +158,7 @@ impl Region {
         for b in [&mut relay, &mut consumers, &mut postprocess, &mut web] {
             b.terminate(Duration::from_secs(30)).await;
         }
-        db.drop_database(&services).await;
+        db.drop_database().await;
     }
 }
 

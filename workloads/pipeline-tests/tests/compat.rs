@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use sentry::protocol::{Event, IpAddress, LogEntry, User};
 use serde_json::{Value, json};
+use silo_pipeline_tests::Region;
 use silo_pipeline_tests::sdk::{EnvelopeSender, envelope_bytes};
-use silo_pipeline_tests::{Region, wait};
+use silo_testkit::wait;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 const NIL: &str = "00000000000000000000000000000000";

@@ -6,9 +6,10 @@ use std::fmt;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use silo_pipeline_tests::Region;
 use silo_pipeline_tests::sdk::{EnvelopeSender, Sdk, SdkLevel, envelope_bytes, error_event};
 use silo_pipeline_tests::webhook::WebhookReceiver;
-use silo_pipeline_tests::{Region, wait};
+use silo_testkit::wait;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -179,22 +180,15 @@ async fn consumer_killed_mid_stream_stores_every_accepted_event_once() {
         accepted.push(id);
         if i == N / 3 {
             // Kill as soon as the consumer has made some progress, while more keeps coming.
-            wait::until("consumer progress", DEADLINE, || async {
-                let c = region
-                    .consumers
-                    .metric("silo_consumers_events_processed_total")
-                    .await;
-                if c >= 10.0 {
-                    Ok(())
-                } else {
-                    Err(format!("{c} processed"))
-                }
-            })
-            .await;
+            // Wait for consumer progress.
+            region
+                .consumers
+                .wait_metric("silo_consumers_events_processed_total", 10.0, DEADLINE)
+                .await;
             region.consumers.kill();
         }
         if i == 2 * N / 3 {
-            region.consumers.restart();
+            region.consumers.start();
         }
     }
     region.consumers.wait_ready(DEADLINE).await;

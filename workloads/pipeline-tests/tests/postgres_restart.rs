@@ -4,18 +4,9 @@
 
 use std::time::Duration;
 
+use silo_pipeline_tests::Region;
 use silo_pipeline_tests::sdk::{EnvelopeSender, envelope_bytes};
-use silo_pipeline_tests::services::ctl;
-use silo_pipeline_tests::{Region, wait};
-
-/// Starts Postgres again when dropped, so a failing test does not leave it down.
-struct RestartPostgres;
-
-impl Drop for RestartPostgres {
-    fn drop(&mut self) {
-        ctl("start", "postgres");
-    }
-}
+use silo_testkit::{services, wait};
 
 fn message_event(text: &str) -> sentry::protocol::Event<'static> {
     sentry::protocol::Event {
@@ -49,8 +40,7 @@ async fn postgres_restart_under_load_loses_nothing() {
     )
     .await;
 
-    ctl("stop", "postgres");
-    let guard = RestartPostgres;
+    let stopped = services::stop("postgres");
     const DURING: usize = 40;
     for _ in 0..DURING {
         sender
@@ -58,20 +48,12 @@ async fn postgres_restart_under_load_loses_nothing() {
             .await
             .expect("relay accepts while Postgres is down");
     }
-    wait::until(
-        "the consumers to run into the outage",
-        Duration::from_secs(60),
-        || async {
-            let e = region.consumers.metric("silo_consumers_errors_total").await;
-            if e >= 1.0 {
-                Ok(())
-            } else {
-                Err(format!("{e} errors"))
-            }
-        },
-    )
-    .await;
-    drop(guard);
+    // Wait for the consumers to run into the outage.
+    region
+        .consumers
+        .wait_metric("silo_consumers_errors_total", 1.0, Duration::from_secs(60))
+        .await;
+    drop(stopped);
 
     let counts = wait::until(
         "every event stored after the restart",

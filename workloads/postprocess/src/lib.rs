@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  Kafka `events` (EventStreamMessage)
-//!    └─► consumer::run ── recv ──► Worker::handle
+//!    └─► silo_kafka_consumer::Skeleton ── recv ──► Worker::handle
 //!          alert_rules::enabled_for_project ─► rules::Rule::fires
 //!            (new_issue: is_new · regression: is_regression ·
 //!             frequency: > N events of the issue in T seconds, counted in Postgres,
@@ -17,7 +17,6 @@
 
 pub mod app;
 pub mod args;
-pub mod consumer;
 pub mod metrics;
 pub mod payload;
 pub mod rules;

@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use silo_kafka_consumer::CountErrors;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -61,13 +62,15 @@ impl Metrics {
         m
     }
 
-    pub fn error(&self, kind: &'static str) {
-        self.errors.get_or_create(&KindLabels { kind }).inc();
-    }
-
     pub fn notification(&self, outcome: &'static str) {
         self.notifications
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+}
+
+impl CountErrors for Metrics {
+    fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&KindLabels { kind }).inc();
     }
 }

@@ -17,29 +17,6 @@ pub fn issue_url(base_url: &str, group: &Group) -> String {
     )
 }
 
-/// `PROJECT-<short id in base 36>`, as Sentry shows issue short ids.
-pub fn short_id(group: &Group) -> String {
-    format!(
-        "{}-{}",
-        group.project_slug.to_ascii_uppercase(),
-        base36(u64::try_from(group.short_id).unwrap_or_default())
-    )
-}
-
-fn base36(mut n: u64) -> String {
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
-}
-
 pub fn build(base_url: &str, rule: &Rule, group: &Group, event: &EventStreamMessage) -> Value {
     let url = issue_url(base_url, group);
     json!({
@@ -57,7 +34,7 @@ pub fn build(base_url: &str, rule: &Rule, group: &Group, event: &EventStreamMess
         "rule": {"id": rule.id, "name": rule.name, "kind": rule.kind.as_str()},
         "issue": {
             "id": group.id.to_string(),
-            "shortId": short_id(group),
+            "shortId": group.display_short_id(),
             "title": group.title,
             "culprit": group.culprit,
             "status": group.status,
@@ -150,12 +127,5 @@ mod tests {
         assert_eq!(body["event"]["event_id"], "ab".repeat(16));
         assert_eq!(body["triggering_rules"][0], "New issues");
         assert_eq!(body["rule"]["kind"], "new_issue");
-    }
-
-    #[test]
-    fn base36_short_ids() {
-        assert_eq!(base36(0), "0");
-        assert_eq!(base36(35), "Z");
-        assert_eq!(base36(36), "10");
     }
 }

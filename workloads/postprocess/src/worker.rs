@@ -4,13 +4,11 @@
 //! failed). A replay finds the recorded rows and only retries those still pending.
 
 use std::future::Future;
-use std::time::Duration;
 
 use chrono::Utc;
+use silo_kafka_consumer::{CountErrors, Handler, Interrupted, Postgres};
 use silo_protocol::EventStreamMessage;
-use silo_runtime::admin::ReadyFlag;
-use silo_runtime::{Backoff, Shutdown};
-use silo_store::{PgPool, StoreError, alert_rules, alerting, groups, ingest};
+use silo_store::{StoreError, alert_rules, alerting, groups};
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -18,21 +16,23 @@ use crate::payload;
 use crate::rules::{FrequencyFacts, Rule};
 use crate::webhook::{Delivery, Webhook};
 
-/// Shutdown arrived while waiting to retry; the record stays uncommitted.
-#[derive(Debug, thiserror::Error)]
-#[error("shut down before the record was processed")]
-pub struct Interrupted;
-
 #[derive(Clone)]
 pub struct Worker {
-    pub pool: PgPool,
+    pub postgres: Postgres,
     pub webhook: Webhook,
     /// Base URL of the web UI/API, for issue links.
     pub base_url: String,
     pub metrics: Metrics,
-    pub postgres_ready: ReadyFlag,
-    pub max_backoff: Duration,
-    pub shutdown: Shutdown,
+}
+
+impl Handler for Worker {
+    /// The records one after the other: each is settled before the next starts.
+    async fn handle_batch(&self, payloads: &[Option<&[u8]>]) -> Result<(), Interrupted> {
+        for payload in payloads {
+            self.handle(*payload).await?;
+        }
+        Ok(())
+    }
 }
 
 impl Worker {
@@ -56,7 +56,7 @@ impl Worker {
         };
         let stored = self
             .db("load alert rules", || {
-                alert_rules::enabled_for_project(&self.pool, project_id)
+                alert_rules::enabled_for_project(&self.postgres.pool, project_id)
             })
             .await?
             .unwrap_or_default();
@@ -87,13 +87,24 @@ impl Worker {
             Some(w) => {
                 let count = self
                     .db("count issue events", || {
-                        alerting::count_group_events(&self.pool, group_id, w.since, w.until)
+                        alerting::count_group_events(
+                            &self.postgres.pool,
+                            group_id,
+                            w.since,
+                            w.until,
+                        )
                     })
                     .await?;
                 let since = Utc::now() - chrono::Duration::seconds(rule.interval_seconds);
                 let fired_recently = self
                     .db("check recent notifications", || {
-                        alerting::fired_recently(&self.pool, rule.id, group_id, event_id, since)
+                        alerting::fired_recently(
+                            &self.postgres.pool,
+                            rule.id,
+                            group_id,
+                            event_id,
+                            since,
+                        )
                     })
                     .await?;
                 match (count, fired_recently) {
@@ -110,7 +121,7 @@ impl Worker {
         }
         let Some(recorded) = self
             .db("record notification", || {
-                alerting::record_notification(&self.pool, rule.id, group_id, event_id)
+                alerting::record_notification(&self.postgres.pool, rule.id, group_id, event_id)
             })
             .await?
         else {
@@ -130,7 +141,7 @@ impl Worker {
                 .inc();
         }
         let Some(group) = self
-            .db("load issue", || groups::get(&self.pool, group_id))
+            .db("load issue", || groups::get(&self.postgres.pool, group_id))
             .await?
             .flatten()
         else {
@@ -145,7 +156,7 @@ impl Worker {
         let body = payload::build(&self.base_url, rule, &group, event);
         let outcome = self
             .webhook
-            .deliver(&rule.webhook_url, &body, &self.shutdown)
+            .deliver(&rule.webhook_url, &body, &self.postgres.shutdown)
             .await;
         let (attempts, result) = match outcome {
             Delivery::Delivered { attempts } => (attempts, Ok(())),
@@ -174,7 +185,7 @@ impl Worker {
             Ok(()) => {
                 self.metrics.notification("delivered");
                 self.db("mark notification delivered", || {
-                    alerting::mark_delivered(&self.pool, id, attempts)
+                    alerting::mark_delivered(&self.postgres.pool, id, attempts)
                 })
                 .await?;
             }
@@ -182,7 +193,7 @@ impl Worker {
                 self.metrics.notification("failed");
                 tracing::error!(notification = id, attempts, %error, "notification failed");
                 self.db("mark notification failed", || {
-                    alerting::mark_failed(&self.pool, id, attempts, error)
+                    alerting::mark_failed(&self.postgres.pool, id, attempts, error)
                 })
                 .await?;
             }
@@ -192,38 +203,11 @@ impl Worker {
 
     /// Run a query, retrying while the database is unavailable. `None` when the query can
     /// never succeed (logged).
-    async fn db<T, F, Fut>(
-        &self,
-        what: &'static str,
-        mut query: F,
-    ) -> Result<Option<T>, Interrupted>
+    async fn db<T, F, Fut>(&self, what: &'static str, query: F) -> Result<Option<T>, Interrupted>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut backoff = Backoff::new(self.max_backoff);
-        loop {
-            match query().await {
-                Ok(value) => {
-                    self.postgres_ready.set(true);
-                    return Ok(Some(value));
-                }
-                Err(error) if ingest::is_permanent(&error) => {
-                    tracing::error!(%error, what, "query cannot succeed; skipping");
-                    self.metrics.error("invalid");
-                    return Ok(None);
-                }
-                Err(error) => {
-                    if error.is_unavailable() {
-                        self.postgres_ready.set(false);
-                    }
-                    self.metrics.error("postgres");
-                    tracing::warn!(%error, what, "database query failed; retrying");
-                    if !backoff.wait(&self.shutdown).await {
-                        return Err(Interrupted);
-                    }
-                }
-            }
-        }
+        self.postgres.query(what, query).await
     }
 }

@@ -1,7 +1,6 @@
 //! The post-processor against real Kafka and Postgres with a local webhook receiver: rules
 //! fire once per firing, replays do not notify twice, failures are recorded.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,12 +12,12 @@ use axum::routing::post;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use serde_json::{Value, json};
-use silo_pipeline_tests::binaries::free_addr;
 use silo_pipeline_tests::kafka::{self, Topics};
-use silo_pipeline_tests::{Binary, Services, TestDb, wait};
+use silo_pipeline_tests::{binaries, seed};
 use silo_protocol::{EventStreamMessage, topics};
 use silo_store::alert_rules::{self, NewRule, RuleKind};
 use silo_store::ingest::{NewEvent, save_event};
+use silo_testkit::{Process, Services, TestDb, wait};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -58,9 +57,9 @@ struct Setup {
 impl Setup {
     async fn new(tag: &str) -> Self {
         let services = Services::get();
-        let db = TestDb::create(&services, tag).await;
+        let db = TestDb::migrated(&format!("silo_{tag}"), &silo_store::MIGRATOR).await;
         let topics = Topics::create(&services, tag).await;
-        let (org_id, project_id) = db.seed_project(tag).await;
+        let (org_id, project_id) = seed::project(&db.pool, tag).await;
         Setup {
             services,
             db,
@@ -94,28 +93,15 @@ impl Setup {
         .id
     }
 
-    async fn start(&self) -> Binary {
-        let admin = free_addr();
-        let env: BTreeMap<String, String> = [
-            ("DATABASE_URL", self.db.url.clone()),
-            ("KAFKA_BROKERS", self.services.kafka_brokers.clone()),
-            ("SILO_KAFKA_TOPIC_PREFIX", self.topics.prefix.clone()),
-            (
-                "SILO_CONSUMER_GROUP",
-                format!("{}postprocess", self.topics.prefix),
-            ),
-            ("SILO_WEBHOOK_MAX_ATTEMPTS", "2".into()),
-            ("SILO_RETRY_MAX_BACKOFF", "200ms".into()),
-            ("SILO_PUBLIC_URL", "http://silo.test".into()),
-            ("SILO_ADMIN_ADDR", admin.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    async fn start(&self) -> Process {
         assert!(env!("CARGO_BIN_EXE_postprocess").ends_with("postprocess"));
-        let mut bin = Binary::spawn("postprocess", admin, &env);
-        bin.wait_ready(DEADLINE).await;
-        bin
+        let settings = [
+            ("SILO_WEBHOOK_MAX_ATTEMPTS", "2"),
+            ("SILO_RETRY_MAX_BACKOFF", "200ms"),
+            ("SILO_PUBLIC_URL", "http://silo.test"),
+        ];
+        let (services, db, topics) = (&self.services, &self.db, &self.topics);
+        binaries::start_consumer("postprocess", services, db, topics, &settings).await
     }
 
     /// Store an event the way the consumers do and publish its eventstream record.
@@ -217,15 +203,9 @@ async fn new_issue_and_regression_rules_notify_once_and_replays_do_not_repeat() 
     assert_eq!(rows, vec![(new_rule, "delivered".to_owned(), 1)]);
     // The first event's record again (a replay): nothing new is sent.
     s.publish(&first).await;
-    wait::until("the replay to be evaluated", DEADLINE, || async {
-        let n = pp.metric("silo_postprocess_events_processed_total").await;
-        if n >= 3.0 {
-            Ok(())
-        } else {
-            Err(format!("{n} processed"))
-        }
-    })
-    .await;
+    // Wait for the replay to be evaluated.
+    pp.wait_metric("silo_postprocess_events_processed_total", 3.0, DEADLINE)
+        .await;
     assert_eq!(s.notifications().await.len(), 1);
     {
         let got = received.lock().expect("test step");
@@ -264,7 +244,7 @@ async fn new_issue_and_regression_rules_notify_once_and_replays_do_not_repeat() 
         pp.terminate(Duration::from_secs(30)).await,
         "clean exit on SIGTERM"
     );
-    s.db.drop_database(&s.services).await;
+    s.db.drop_database().await;
 }
 
 #[tokio::test]
@@ -313,5 +293,5 @@ async fn frequency_rule_fires_once_above_threshold_and_failures_are_recorded() {
         ok[0]["event"]["event_id"], records[2].event_id,
         "fired for the event that took the count past 2"
     );
-    s.db.drop_database(&s.services).await;
+    s.db.drop_database().await;
 }

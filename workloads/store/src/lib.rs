@@ -33,6 +33,7 @@ pub mod page;
 pub mod pool;
 pub mod project_keys;
 pub mod projects;
+pub mod short_id;
 pub mod snowflake;
 
 pub use error::{Result, StoreError};

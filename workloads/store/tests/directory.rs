@@ -5,79 +5,12 @@
 use silo_store::control_directory::{self, InboundMessage};
 use silo_store::org_changes;
 use silo_store::outbox::{self, OutboxRow};
-use silo_store::{PgPool, PoolSettings, StoreError};
-use sqlx::Connection;
+use silo_store::{PgPool, StoreError};
+use silo_testkit::TestDb;
 
-fn admin_url() -> String {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        return url;
-    }
-    let state = std::env::var("SILO_STATE_DIR").unwrap_or_else(|_| {
-        let base = std::env::var("XDG_STATE_HOME").unwrap_or_else(|_| {
-            format!("{}/.local/state", std::env::var("HOME").unwrap_or_default())
-        });
-        format!("{base}/silo")
-    });
-    let path = format!("{state}/services/env");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "these tests need Postgres: run e2e/services/up.sh or set DATABASE_URL ({path}: {e})"
-        )
-    });
-    text.lines()
-        .filter_map(|l| l.trim().trim_start_matches("export ").split_once('='))
-        .find(|(k, _)| *k == "DATABASE_URL")
-        .map(|(_, v)| v.to_owned())
-        .unwrap_or_else(|| panic!("{path} has no DATABASE_URL; re-run e2e/services/up.sh"))
-}
-
-/// A fresh migrated database; dropped by [`Db::drop_db`].
-struct Db {
-    pool: PgPool,
-    admin: String,
-    name: String,
-}
-
-impl Db {
-    async fn new() -> Db {
-        let admin = admin_url();
-        let name = format!("silo_store_dir_{}", uuid_like());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach Postgres at {admin}: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let authority = admin.find("://").map_or(0, |i| i + 3);
-        let root = match admin[authority..].find('/') {
-            Some(i) => &admin[..authority + i],
-            None => admin.as_str(),
-        };
-        let pool =
-            silo_store::connect_lazy(&PoolSettings::new(format!("{root}/{name}"))).expect("pool");
-        silo_store::migrate(&pool).await.expect("migrate");
-        Db { pool, admin, name }
-    }
-
-    async fn drop_db(self) {
-        self.pool.close().await;
-        let mut conn = sqlx::PgConnection::connect(&self.admin)
-            .await
-            .expect("admin");
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("drop database");
-    }
-}
-
-fn uuid_like() -> String {
-    let n: u64 = rand::random();
-    format!("{}_{n:016x}", std::process::id())
+/// A fresh migrated database; dropped by [`TestDb::drop_database`] at the end.
+async fn database() -> TestDb {
+    TestDb::migrated("silo_store_dir", &silo_store::MIGRATOR).await
 }
 
 async fn pending(pool: &PgPool, shard: i64) -> Vec<OutboxRow> {
@@ -102,8 +35,8 @@ fn inbound(rows: &[OutboxRow]) -> Vec<InboundMessage> {
 
 #[tokio::test]
 async fn changes_queue_in_order_and_apply_once() {
-    let region = Db::new().await;
-    let control = Db::new().await;
+    let region = database().await;
+    let control = database().await;
     let org = org_changes::create(&region.pool, 1_000_001, "acme", "Acme")
         .await
         .expect("create");
@@ -159,14 +92,14 @@ async fn changes_queue_in_order_and_apply_once() {
             .expect("members"),
         ["a@example.com"]
     );
-    region.drop_db().await;
-    control.drop_db().await;
+    region.drop_database().await;
+    control.drop_database().await;
 }
 
 #[tokio::test]
 async fn conflicts_are_rejected_without_blocking_and_regions_keep_their_orgs() {
-    let region = Db::new().await;
-    let control = Db::new().await;
+    let region = database().await;
+    let control = database().await;
     // Control already maps "taken" to an organization in us.
     let reserved = control_directory::reserve(&control.pool, 5, "taken", "Taken", "us")
         .await
@@ -226,6 +159,6 @@ async fn conflicts_are_rejected_without_blocking_and_regions_keep_their_orgs() {
         .await
         .expect("resolve");
     assert_eq!(kept.map(|m| m.slug), Some("taken".to_owned()));
-    region.drop_db().await;
-    control.drop_db().await;
+    region.drop_database().await;
+    control.drop_database().await;
 }

@@ -3,74 +3,13 @@
 
 use chrono::{Duration, Utc};
 use silo_store::groups::{self, GroupFilter, GroupScope, GroupSort};
-use silo_store::{PageRequest, PgPool, PoolSettings};
-use sqlx::Connection;
+use silo_store::{PageRequest, PgPool};
+use silo_testkit::TestDb;
 use uuid::Uuid;
 
-fn admin_url() -> String {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        return url;
-    }
-    let state = std::env::var("SILO_STATE_DIR").unwrap_or_else(|_| {
-        let base = std::env::var("XDG_STATE_HOME").unwrap_or_else(|_| {
-            format!("{}/.local/state", std::env::var("HOME").unwrap_or_default())
-        });
-        format!("{base}/silo")
-    });
-    let path = format!("{state}/services/env");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "these tests need Postgres: set DATABASE_URL or run e2e/services/up.sh ({path}: {e})"
-        )
-    });
-    text.lines()
-        .filter_map(|l| l.trim().trim_start_matches("export ").split_once('='))
-        .find(|(k, _)| *k == "DATABASE_URL")
-        .map(|(_, v)| v.to_owned())
-        .unwrap_or_else(|| panic!("{path} has no DATABASE_URL; re-run e2e/services/up.sh"))
-}
-
-struct Db {
-    pool: PgPool,
-    admin: String,
-    name: String,
-}
-
-impl Db {
-    async fn new() -> Db {
-        let admin = admin_url();
-        let name = format!("silo_store_test_{}", Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach Postgres at {admin}: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let authority = admin.find("://").map_or(0, |i| i + 3);
-        let root = match admin[authority..].find('/') {
-            Some(i) => &admin[..authority + i],
-            None => admin.as_str(),
-        };
-        let pool =
-            silo_store::connect_lazy(&PoolSettings::new(format!("{root}/{name}"))).expect("pool");
-        silo_store::migrate(&pool).await.expect("migrate");
-        Db { pool, admin, name }
-    }
-
-    async fn drop_db(self) {
-        self.pool.close().await;
-        let mut conn = sqlx::PgConnection::connect(&self.admin)
-            .await
-            .expect("admin");
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("drop database");
-    }
+/// A fresh migrated database; dropped by [`TestDb::drop_database`] at the end.
+async fn database() -> TestDb {
+    TestDb::migrated("silo_store_test", &silo_store::MIGRATOR).await
 }
 
 async fn project(pool: &PgPool, org: &str) -> i64 {
@@ -103,7 +42,7 @@ async fn upsert_group(pool: &PgPool, project_id: i64, fingerprint: &str) -> (i64
 
 #[tokio::test]
 async fn migrations_are_idempotent_and_short_ids_count_per_project() {
-    let db = Db::new().await;
+    let db = database().await;
     silo_store::migrate(&db.pool)
         .await
         .expect("second run is a no-op");
@@ -118,12 +57,12 @@ async fn migrations_are_idempotent_and_short_ids_count_per_project() {
     assert_eq!((again, s_again), (g1, 1));
     let (_, s3) = upsert_group(&db.pool, a, "z").await;
     assert_eq!(s3, 3);
-    db.drop_db().await;
+    db.drop_database().await;
 }
 
 #[tokio::test]
 async fn event_ids_are_unique_per_project() {
-    let db = Db::new().await;
+    let db = database().await;
     let a = project(&db.pool, "a").await;
     let b = project(&db.pool, "b").await;
     let (ga, _) = upsert_group(&db.pool, a, "x").await;
@@ -154,12 +93,12 @@ async fn event_ids_are_unique_per_project() {
         .await
         .unwrap();
     assert_eq!(stored.map(|e| e.group_id), Some(ga));
-    db.drop_db().await;
+    db.drop_database().await;
 }
 
 #[tokio::test]
 async fn keyset_pages_cover_ties_exactly_once_both_ways() {
-    let db = Db::new().await;
+    let db = database().await;
     let p = project(&db.pool, "a").await;
     let same_time = Utc::now() - Duration::minutes(5);
     let mut ids = Vec::new();
@@ -219,12 +158,12 @@ async fn keyset_pages_cover_ties_exactly_once_both_ways() {
         ids[2..4]
     );
     assert!(back.prev.1 && back.next.1);
-    db.drop_db().await;
+    db.drop_database().await;
 }
 
 #[tokio::test]
 async fn expired_tokens_do_not_authenticate() {
-    let db = Db::new().await;
+    let db = database().await;
     let token = silo_store::api_tokens::generate_token();
     let stored = silo_store::api_tokens::upsert(&db.pool, &token, "t", &["org:read".into()])
         .await
@@ -246,7 +185,7 @@ async fn expired_tokens_do_not_authenticate() {
             .unwrap()
             .is_none()
     );
-    db.drop_db().await;
+    db.drop_database().await;
 }
 
 fn message_event(project_id: i64, fingerprint: &str) -> silo_store::ingest::NewEvent {
@@ -274,7 +213,7 @@ fn message_event(project_id: i64, fingerprint: &str) -> silo_store::ingest::NewE
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_events_of_a_new_issue_are_all_stored_on_one_issue() {
-    let db = Db::new().await;
+    let db = database().await;
     let a = project(&db.pool, "a").await;
     silo_store::ingest::save_event(&db.pool, &message_event(a, "first"))
         .await
@@ -308,5 +247,5 @@ async fn concurrent_events_of_a_new_issue_are_all_stored_on_one_issue() {
         assert_eq!(counts.len(), 1, "round {round}: one issue");
         assert_eq!(counts[0].1, N as i64, "round {round}: every event counted");
     }
-    db.drop_db().await;
+    db.drop_database().await;
 }

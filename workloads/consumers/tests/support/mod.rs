@@ -3,15 +3,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
-use silo_pipeline_tests::binaries::free_addr;
 use silo_pipeline_tests::kafka::{self, Topics};
-use silo_pipeline_tests::{Binary, Services, TestDb, wait};
+use silo_pipeline_tests::{binaries, seed};
 use silo_protocol::{IngestMessage, topics};
+use silo_testkit::{Process, Services, TestDb, wait};
 
 pub struct Setup {
     pub services: Services,
@@ -25,10 +24,10 @@ pub struct Setup {
 impl Setup {
     pub async fn new(tag: &str) -> Self {
         let services = Services::get();
-        let db = TestDb::create(&services, tag).await;
+        let db = TestDb::migrated(&format!("silo_{tag}"), &silo_store::MIGRATOR).await;
         let topics = Topics::create(&services, tag).await;
         let producer = kafka::producer(&services);
-        let (org_id, project_id) = db.seed_project(tag).await;
+        let (org_id, project_id) = seed::project(&db.pool, tag).await;
         Setup {
             services,
             db,
@@ -40,29 +39,14 @@ impl Setup {
     }
 
     /// Start the `consumers` binary built for this package's tests and wait until ready.
-    pub async fn start_consumers(&self) -> Binary {
-        let admin = free_addr();
-        let env: BTreeMap<String, String> = [
-            ("DATABASE_URL", self.db.url.clone()),
-            ("KAFKA_BROKERS", self.services.kafka_brokers.clone()),
-            ("SILO_KAFKA_TOPIC_PREFIX", self.topics.prefix.clone()),
-            (
-                "SILO_CONSUMER_GROUP",
-                format!("{}consumers", self.topics.prefix),
-            ),
-            ("SILO_KAFKA_SESSION_TIMEOUT", "6s".into()),
-            ("SILO_RETRY_MAX_BACKOFF", "1s".into()),
-            ("SILO_ADMIN_ADDR", admin.to_string()),
-            ("SENTRY_SILO_MODE", "MONOLITH".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let path = env!("CARGO_BIN_EXE_consumers");
-        assert!(path.ends_with("consumers"));
-        let mut bin = Binary::spawn("consumers", admin, &env);
-        bin.wait_ready(Duration::from_secs(60)).await;
-        bin
+    pub async fn start_consumers(&self) -> Process {
+        assert!(env!("CARGO_BIN_EXE_consumers").ends_with("consumers"));
+        let settings = [
+            ("SILO_KAFKA_SESSION_TIMEOUT", "6s"),
+            ("SILO_RETRY_MAX_BACKOFF", "1s"),
+        ];
+        let (services, db, topics) = (&self.services, &self.db, &self.topics);
+        binaries::start_consumer("consumers", services, db, topics, &settings).await
     }
 
     pub fn message(&self, event_id: &str, payload: Value) -> IngestMessage {
@@ -113,7 +97,7 @@ impl Setup {
     }
 
     pub async fn finish(self) {
-        self.db.drop_database(&self.services).await;
+        self.db.drop_database().await;
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use silo_pipeline_tests::bench::{peak_rss_kib, send_all, total_issue_count};
 use silo_pipeline_tests::sdk::EnvelopeSender;
-use silo_pipeline_tests::{Region, TestProject, wait};
+use silo_pipeline_tests::{Region, TestProject};
 
 #[derive(Debug, Parser)]
 #[command(name = "pipeline-bench", about = "Benchmark relay -> consumers -> API")]
@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         &region.web,
         &region.postprocess,
     ] {
-        match peak_rss_kib(bin.child.id()) {
+        match bin.id().and_then(peak_rss_kib) {
             Some(kib) => println!("peak RSS {:<12} {:>7.1} MiB", bin.name, kib as f64 / 1024.0),
             None => println!("peak RSS {:<12} unavailable", bin.name),
         }
@@ -124,18 +124,15 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn wait_postprocessed(region: &Region, want: u64, deadline: Duration) {
-    wait::until("postprocess to evaluate every event", deadline, || async {
-        let have = region
-            .postprocess
-            .metric("silo_postprocess_events_processed_total")
-            .await;
-        if have >= want as f64 {
-            Ok(())
-        } else {
-            Err(format!("{have} of {want} evaluated"))
-        }
-    })
-    .await;
+    // Wait for postprocess to evaluate every event.
+    region
+        .postprocess
+        .wait_metric(
+            "silo_postprocess_events_processed_total",
+            want as f64,
+            deadline,
+        )
+        .await;
 }
 
 async fn wait_stored(

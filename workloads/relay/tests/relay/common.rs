@@ -1,10 +1,10 @@
 //! Fixtures: the loopback services (Postgres, Redis, Kafka from `e2e/services/up.sh`), the real
 //! `web` binary over a fresh database, and a relay in front of it with per-test topic and Redis
-//! prefixes so tests never see each other's data.
+//! prefixes so tests never see each other's data. Services, database, process and waits are
+//! `silo-testkit`'s.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
@@ -15,66 +15,13 @@ use serde_json::{Value, json};
 use silo_relay::app::Components;
 use silo_relay::cli::Cli;
 use silo_runtime::Shutdown;
-use sqlx::Connection;
+use silo_testkit::{Process, Services, TestDb};
 
 /// Tests that need Kafka hold this shared; the outage test holds it exclusively while it stops
 /// the broker.
 pub static KAFKA_GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 pub const SECRET: &str = "relay-test-secret";
-
-/// Service URLs from the environment or the env file `e2e/services/up.sh` writes.
-pub struct Services {
-    pub database_url: String,
-    pub redis_url: String,
-    pub kafka_brokers: String,
-}
-
-fn env_file() -> String {
-    let state = std::env::var("SILO_STATE_DIR").unwrap_or_else(|_| {
-        let base = std::env::var("XDG_STATE_HOME").unwrap_or_else(|_| {
-            format!("{}/.local/state", std::env::var("HOME").unwrap_or_default())
-        });
-        format!("{base}/silo")
-    });
-    format!("{state}/services/env")
-}
-
-impl Services {
-    pub fn get() -> Services {
-        let path = env_file();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lookup =
-            |name: &str| {
-                std::env::var(name).ok().or_else(|| {
-                text.lines()
-                    .filter_map(|l| l.trim().trim_start_matches("export ").split_once('='))
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.trim_matches('"').to_owned())
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "relay integration tests need Postgres, Redis and Kafka: {name} is not set \
-                     and {path} does not define it; run e2e/services/up.sh first"
-                )
-            })
-            };
-        Services {
-            database_url: lookup("DATABASE_URL"),
-            redis_url: lookup("REDIS_URL"),
-            kafka_brokers: lookup("KAFKA_BROKERS"),
-        }
-    }
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let authority = url.find("://").map_or(0, |i| i + 3);
-    let root = match url[authority..].find('/') {
-        Some(i) => &url[..authority + i],
-        None => url,
-    };
-    format!("{root}/{name}")
-}
 
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
@@ -110,22 +57,6 @@ pub struct Key {
 
 const TOKEN: &str = "relay-test-token";
 
-/// Build the `web` binary once per test process (same profile) and return its path.
-fn web_binary() -> PathBuf {
-    silo_testkit::ensure_built(&[("silo-web", "web")]);
-    silo_testkit::binary("silo-web", "web")
-}
-
-/// The web process; killed when dropped.
-struct WebProcess(Child);
-
-impl Drop for WebProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A relay built from flags, served on a loopback port.
 struct Relay {
     addr: SocketAddr,
@@ -159,9 +90,8 @@ pub fn metric_value(text: &str, metric: &str, labels: &[&str]) -> f64 {
 /// Web over a fresh database plus a relay in front of it.
 pub struct Harness {
     pub services: Services,
-    db_name: String,
-    db_url: String,
-    web_process: WebProcess,
+    db: TestDb,
+    web_process: Process,
     pub web: SocketAddr,
     pub relay: SocketAddr,
     relays: Vec<Relay>,
@@ -175,50 +105,34 @@ impl Harness {
     /// Start with extra relay flags (e.g. `--max-envelope-bytes`).
     pub async fn start(extra_flags: &[&str]) -> Harness {
         let services = Services::get();
-        let db_name = unique("silo_relay_test_");
-        let mut admin = sqlx::PgConnection::connect(&services.database_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot connect to Postgres at {}: {e}; run e2e/services/up.sh",
-                    services.database_url
-                )
-            });
-        sqlx::query(&format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let db_url = with_database(&services.database_url, &db_name);
+        let db = TestDb::create("silo_relay_test").await;
 
         let web: SocketAddr = silo_testkit::free_addr();
-        let binary = web_binary();
-        let child = Command::new(&binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SENTRY_SILO_MODE", "REGION")
-            .env("SENTRY_REGION", "local")
-            .env(
+        silo_testkit::ensure_built(&[("silo-web", "web")]);
+        let env: BTreeMap<String, String> = [
+            ("SENTRY_SILO_MODE", "REGION"),
+            ("SENTRY_REGION", "local"),
+            (
                 "SENTRY_REGION_CONFIG",
                 r#"[{"name":"local","snowflake_id":1,"address":"http://127.0.0.1","category":"MULTI_TENANT","visible":true}]"#,
-            )
-            .env("DATABASE_URL", &db_url)
-            .env("SILO_WEB_LISTEN", web.to_string())
-            .env("RELAY_SHARED_SECRET", SECRET)
-            .env("SILO_BOOTSTRAP_TOKEN", TOKEN)
-            .env("SILO_RELAY_PUBLIC_URL", "http://127.0.0.1:3000")
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let web_process = WebProcess(child);
+            ),
+            ("DATABASE_URL", &db.url),
+            ("SILO_WEB_LISTEN", &web.to_string()),
+            ("RELAY_SHARED_SECRET", SECRET),
+            ("SILO_BOOTSTRAP_TOKEN", TOKEN),
+            ("SILO_RELAY_PUBLIC_URL", "http://127.0.0.1:3000"),
+            ("RUST_LOG", "error"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let mut web_process = Process::new("web", silo_testkit::binary("silo-web", "web"), web)
+            .log_dir("silo-relay-tests")
+            .clear_env()
+            .envs(&env)
+            .started();
+        web_process.wait_ready(Duration::from_secs(60)).await;
         let http = reqwest::Client::new();
-        let health = format!("http://{web}/healthz");
-        eventually("web answers /healthz", Duration::from_secs(60), || {
-            let request = http.get(&health).send();
-            async move { request.await.ok().filter(|r| r.status().is_success()) }
-        })
-        .await;
 
         let topic_prefix = unique("relaytest.");
         let redis_prefix = format!("{}:", unique("relaytest:"));
@@ -249,8 +163,7 @@ impl Harness {
         let relay = first.addr;
         Harness {
             services,
-            db_name,
-            db_url,
+            db,
             web_process,
             web,
             relay,
@@ -307,13 +220,11 @@ impl Harness {
             )
             .await;
         let public_key = key["public"].as_str().expect("key public").to_owned();
-        let mut db = sqlx::PgConnection::connect(&self.db_url).await.expect("db");
         let (id,): (i64,) = sqlx::query_as("SELECT id FROM project_keys WHERE public_key = $1")
             .bind(&public_key)
-            .fetch_one(&mut db)
+            .fetch_one(&self.db.pool)
             .await
             .expect("key id");
-        db.close().await.ok();
         let num = |v: &Value| -> u64 {
             v.as_str()
                 .and_then(|s| s.parse().ok())
@@ -382,14 +293,7 @@ impl Harness {
     pub async fn finish(self) {
         self.shutdown.trigger();
         drop(self.web_process);
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.services.database_url).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            ))
-            .execute(&mut admin)
-            .await;
-        }
+        self.db.drop_database().await;
     }
 }
 
@@ -447,23 +351,4 @@ pub fn consume_until(
         }
     }
     panic!("no matching message on {topic} within {deadline:?}");
-}
-
-/// Poll `check` until it returns `Some`, or panic at the deadline.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < end,
-            "{what}: not reached within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -94,7 +94,7 @@ async fn configs_are_fetched_once_per_key_and_shared_through_redis() {
         send(h.relay, &unknown).await.expect("request").status(),
         403
     );
-    crate::common::eventually(
+    silo_testkit::wait::eventually(
         "negative entry expires and is refetched",
         Duration::from_secs(30),
         || {

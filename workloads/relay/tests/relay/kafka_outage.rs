@@ -3,37 +3,11 @@
 //!
 //! Stops and starts the shared loopback broker through `e2e/services/ctl.sh`.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{
-    Harness, KAFKA_GATE, auth_header, consume_until, envelope, event_id, eventually,
-};
+use crate::common::{Harness, KAFKA_GATE, auth_header, consume_until, envelope, event_id};
 use silo_protocol::IngestMessage;
-
-fn ctl(action: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e/services/ctl.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .args([action, "kafka"])
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        status.success(),
-        "{} {action} kafka failed",
-        script.display()
-    );
-}
-
-/// Starts Kafka again if the test fails while it is stopped.
-struct RestartOnDrop;
-
-impl Drop for RestartOnDrop {
-    fn drop(&mut self) {
-        ctl("start");
-    }
-}
+use silo_testkit::wait::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_answers_503_and_recovers_without_restart() {
@@ -50,14 +24,13 @@ async fn kafka_down_answers_503_and_recovers_without_restart() {
     };
     assert_eq!(post(event_id()).await.unwrap().status(), 200);
 
-    let guard = RestartOnDrop;
-    ctl("stop");
+    let stopped = silo_testkit::services::stop("kafka");
     let r = post(event_id()).await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     let body = r.text().await.unwrap();
     assert!(body.contains("event not stored"), "{body}");
-    drop(guard); // starts Kafka and waits until it serves
+    drop(stopped); // starts Kafka and waits until it serves
 
     let recovered = eventually(
         "relay accepts events again",

@@ -52,6 +52,7 @@ pub struct IssueProject {
 
 impl IssueJson {
     pub fn new(url: &RequestUrl, g: Group) -> Self {
+        let short_id = g.display_short_id();
         let permalink = url.absolute(&format!(
             "/organizations/{}/issues/{}/",
             g.organization_slug, g.id
@@ -69,7 +70,7 @@ impl IssueJson {
         };
         IssueJson {
             id: g.id.to_string(),
-            short_id: format!("{}-{}", g.project_slug.to_uppercase(), short_id(g.short_id)),
+            short_id,
             title: g.title,
             culprit: g.culprit,
             permalink,
@@ -97,22 +98,6 @@ impl IssueJson {
             assigned_to: None,
         }
     }
-}
-
-/// Sentry renders short ids in base 36 (`PROJ-1A`).
-pub fn short_id(n: i64) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut n = n.unsigned_abs();
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `query` (see [`super::search`]; `default_query` when absent) and `project` parameters.
@@ -289,12 +274,5 @@ mod tests {
         assert!(filter_and_sort(&url(&[("query", "has:user")])).is_err());
         assert!(filter_and_sort(&url(&[("sort", "priority")])).is_err());
         assert!(filter_and_sort(&url(&[("project", "x")])).is_err());
-    }
-
-    #[test]
-    fn short_ids_are_base36() {
-        assert_eq!(short_id(1), "1");
-        assert_eq!(short_id(36), "10");
-        assert_eq!(short_id(71), "1Z");
     }
 }

@@ -1,5 +1,6 @@
-//! Test fixtures: a fresh Postgres database per test (from the loopback services), the app
-//! router over it, and request helpers driving it with `oneshot`.
+//! Test fixtures: the app router over a fresh Postgres database per test
+//! ([`silo_testkit::TestDb`] on the loopback services), and request helpers driving it with
+//! `oneshot`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,115 +13,18 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 use silo_contract::SiloMode;
 use silo_store::{PgPool, PoolSettings};
+use silo_testkit::TestDb;
 use silo_web::metrics::WebMetrics;
 use silo_web::{AppState, Settings};
-use sqlx::Connection;
 use tower::ServiceExt;
 
 pub const TOKEN: &str = "test-admin-token";
 pub const RELAY_SECRET: &str = "test-relay-secret";
 pub const RELAY_URL: &str = "http://relay.test:3000";
 
-/// `DATABASE_URL` from the environment or from the services env file written by
-/// `e2e/services/up.sh`.
-fn admin_database_url() -> String {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        return url;
-    }
-    let state = std::env::var("SILO_STATE_DIR").unwrap_or_else(|_| {
-        let base = std::env::var("XDG_STATE_HOME").unwrap_or_else(|_| {
-            format!("{}/.local/state", std::env::var("HOME").unwrap_or_default())
-        });
-        format!("{base}/silo")
-    });
-    let path = format!("{state}/services/env");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "these tests need Postgres: set DATABASE_URL or run e2e/services/up.sh \
-             (which writes {path}); reading it failed: {e}"
-        )
-    });
-    text.lines()
-        .filter_map(|l| l.trim().trim_start_matches("export ").split_once('='))
-        .find(|(k, _)| *k == "DATABASE_URL")
-        .map(|(_, v)| v.trim_matches('"').to_owned())
-        .unwrap_or_else(|| panic!("{path} has no DATABASE_URL line; re-run e2e/services/up.sh"))
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
-#[test]
-fn database_name_is_replaced() {
-    assert_eq!(
-        with_database("postgres://u@h:1/postgres", "t"),
-        "postgres://u@h:1/t"
-    );
-    assert_eq!(with_database("postgres://u@h:1", "t"), "postgres://u@h:1/t");
-    assert_eq!(
-        with_database("postgres://u@h/db?sslmode=disable", "t"),
-        "postgres://u@h/t?sslmode=disable"
-    );
-}
-
-/// A database created for one test and dropped by [`TestDb::drop_db`].
-pub struct TestDb {
-    pub pool: PgPool,
-    admin_url: String,
-    name: String,
-}
-
-impl TestDb {
-    pub async fn new() -> TestDb {
-        let admin_url = admin_database_url();
-        let name = format!("silo_web_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!(
-                "cannot connect to Postgres at {admin_url}: {e}; start it with e2e/services/up.sh"
-            )
-        });
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let pool = silo_store::connect_lazy(&PoolSettings::new(with_database(&admin_url, &name)))
-            .expect("pool");
-        silo_store::migrate(&pool).await.expect("migrations apply");
-        TestDb {
-            pool,
-            admin_url,
-            name,
-        }
-    }
-
-    pub async fn drop_db(self) {
-        self.pool.close().await;
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url)
-            .await
-            .expect("admin connection");
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await
-        .expect("drop test database");
-    }
+/// A fresh migrated database; drop it with [`TestDb::drop_database`] at the end.
+pub async fn database() -> TestDb {
+    TestDb::migrated("silo_web_test", &silo_store::MIGRATOR).await
 }
 
 pub fn state(pool: PgPool, mode: SiloMode) -> AppState {
@@ -153,7 +57,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn new(mode: SiloMode) -> TestApp {
-        let db = TestDb::new().await;
+        let db = database().await;
         let scopes: Vec<String> = silo_web::auth::ALL_SCOPES
             .iter()
             .map(|s| (*s).to_owned())
@@ -204,7 +108,7 @@ impl TestApp {
     }
 
     pub async fn finish(self) {
-        self.db.drop_db().await;
+        self.db.drop_database().await;
     }
 }
 

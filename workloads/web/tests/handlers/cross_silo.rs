@@ -14,7 +14,7 @@ use silo_runtime::ContractHandle;
 use silo_web::control::identity;
 use silo_web::control::{CrossSilo, CrossSiloMetrics, CrossSiloSettings, RpcClient, RpcError};
 
-use crate::common::{TestDb, raw, send, state};
+use crate::common::{database, raw, send, state};
 
 fn contract(mode: SiloMode, keys: &[&str]) -> ContractHandle {
     ContractHandle::new(SiloContract {
@@ -172,7 +172,7 @@ fn cross_state(pool: silo_store::PgPool, mode: SiloMode, keys: &[&str]) -> silo_
 
 #[tokio::test]
 async fn rpc_receiver_checks_the_signature_before_running_and_accepts_every_key() {
-    let db = TestDb::new().await;
+    let db = database().await;
     let router = silo_web::router(cross_state(
         db.pool.clone(),
         SiloMode::Region,
@@ -221,12 +221,12 @@ async fn rpc_receiver_checks_the_signature_before_running_and_accepts_every_key(
         .await
         .unwrap();
     assert_eq!(queued, 1, "one organization.created message");
-    db.drop_db().await;
+    db.drop_database().await;
 }
 
 #[tokio::test]
 async fn region_accepts_a_signed_forwarded_identity_with_its_scopes_only() {
-    let db = TestDb::new().await;
+    let db = database().await;
     let router = silo_web::router(cross_state(db.pool.clone(), SiloMode::Region, &["k"]));
     let path = "/api/0/organizations/";
     let get = |scopes: &[&str], key: &str| {
@@ -258,5 +258,5 @@ async fn region_accepts_a_signed_forwarded_identity_with_its_scopes_only() {
         send(&router, Method::GET, path, None, None).await.status,
         StatusCode::UNAUTHORIZED
     );
-    db.drop_db().await;
+    db.drop_database().await;
 }

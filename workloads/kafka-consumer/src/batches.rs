@@ -1,0 +1,169 @@
+//! The loop: receive a batch, hand it to the [`Handler`], commit its offsets once it is done.
+//!
+//! The first message of a batch is awaited; the rest is whatever is already fetched, up to
+//! the batch size, without waiting. Offsets are committed asynchronously after every
+//! finished batch and synchronously once more when the loop ends. A batch interrupted by
+//! shutdown is left uncommitted.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use silo_runtime::admin::ReadyFlag;
+use silo_runtime::{Backoff, Shutdown};
+
+use crate::{CountErrors, Interrupted};
+
+/// A workload's work on one batch.
+pub trait Handler {
+    /// Process the payloads of one batch, in Kafka order (`None`: a message without payload).
+    ///
+    /// `Ok` means every message's effect is durable (or the message was rejected for good):
+    /// only then are the batch's offsets committed. `Err(Interrupted)` when shutdown came
+    /// while something was still waiting to be retried.
+    fn handle_batch<'a>(
+        &'a self,
+        payloads: &'a [Option<&'a [u8]>],
+    ) -> impl Future<Output = Result<(), Interrupted>> + Send + 'a;
+}
+
+/// The next offset to read, per `(topic, partition)`.
+pub type Offsets = BTreeMap<(String, i32), i64>;
+
+/// Consume until shutdown (or until the handler is interrupted), then commit what finished.
+pub async fn run<H: Handler>(
+    consumer: &StreamConsumer,
+    handler: &H,
+    errors: &dyn CountErrors,
+    batch_size: usize,
+    max_backoff: Duration,
+    kafka_ready: &ReadyFlag,
+    shutdown: &Shutdown,
+) {
+    let batch_size = batch_size.max(1);
+    let mut processed = Offsets::new();
+    let mut backoff = Backoff::new(max_backoff);
+    kafka_ready.set(true);
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.wait() => break,
+            r = consumer.recv() => r,
+        };
+        let message = match received {
+            Ok(m) => m,
+            Err(error) => {
+                errors.error("kafka_consume");
+                kafka_ready.set(false);
+                tracing::warn!(%error, "receiving from Kafka failed; retrying");
+                if !backoff.wait(shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+        kafka_ready.set(true);
+        let batch = fill_batch(consumer, message, batch_size);
+        let payloads: Vec<Option<&[u8]>> = batch.iter().map(|m| m.payload()).collect();
+        if handler.handle_batch(&payloads).await.is_err() {
+            tracing::info!(
+                messages = batch.len(),
+                "shutdown while retrying; leaving the batch for the next consumer"
+            );
+            break;
+        }
+        let done = next_offsets(batch.iter().map(|m| (m.topic(), m.partition(), m.offset())));
+        commit(consumer, &done, CommitMode::Async, errors);
+        processed.extend(done);
+    }
+    if !processed.is_empty() && commit(consumer, &processed, CommitMode::Sync, errors) {
+        tracing::info!(
+            partitions = processed.len(),
+            "committed offsets before exit"
+        );
+    }
+}
+
+/// `first` and whatever else is already fetched, up to `batch_size` messages.
+fn fill_batch<'c>(
+    consumer: &'c StreamConsumer,
+    first: BorrowedMessage<'c>,
+    batch_size: usize,
+) -> Vec<BorrowedMessage<'c>> {
+    let mut batch = vec![first];
+    while batch.len() < batch_size {
+        match consumer.recv().now_or_never() {
+            Some(Ok(m)) => batch.push(m),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "receiving from Kafka failed; processing the batch so far");
+                break;
+            }
+            None => break,
+        }
+    }
+    batch
+}
+
+/// The offsets to commit after `(topic, partition, offset)` messages: one past the highest
+/// of each partition.
+pub fn next_offsets<'a>(messages: impl IntoIterator<Item = (&'a str, i32, i64)>) -> Offsets {
+    let mut next = Offsets::new();
+    for (topic, partition, offset) in messages {
+        let entry = next.entry((topic.to_owned(), partition)).or_insert(0);
+        *entry = (*entry).max(offset + 1);
+    }
+    next
+}
+
+/// Commit `offsets`; `false` (logged, counted as `commit`) when it failed.
+fn commit(
+    consumer: &StreamConsumer,
+    offsets: &Offsets,
+    mode: CommitMode,
+    errors: &dyn CountErrors,
+) -> bool {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::warn!(%error, topic, partition, "cannot build the offset commit");
+        }
+    }
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => true,
+        Err(error) => {
+            errors.error("commit");
+            tracing::warn!(%error, ?mode, "committing offsets failed; a replay is deduplicated");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_one_past_the_highest_offset_of_each_partition() {
+        let next = next_offsets([("t", 0, 5), ("t", 1, 2), ("t", 0, 3), ("u", 0, 9)]);
+        let expected: Offsets = [
+            (("t".to_owned(), 0), 6),
+            (("t".to_owned(), 1), 3),
+            (("u".to_owned(), 0), 10),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(next, expected);
+    }
+
+    #[test]
+    fn a_later_batch_moves_a_partition_forward() {
+        let mut processed = next_offsets([("t", 0, 5)]);
+        processed.extend(next_offsets([("t", 0, 6), ("t", 2, 0)]));
+        assert_eq!(processed.get(&("t".to_owned(), 0)), Some(&7));
+        assert_eq!(processed.get(&("t".to_owned(), 2)), Some(&1));
+    }
+}
