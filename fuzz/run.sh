@@ -7,7 +7,9 @@
 #   fuzz/run.sh --runs 10000000 900   ten million inputs, or 900 seconds if that comes first
 #
 # Environment: TARGETS (space-separated subset), FUZZ_WORK (scratch corpus, artifacts and logs;
-# default: a silo-fuzz directory under $TMPDIR). The committed seeds (fuzz/seeds/<target>) are
+# default: a silo-fuzz directory under $TMPDIR), FUZZ_BUILD (flags for `cargo fuzz build` and
+# `run`; default: AddressSanitizer with debug assertions; `--sanitizer none --debug-assertions`
+# runs several times faster for long runs of this safe-Rust code). The committed seeds (fuzz/seeds/<target>) are
 # read, never written. Exits non-zero if any target found a crash, timeout or OOM.
 set -euo pipefail
 
@@ -45,7 +47,8 @@ declare -A dict=(
 targets=(${TARGETS:-envelope store_body sentry_auth signatures region_directory contract_env})
 
 cd "$here"
-cargo +nightly fuzz build
+read -r -a build <<<"${FUZZ_BUILD:-}"
+cargo +nightly fuzz build "${build[@]}"
 
 failed=0
 printf '%-18s %12s %8s %10s %s\n' target inputs seconds exec/s result
@@ -58,7 +61,7 @@ for target in "${targets[@]}"; do
   extra=()
   if [ -n "${dict[$target]:-}" ]; then extra=(-dict="${dict[$target]}"); fi
   status=0
-  cargo +nightly fuzz run "$target" "$corpus" "seeds/$target" -- \
+  cargo +nightly fuzz run "${build[@]}" "$target" "$corpus" "seeds/$target" -- \
     "${limit[@]}" -max_len="${max_len[$target]:-65536}" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "${extra[@]}" >"$log" 2>&1 || status=$?
   seconds=$(($(date +%s) - start))

@@ -118,7 +118,7 @@ pub fn fields_digest(entries: &[ManagedFieldsEntry]) -> (String, bool) {
         let fields = entry.fields_v1.as_ref().map(|f| &f.0);
         let ours =
             entry.manager.as_deref() == Some(labels::FIELD_MANAGER) && subresource.is_empty();
-        if !ours && !(subresource == "scale" || fields.is_some_and(touches_content)) {
+        if !(ours || subresource == "scale" || fields.is_some_and(touches_content)) {
             continue;
         }
         foreign |= !ours;
