@@ -46,8 +46,18 @@ e2e/cluster/load-images.sh --cluster silo "$SILO_BUSYBOX_IMAGE_ARCHIVE" \
 
 if [[ $# -gt 0 ]]; then
     step "cargo test $*"
-    cargo test --no-fail-fast "$@"
+    args=("$@")
 else
     step "cargo test --workspace"
-    cargo test --workspace --no-fail-fast
+    args=(--workspace)
 fi
+rc=0
+cargo test --no-fail-fast "${args[@]}" || rc=$?
+if [[ $rc -ne 0 ]]; then
+    # What a failure on another machine needs to be understood: the clusters' state as the
+    # tests left it (components, node conditions and taints, the scheduler's reasons).
+    step "tests failed (exit $rc): the clusters as the tests left them"
+    e2e/cluster/diagnose.sh silo >&2
+    e2e/cluster/diagnose.sh silo-2 >&2
+fi
+exit "$rc"

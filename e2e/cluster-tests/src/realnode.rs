@@ -281,6 +281,35 @@ fn waiting_reason(pod: &Pod) -> String {
         .unwrap_or_default()
 }
 
+/// The scheduler's reason a pod has no node yet (its `PodScheduled=False` message, e.g. "0/5
+/// nodes are available: 1 node(s) had untolerated taint ..."), or a note that the scheduler
+/// has not looked at it; empty once the pod is bound.
+pub fn unscheduled_reason(pod: &Pod) -> String {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
+    {
+        return String::new();
+    }
+    let scheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+    match scheduled {
+        Some(c) if c.status == "False" => format!(
+            "unschedulable: {} {}",
+            c.reason.as_deref().unwrap_or_default(),
+            c.message.as_deref().unwrap_or_default()
+        ),
+        Some(_) => String::new(),
+        None => "no PodScheduled condition: the scheduler has not tried this pod (is it running?)"
+            .to_owned(),
+    }
+}
+
 /// Wait until exactly one live pod with `app.kubernetes.io/name=<app>` is Ready.
 pub async fn wait_ready_pod(client: &kube::Client, ns: &str, app: &str) -> Result<Pod, Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -299,11 +328,12 @@ pub async fn wait_ready_pod(client: &kube::Client, ns: &str, app: &str) -> Resul
             Ok(match live.as_slice() {
                 [pod] if pod_ready(pod) => Check::Done(pod.clone()),
                 [pod] => Check::Pending(format!(
-                    "pod {} phase {:?} on {:?} {}",
+                    "pod {} phase {:?} on {:?} {}{}",
                     pod.metadata.name.as_deref().unwrap_or_default(),
                     pod.status.as_ref().and_then(|s| s.phase.clone()),
                     pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-                    waiting_reason(pod)
+                    waiting_reason(pod),
+                    unscheduled_reason(pod)
                 )),
                 other => Check::Pending(format!("{} live pods", other.len())),
             })
@@ -573,6 +603,25 @@ mod tests {
             spec.containers[0].image_pull_policy.as_deref(),
             Some("Never")
         );
+    }
+
+    #[test]
+    fn an_unscheduled_pod_names_the_schedulers_reason() {
+        let pod = |json: serde_json::Value| -> Pod { serde_json::from_value(json).expect("pod") };
+        let refused = pod(serde_json::json!({
+            "spec": {"containers": []},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled",
+                "status": "False", "reason": "Unschedulable",
+                "message": "0/5 nodes are available: 1 node(s) had untolerated taint"}]}
+        }));
+        assert_eq!(
+            unscheduled_reason(&refused),
+            "unschedulable: Unschedulable 0/5 nodes are available: 1 node(s) had untolerated taint"
+        );
+        let untried = pod(serde_json::json!({"spec": {"containers": []}}));
+        assert!(unscheduled_reason(&untried).contains("has not tried"));
+        let bound = pod(serde_json::json!({"spec": {"containers": [], "nodeName": "n"}}));
+        assert_eq!(unscheduled_reason(&bound), "");
     }
 
     #[test]

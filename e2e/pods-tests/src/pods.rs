@@ -5,6 +5,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
+use silo_e2e_cluster::realnode::unscheduled_reason;
 
 use crate::settings::REAL_NODE_LABEL;
 use crate::wait::{self, Check};
@@ -97,14 +98,18 @@ pub fn describe(pods: &[Pod]) -> String {
                 })
                 .collect();
             format!(
-                "{} on {} phase {} [{}]",
+                "{} on {} phase {} [{}]{}",
                 pod.name_any(),
                 pod.spec
                     .as_ref()
                     .and_then(|s| s.node_name.clone())
                     .unwrap_or_else(|| "-".into()),
                 status.phase.unwrap_or_default(),
-                containers.join("; ")
+                containers.join("; "),
+                match unscheduled_reason(pod) {
+                    r if r.is_empty() => r,
+                    r => format!(" {r}"),
+                }
             )
         })
         .collect::<Vec<_>>()
