@@ -39,6 +39,7 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
             topic: topics::prefixed(&args.topic_prefix, topics::INGEST_EVENTS),
             session_timeout: args.session_timeout,
             batch_size: args.batch_size,
+            batch_wait: args.batch_wait,
         },
         pool: connect_lazy(&settings)?,
         admin_addr: args.admin_addr,

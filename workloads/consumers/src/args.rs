@@ -36,9 +36,14 @@ pub struct Args {
     #[arg(long, env = "SILO_KAFKA_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
 
-    /// Most messages processed concurrently (taken from what is already fetched).
-    #[arg(long, env = "SILO_CONSUMER_BATCH_SIZE", default_value_t = 64)]
+    /// Most messages stored in one transaction (one statement per step for the whole batch).
+    #[arg(long, env = "SILO_CONSUMER_BATCH_SIZE", default_value_t = 100)]
     pub batch_size: usize,
+
+    /// Longest wait for more messages after the first of a batch: what a quiet topic adds to
+    /// latency (0s: only what is already fetched).
+    #[arg(long, env = "SILO_CONSUMER_BATCH_WAIT", default_value = "5ms", value_parser = parse_duration)]
+    pub batch_wait: Duration,
 
     /// Kafka consumer group.
     #[arg(long, env = "SILO_CONSUMER_GROUP", default_value = "ingest-consumers")]

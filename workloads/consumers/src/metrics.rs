@@ -10,8 +10,9 @@ use silo_kafka_consumer::CountErrors;
 /// Why a message was not processed on the first try.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// `invalid` (message skipped), `postgres` (retried), `kafka_consume`, `kafka_produce`,
-    /// `commit` (retried or logged).
+    /// `invalid` (message skipped), `postgres` (retried), `batch_split` (a batch stored one
+    /// event at a time after a permanent error), `kafka_consume`, `kafka_produce`, `commit`
+    /// (retried or logged).
     pub kind: &'static str,
 }
 
@@ -24,8 +25,11 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Seconds from relay accepting an event to its eventstream record being acknowledged.
     pub ingest_latency: Histogram,
-    /// Seconds spent on one message (store + publish, including retries).
+    /// Seconds from the start of a message's batch to its record being published (store +
+    /// publish, including retries).
     pub processing_seconds: Histogram,
+    /// Events per stored batch (one transaction each).
+    pub batch_events: Histogram,
 }
 
 impl Metrics {
@@ -36,6 +40,7 @@ impl Metrics {
             errors: Family::default(),
             ingest_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             processing_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
         };
         let r = registry.sub_registry_with_prefix("silo_consumers");
         r.register(
@@ -60,8 +65,13 @@ impl Metrics {
         );
         r.register(
             "processing_seconds",
-            "Seconds spent on one message including retries",
+            "Seconds from a message's batch start to its record published, including retries",
             m.processing_seconds.clone(),
+        );
+        r.register(
+            "batch_events",
+            "Events per stored batch (one transaction each)",
+            m.batch_events.clone(),
         );
         m
     }

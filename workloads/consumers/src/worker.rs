@@ -1,11 +1,14 @@
-//! Per message: decode, prepare, store (retrying while Postgres is unavailable), publish the
-//! eventstream record (retrying while Kafka refuses it). A batch stores the first event of each
-//! issue before the others.
+//! Per batch: decode and prepare every message, store the batch in one transaction
+//! (retrying while Postgres is unavailable), then publish every eventstream record (retrying
+//! while Kafka refuses one).
+//!
+//! A batch that can never be stored as a whole (a permanent error: an event of a deleted
+//! project, a value out of range) is stored again one event at a time, in Kafka order, so the
+//! poisoned events are rejected alone and the rest is stored.
 //!
 //! A message is finished ([`Handled`]) only when its effect is durable: stored and published,
 //! or rejected for good. Until then the skeleton does not commit its offset.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -15,6 +18,7 @@ use rdkafka::util::Timeout;
 use silo_kafka_consumer::{Attempt, CountErrors, Handler, Interrupted, Postgres, retry};
 use silo_protocol::EventStreamMessage;
 use silo_store::ingest::{self, SavedEvent};
+use silo_store::ingest_batch;
 
 use crate::metrics::Metrics;
 use crate::process::{Prepared, decode, prepare, stream_message};
@@ -45,38 +49,49 @@ impl Handler for Worker {
 }
 
 impl Worker {
-    /// Process a batch: first the earliest event of each issue (in Kafka order), so that one
-    /// creates the issue and names it, then all the others, concurrently in both steps.
+    /// Process a batch: store every event in one transaction (the first event of each issue in
+    /// Kafka order names it), then publish the records concurrently.
     pub async fn process_batch<'a>(
         &self,
         payloads: impl IntoIterator<Item = Option<&'a [u8]>>,
     ) -> Result<(), Interrupted> {
         let started = Instant::now();
-        let mut groups: Vec<Vec<Prepared>> = Vec::new();
-        let mut index: HashMap<(i64, String), usize> = HashMap::new();
-        for payload in payloads {
-            let Some(prepared) = self.prepare(payload) else {
-                continue;
-            };
-            let key = (
-                prepared.event.project_id,
-                prepared.event.fingerprint.clone(),
-            );
-            let slot = *index.entry(key).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-            groups[slot].push(prepared);
+        let prepared: Vec<Prepared> = payloads
+            .into_iter()
+            .filter_map(|payload| self.prepare(payload))
+            .collect();
+        if prepared.is_empty() {
+            return Ok(());
         }
-        let firsts = groups.iter().filter_map(|group| group.first());
-        let rest = groups.iter().flat_map(|group| group.iter().skip(1));
-        for step in [firsts.collect::<Vec<_>>(), rest.collect()] {
-            let runs = step.into_iter().map(|p| self.store_and_publish(p, started));
-            join_all(runs)
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()?;
-        }
+        let events: Vec<ingest::NewEvent> = prepared.iter().map(|p| p.event.clone()).collect();
+        let what = format!("store a batch of {} events", events.len());
+        let stored = self
+            .postgres
+            .query_or_permanent(&what, || {
+                ingest_batch::save_batch(&self.postgres.pool, &events)
+            })
+            .await?;
+        self.metrics.batch_events.observe(events.len() as f64);
+        let saved: Vec<Option<SavedEvent>> = match stored {
+            Ok(saved) => saved.into_iter().map(Some).collect(),
+            Err(error) => {
+                tracing::warn!(%error, events = events.len(), "the batch cannot be stored as a whole; storing its events one by one");
+                self.metrics.error("batch_split");
+                let mut one_by_one = Vec::with_capacity(prepared.len());
+                for p in &prepared {
+                    one_by_one.push(self.store(p).await?);
+                }
+                one_by_one
+            }
+        };
+        let runs = prepared
+            .iter()
+            .zip(saved)
+            .map(|(p, saved)| self.publish_stored(p, saved, started));
+        join_all(runs)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(())
     }
 
@@ -92,12 +107,14 @@ impl Worker {
         }
     }
 
-    async fn store_and_publish(
+    /// Publish the record of a stored event (`None`: rejected for good) and count it.
+    async fn publish_stored(
         &self,
         prepared: &Prepared,
+        saved: Option<SavedEvent>,
         started: Instant,
     ) -> Result<Handled, Interrupted> {
-        let Some(saved) = self.store(prepared).await? else {
+        let Some(saved) = saved else {
             return Ok(Handled::Rejected);
         };
         let record = stream_message(prepared, &saved);
@@ -119,7 +136,8 @@ impl Worker {
         }
     }
 
-    /// Store the event; `None` when it can never be stored.
+    /// Store one event alone (a batch that failed as a whole); `None` when it can never be
+    /// stored.
     async fn store(&self, p: &Prepared) -> Result<Option<SavedEvent>, Interrupted> {
         let what = format!(
             "store event {} of project {}",

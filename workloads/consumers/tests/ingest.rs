@@ -181,3 +181,71 @@ async fn sigkill_mid_stream_then_restart_stores_every_event_exactly_once() {
     );
     s.finish().await;
 }
+
+/// A burst of 10 000 events over 50 issues, all waiting in Kafka when the consumer starts (so
+/// every batch is full): each issue counts exactly its 200 events.
+#[tokio::test]
+async fn a_burst_of_10000_events_over_50_issues_counts_every_event_exactly() {
+    let s = Setup::new("burst").await;
+    const N: u32 = 10_000;
+    const ISSUES: u32 = 50;
+    let messages: Vec<_> = (0..N)
+        .map(|i| {
+            s.message(
+                &event_id(i),
+                exception(&format!("Burst{:02}", i % ISSUES), "x"),
+            )
+        })
+        .collect();
+    for chunk in messages.chunks(500) {
+        futures::future::join_all(chunk.iter().map(|m| s.send(m))).await;
+    }
+    let consumers = s.start_consumers().await;
+    s.wait_events(i64::from(N), Duration::from_secs(300)).await;
+    let issues = s.issues().await;
+    assert_eq!(issues.len(), ISSUES as usize);
+    for (i, (title, seen)) in issues.iter().enumerate() {
+        assert_eq!(
+            (title.as_str(), *seen),
+            (format!("Burst{i:02}: x").as_str(), i64::from(N / ISSUES))
+        );
+    }
+    let batches = consumers
+        .wait_metric("silo_consumers_batch_events_count", 1.0, DEADLINE)
+        .await;
+    assert!(
+        batches < f64::from(N) / 2.0,
+        "a backlog is stored in batches, not event by event ({batches} batches)"
+    );
+    s.finish().await;
+}
+
+/// One poisoned event in a batch (Postgres refuses its NUL byte for good) is rejected alone:
+/// the batch is stored again one event at a time and every other event is stored once.
+#[tokio::test]
+async fn a_poisoned_event_is_rejected_alone_and_the_rest_of_its_batch_stored() {
+    let s = Setup::new("poison").await;
+    for i in 0..20 {
+        let value = if i == 10 { "nul \u{0} byte" } else { "fine" };
+        s.send(&s.message(&event_id(i), exception("E", value)))
+            .await;
+    }
+    let consumers = s.start_consumers().await;
+    s.wait_events(19, DEADLINE).await;
+    consumers
+        .wait_metric(
+            "silo_consumers_errors_total{kind=\"batch_split\"}",
+            1.0,
+            DEADLINE,
+        )
+        .await;
+    consumers
+        .wait_metric(
+            "silo_consumers_errors_total{kind=\"invalid\"}",
+            1.0,
+            DEADLINE,
+        )
+        .await;
+    assert_eq!(s.issues().await, vec![("E: fine".to_owned(), 19)]);
+    s.finish().await;
+}

@@ -1,7 +1,8 @@
 //! The loop: receive a batch, hand it to the [`Handler`], commit its offsets once it is done.
 //!
-//! The first message of a batch is awaited; the rest is whatever is already fetched, up to
-//! the batch size, without waiting. Offsets are committed asynchronously after every
+//! The first message of a batch is awaited; the rest is whatever arrives within the batch
+//! wait after it, up to the batch size (with a zero wait: only what is already fetched). A
+//! busy topic fills batches at once; a quiet one adds at most the batch wait to latency. Offsets are committed asynchronously after every
 //! finished batch and synchronously once more when the loop ends. A batch interrupted by
 //! shutdown is left uncommitted.
 
@@ -39,12 +40,11 @@ pub async fn run<H: Handler>(
     consumer: &StreamConsumer,
     handler: &H,
     errors: &dyn CountErrors,
-    batch_size: usize,
+    batch: BatchLimits,
     max_backoff: Duration,
     kafka_ready: &ReadyFlag,
     shutdown: &Shutdown,
 ) {
-    let batch_size = batch_size.max(1);
     let mut processed = Offsets::new();
     let mut backoff = Backoff::new(max_backoff);
     kafka_ready.set(true);
@@ -67,7 +67,7 @@ pub async fn run<H: Handler>(
         };
         backoff.reset();
         kafka_ready.set(true);
-        let batch = fill_batch(consumer, message, batch_size);
+        let batch = fill_batch(consumer, message, batch).await;
         let payloads: Vec<Option<&[u8]>> = batch.iter().map(|m| m.payload()).collect();
         if handler.handle_batch(&payloads).await.is_err() {
             tracing::info!(
@@ -88,21 +88,37 @@ pub async fn run<H: Handler>(
     }
 }
 
-/// `first` and whatever else is already fetched, up to `batch_size` messages.
-fn fill_batch<'c>(
+/// How big a batch grows: at most `size` messages, collected for at most `wait` after its
+/// first one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub size: usize,
+    pub wait: Duration,
+}
+
+/// `first` and whatever else arrives within `limits.wait`, up to `limits.size` messages.
+async fn fill_batch<'c>(
     consumer: &'c StreamConsumer,
     first: BorrowedMessage<'c>,
-    batch_size: usize,
+    limits: BatchLimits,
 ) -> Vec<BorrowedMessage<'c>> {
+    let deadline = tokio::time::Instant::now() + limits.wait;
     let mut batch = vec![first];
-    while batch.len() < batch_size {
-        match consumer.recv().now_or_never() {
-            Some(Ok(m)) => batch.push(m),
-            Some(Err(error)) => {
+    while batch.len() < limits.size.max(1) {
+        // What is already fetched first; then wait for more until the deadline.
+        let next = match consumer.recv().now_or_never() {
+            Some(received) => received,
+            None => match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(received) => received,
+                Err(_) => break,
+            },
+        };
+        match next {
+            Ok(m) => batch.push(m),
+            Err(error) => {
                 tracing::warn!(%error, "receiving from Kafka failed; processing the batch so far");
                 break;
             }
-            None => break,
         }
     }
     batch

@@ -4,7 +4,7 @@
 //!  Skeleton::start: region silo? ─► contract reloader ─► StreamConsumer ─► admin server
 //!  Skeleton::run(migrate, handler):
 //!    Postgres::wait_until_ready (migrate or ping, backoff) ─► subscribe(topic)
-//!    ┌─► recv a batch (await the first message, take what else is already fetched)
+//!    ┌─► recv a batch (await the first message, then more up to the batch size or wait)
 //!    │     └─► Handler::handle_batch(payloads)    (Postgres::query retries with backoff)
 //!    │           Ok ─► commit the batch's offsets (async) ──┐
 //!    └──────────────────────────────────────────────────────┘
@@ -24,7 +24,7 @@ pub mod retry;
 pub mod settings;
 pub mod skeleton;
 
-pub use batches::Handler;
+pub use batches::{BatchLimits, Handler};
 pub use postgres::Postgres;
 pub use retry::{Attempt, retry};
 pub use settings::KafkaSettings;

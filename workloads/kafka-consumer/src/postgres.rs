@@ -27,24 +27,42 @@ impl Postgres {
     /// Run `query`, retrying while it fails transiently (counted as `postgres`; an
     /// unreachable server also clears the readiness flag). `Ok(None)` when it can never
     /// succeed (a data or integrity error, counted as `invalid`); `what` names it in logs.
-    pub async fn query<T, F, Fut>(&self, what: &str, mut query: F) -> Result<Option<T>, Interrupted>
+    pub async fn query<T, F, Fut>(&self, what: &str, query: F) -> Result<Option<T>, Interrupted>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        retry(self.max_backoff, &self.shutdown, || {
+        match self.query_or_permanent(what, query).await? {
+            Ok(value) => Ok(Some(value)),
+            Err(error) => {
+                tracing::error!(%error, what, "cannot succeed (unknown row or invalid value); skipping");
+                self.errors.error("invalid");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Like [`Postgres::query`], but a permanent error is returned to the caller (neither
+    /// logged nor counted), e.g. to retry a failed batch one item at a time.
+    pub async fn query_or_permanent<T, F, Fut>(
+        &self,
+        what: &str,
+        mut query: F,
+    ) -> Result<Result<T, StoreError>, Interrupted>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let outcome = retry(self.max_backoff, &self.shutdown, || {
             let running = query();
             async move {
                 match running.await {
                     Ok(value) => {
                         self.ready.set(true);
-                        Attempt::Done(value)
+                        Attempt::Done(Ok(value))
                     }
-                    Err(error) if ingest::is_permanent(&error) => {
-                        tracing::error!(%error, what, "cannot succeed (unknown row or invalid value); skipping");
-                        self.errors.error("invalid");
-                        Attempt::GiveUp
-                    }
+                    // Done as far as retrying goes: the caller decides what to do with it.
+                    Err(error) if ingest::is_permanent(&error) => Attempt::Done(Err(error)),
                     Err(error) => {
                         if error.is_unavailable() {
                             self.ready.set(false);
@@ -56,7 +74,8 @@ impl Postgres {
                 }
             }
         })
-        .await
+        .await?;
+        Ok(outcome.unwrap_or_else(|| Err(StoreError::Invalid(format!("{what}: given up")))))
     }
 
     /// Wait until the database answers (and, with `migrate`, until the migrations are

@@ -1,4 +1,4 @@
-//! How a workload's consumer connects: brokers, group, topic, session timeout, batch size.
+//! How a workload's consumer connects: brokers, group, topic, session timeout, batch limits.
 
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ pub struct KafkaSettings {
     pub session_timeout: Duration,
     /// Most messages handed to the handler at once (at least 1).
     pub batch_size: usize,
+    /// Longest wait for more messages after the first of a batch.
+    pub batch_wait: Duration,
 }
 
 impl KafkaSettings {
@@ -56,6 +58,7 @@ mod tests {
             topic: "t".into(),
             session_timeout: Duration::from_secs(6),
             batch_size: 1,
+            batch_wait: Duration::ZERO,
         };
         let config = settings.client_config();
         assert_eq!(config.get("enable.auto.commit"), Some("false"));

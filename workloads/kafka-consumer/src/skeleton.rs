@@ -157,7 +157,10 @@ impl Skeleton {
             &self.consumer,
             handler,
             &*self.postgres.errors,
-            self.kafka.batch_size,
+            batches::BatchLimits {
+                size: self.kafka.batch_size,
+                wait: self.kafka.batch_wait,
+            },
             self.postgres.max_backoff,
             &self.kafka_ready,
             &self.shutdown,

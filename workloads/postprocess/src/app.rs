@@ -44,8 +44,8 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
             group: args.consumer_group.clone(),
             topic: topics::prefixed(&args.topic_prefix, topics::EVENTS),
             session_timeout: args.session_timeout,
-            // One record at a time: its notifications are settled before the next one.
-            batch_size: 1,
+            batch_size: args.batch_size,
+            batch_wait: args.batch_wait,
         },
         pool: connect_lazy(&settings)?,
         admin_addr: args.admin_addr,

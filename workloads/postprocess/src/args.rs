@@ -32,6 +32,16 @@ pub struct Args {
     #[arg(long, env = "SILO_KAFKA_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
 
+    /// Most records handled per batch (the rules of their projects are read once; offsets
+    /// are committed after the whole batch).
+    #[arg(long, env = "SILO_CONSUMER_BATCH_SIZE", default_value_t = 100)]
+    pub batch_size: usize,
+
+    /// Longest wait for more records after the first of a batch: what a quiet topic adds to
+    /// latency (0s: only what is already fetched).
+    #[arg(long, env = "SILO_CONSUMER_BATCH_WAIT", default_value = "5ms", value_parser = parse_duration)]
+    pub batch_wait: Duration,
+
     /// Kafka consumer group.
     #[arg(long, env = "SILO_CONSUMER_GROUP", default_value = "postprocess")]
     pub consumer_group: String,

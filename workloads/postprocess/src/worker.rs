@@ -1,8 +1,12 @@
-//! One eventstream record: evaluate the project's rules, record each firing once, deliver it.
+//! A batch of eventstream records: the rules of every project in the batch are read in one
+//! query; then each record in turn: evaluate its project's rules, record each firing once,
+//! deliver it.
 //!
 //! A record is finished when every firing is recorded and its delivery settled (delivered or
-//! failed). A replay finds the recorded rows and only retries those still pending.
+//! failed); the batch's offsets are committed once all its records are. A replay finds the
+//! recorded rows and only retries those still pending.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use chrono::Utc;
@@ -26,23 +30,64 @@ pub struct Worker {
 }
 
 impl Handler for Worker {
-    /// The records one after the other: each is settled before the next starts.
+    /// The records one after the other, each settled before the next starts, with the rules
+    /// of all their projects loaded once.
     async fn handle_batch(&self, payloads: &[Option<&[u8]>]) -> Result<(), Interrupted> {
-        for payload in payloads {
-            self.handle(*payload).await?;
+        let records: Vec<Record> = payloads.iter().filter_map(|p| self.decode(*p)).collect();
+        let projects: Vec<i64> = records
+            .iter()
+            .map(|r| r.project_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if projects.is_empty() {
+            return Ok(());
+        }
+        let rules = self
+            .db("load alert rules", || {
+                alert_rules::enabled_for_projects(&self.postgres.pool, &projects)
+            })
+            .await?
+            .unwrap_or_default();
+        let rules: Vec<(i64, Rule)> = rules
+            .iter()
+            .filter_map(|stored| match Rule::try_from(stored) {
+                Ok(rule) => Some((stored.project_id, rule)),
+                Err(error) => {
+                    tracing::error!(%error, "skipping an alert rule");
+                    self.metrics.error("invalid");
+                    None
+                }
+            })
+            .collect();
+        for record in &records {
+            for (_, rule) in rules.iter().filter(|(p, _)| *p == record.project_id) {
+                self.apply(rule, &record.event, record.event_id, record.group_id)
+                    .await?;
+            }
+            self.metrics.events_processed.inc();
         }
         Ok(())
     }
 }
 
+/// A decoded eventstream record with its ids checked.
+struct Record {
+    event: EventStreamMessage,
+    event_id: Uuid,
+    project_id: i64,
+    group_id: i64,
+}
+
 impl Worker {
-    pub async fn handle(&self, payload: Option<&[u8]>) -> Result<(), Interrupted> {
+    /// Decode a record; `None` (logged, counted) when it can never be processed.
+    fn decode(&self, payload: Option<&[u8]>) -> Option<Record> {
         let event: EventStreamMessage = match serde_json::from_slice(payload.unwrap_or_default()) {
             Ok(e) => e,
             Err(error) => {
                 tracing::error!(%error, "skipping a record that is not an EventStreamMessage");
                 self.metrics.error("invalid");
-                return Ok(());
+                return None;
             }
         };
         let (Ok(event_id), Ok(project_id), Ok(group_id)) = (
@@ -52,27 +97,14 @@ impl Worker {
         ) else {
             tracing::error!(event_id = %event.event_id, "skipping a record with invalid ids");
             self.metrics.error("invalid");
-            return Ok(());
+            return None;
         };
-        let stored = self
-            .db("load alert rules", || {
-                alert_rules::enabled_for_project(&self.postgres.pool, project_id)
-            })
-            .await?
-            .unwrap_or_default();
-        for stored in &stored {
-            let rule = match Rule::try_from(stored) {
-                Ok(rule) => rule,
-                Err(error) => {
-                    tracing::error!(%error, "skipping an alert rule");
-                    self.metrics.error("invalid");
-                    continue;
-                }
-            };
-            self.apply(&rule, &event, event_id, group_id).await?;
-        }
-        self.metrics.events_processed.inc();
-        Ok(())
+        Some(Record {
+            event,
+            event_id,
+            project_id,
+            group_id,
+        })
     }
 
     async fn apply(

@@ -129,6 +129,21 @@ pub async fn enabled_for_project(
     .map_err(StoreError::db("list enabled alert rules", None))
 }
 
+/// Every enabled rule of the given projects (one query for a batch of records), ordered by
+/// project and id.
+pub async fn enabled_for_projects(
+    db: impl PgExecutor<'_>,
+    project_ids: &[i64],
+) -> Result<Vec<AlertRule>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM alert_rules r WHERE r.project_id = ANY($1) AND r.enabled          ORDER BY r.project_id, r.id"
+    ))
+    .bind(project_ids)
+    .fetch_all(db)
+    .await
+    .map_err(StoreError::db("list enabled alert rules", None))
+}
+
 /// Delete a rule; whether it existed.
 pub async fn delete(db: impl PgExecutor<'_>, project_id: i64, id: i64) -> Result<bool> {
     sqlx::query("DELETE FROM alert_rules WHERE project_id = $1 AND id = $2")

@@ -52,7 +52,7 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    fn tags_json(&self) -> serde_json::Value {
+    pub(crate) fn tags_json(&self) -> serde_json::Value {
         serde_json::Value::Object(
             self.tags
                 .iter()

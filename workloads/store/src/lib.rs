@@ -25,6 +25,7 @@ pub mod events;
 pub mod group_search;
 pub mod groups;
 pub mod ingest;
+pub mod ingest_batch;
 pub mod notifications;
 pub mod org_changes;
 pub mod organizations;
