@@ -4,6 +4,7 @@
 //!  Kafka `ingest-events` (IngestMessage)
 //!    └─► silo_kafka_consumer::Skeleton ── recv (batches) ──► Worker::handle_batch
 //!          (concurrently; the first event of each issue in the batch before the rest)
+//!          silo_store::releases::record_seen (once per batch: the releases it names)
 //!          decode ─► process::prepare (normalize: title, culprit, level, timestamp;
 //!                                      grouping: fingerprint ─► SHA-256 issue key)
 //!          ─► silo_store::ingest::save_event (one transaction: issue locked or created,

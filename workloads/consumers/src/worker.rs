@@ -1,6 +1,6 @@
 //! Per message: decode, prepare, store (retrying while Postgres is unavailable), publish the
-//! eventstream record (retrying while Kafka refuses it). A batch stores the first event of each
-//! issue before the others.
+//! eventstream record (retrying while Kafka refuses it). A batch first records the releases its
+//! events name (one statement), then stores the first event of each issue before the others.
 //!
 //! A message is finished ([`Handled`]) only when its effect is durable: stored and published,
 //! or rejected for good. Until then the skeleton does not commit its offset.
@@ -15,6 +15,7 @@ use rdkafka::util::Timeout;
 use silo_kafka_consumer::{Attempt, CountErrors, Handler, Interrupted, Postgres, retry};
 use silo_protocol::EventStreamMessage;
 use silo_store::ingest::{self, SavedEvent};
+use silo_store::releases;
 
 use crate::metrics::Metrics;
 use crate::process::{Prepared, decode, prepare, stream_message};
@@ -68,6 +69,7 @@ impl Worker {
             });
             groups[slot].push(prepared);
         }
+        self.record_releases(&groups).await?;
         let firsts = groups.iter().filter_map(|group| group.first());
         let rest = groups.iter().flat_map(|group| group.iter().skip(1));
         for step in [firsts.collect::<Vec<_>>(), rest.collect()] {
@@ -117,6 +119,21 @@ impl Worker {
             self.metrics.events_processed.inc();
             Ok(Handled::Stored)
         }
+    }
+
+    /// Create and link the releases the batch names (one statement), before its events so
+    /// that an event from a new release finds it when deciding a regression. A batch whose
+    /// releases can never be recorded is still stored.
+    async fn record_releases(&self, groups: &[Vec<Prepared>]) -> Result<(), Interrupted> {
+        let seen = releases::seen_in(groups.iter().flatten().map(|p| &p.event));
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let what = format!("record {} releases of a batch", seen.len());
+        self.postgres
+            .query(&what, || releases::record_seen(&self.postgres.pool, &seen))
+            .await
+            .map(|_| ())
     }
 
     /// Store the event; `None` when it can never be stored.
