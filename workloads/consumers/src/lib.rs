@@ -2,13 +2,14 @@
 //!
 //! ```text
 //!  Kafka `ingest-events` (IngestMessage)
-//!    └─► silo_kafka_consumer::Skeleton ── recv (batches) ──► Worker::handle_batch
-//!          (concurrently; the first event of each issue in the batch before the rest)
+//!    └─► silo_kafka_consumer::Skeleton ── recv (batches: --batch-size, --batch-wait) ──►
+//!        Worker::handle_batch
 //!          decode ─► process::prepare (normalize: title, culprit, level, timestamp;
 //!                                      grouping: fingerprint ─► SHA-256 issue key)
-//!          ─► silo_store::ingest::save_event (one transaction: issue locked or created,
-//!                                             event ON CONFLICT DO NOTHING, times_seen only
-//!                                             for new rows)
+//!          ─► silo_store::releases::record_seen (once per batch: the releases it names)
+//!          ─► silo_store::ingest_batch::save_batch (one transaction for the batch: issues
+//!                locked or created, events ON CONFLICT DO NOTHING, counters once per issue;
+//!                a batch failing for good: ingest::save_event one by one)
 //!          ─► Kafka `events` (EventStreamMessage, delivery awaited)
 //!    ◄── commit offsets (only after both, for the whole batch) ──┘
 //! ```

@@ -1,6 +1,6 @@
-//! Per batch: decode and prepare every message, store the batch in one transaction
-//! (retrying while Postgres is unavailable), then publish every eventstream record (retrying
-//! while Kafka refuses one).
+//! Per batch: decode and prepare every message, record the releases its events name (one
+//! statement), store the batch in one transaction (retrying while Postgres is unavailable),
+//! then publish every eventstream record (retrying while Kafka refuses one).
 //!
 //! A batch that can never be stored as a whole (a permanent error: an event of a deleted
 //! project, a value out of range) is stored again one event at a time, in Kafka order, so the
@@ -18,7 +18,7 @@ use rdkafka::util::Timeout;
 use silo_kafka_consumer::{Attempt, CountErrors, Handler, Interrupted, Postgres, retry};
 use silo_protocol::EventStreamMessage;
 use silo_store::ingest::{self, SavedEvent};
-use silo_store::ingest_batch;
+use silo_store::{ingest_batch, releases};
 
 use crate::metrics::Metrics;
 use crate::process::{Prepared, decode, prepare, stream_message};
@@ -64,6 +64,7 @@ impl Worker {
             return Ok(());
         }
         let events: Vec<ingest::NewEvent> = prepared.iter().map(|p| p.event.clone()).collect();
+        self.record_releases(&events).await?;
         let what = format!("store a batch of {} events", events.len());
         let stored = self
             .postgres
@@ -93,6 +94,21 @@ impl Worker {
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         Ok(())
+    }
+
+    /// Create and link the releases the batch names (one statement), before its events so
+    /// that an event from a new release finds it when deciding a regression. A batch whose
+    /// releases can never be recorded is still stored.
+    async fn record_releases(&self, events: &[ingest::NewEvent]) -> Result<(), Interrupted> {
+        let seen = releases::seen_in(events.iter());
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let what = format!("record {} releases of a batch", seen.len());
+        self.postgres
+            .query(&what, || releases::record_seen(&self.postgres.pool, &seen))
+            .await
+            .map(|_| ())
     }
 
     /// Decode and normalize a message; `None` (logged, counted) when it can never be stored.

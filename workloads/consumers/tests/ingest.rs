@@ -27,8 +27,9 @@ async fn groups_events_dedupes_replays_and_publishes_the_eventstream() {
     s.wait_events(1, DEADLINE).await;
     s.send(&s.message(&event_id(2), exception("ValueError", "bad input 18")))
         .await;
-    s.send(&s.message(&event_id(3), exception("KeyError", "id")))
-        .await;
+    let mut released = exception("KeyError", "id");
+    released["release"] = json!("svc@2.0");
+    s.send(&s.message(&event_id(3), released)).await;
     let mut fp = exception("DbError", "connection reset");
     fp["fingerprint"] = json!(["database-down"]);
     s.send(&s.message(&event_id(4), fp)).await;
@@ -57,6 +58,16 @@ async fn groups_events_dedupes_replays_and_publishes_the_eventstream() {
             ("disk full".to_owned(), 1),
         ]
     );
+
+    // The batch's release exists and belongs to the event's project.
+    let releases: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT r.version, l.last_event IS NOT NULL FROM releases r \
+         JOIN release_projects l ON l.release_id = r.id",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(releases, vec![("svc@2.0".to_owned(), true)]);
 
     // The eventstream carries one record per processed message, the first of an issue is_new.
     let reader = kafka::reader(&s.services, &s.topics.name(topics::EVENTS));

@@ -85,6 +85,9 @@ pub struct StatusChange {
     pub ignore_until: Option<DateTime<Utc>>,
     /// Ignored: reopen once this many more events arrived.
     pub ignore_count: Option<i64>,
+    /// Resolved in the next release: the issue remembers its project's newest release and
+    /// reopens only on an event from a release added after it.
+    pub in_next_release: bool,
 }
 
 impl StatusChange {
@@ -94,6 +97,7 @@ impl StatusChange {
             details: serde_json::json!({}),
             ignore_until: None,
             ignore_count: None,
+            in_next_release: false,
         }
     }
 }
@@ -212,6 +216,9 @@ pub async fn set_status(
         .push_bind(change.ignore_until)
         .push(", ignore_until_times_seen = g.times_seen + ")
         .push_bind(change.ignore_count)
+        .push(", resolved_in_release_id = CASE WHEN ")
+        .push_bind(change.in_next_release)
+        .push(format_args!(" THEN ({NEWEST_RELEASE}) ELSE NULL END"))
         .push(" FROM projects p WHERE p.id = g.project_id");
     match scope {
         GroupScope::Project(id) => qb.push(" AND g.project_id = ").push_bind(id),
@@ -223,6 +230,34 @@ pub async fn set_status(
         .fetch_all(db)
         .await
         .map_err(StoreError::db("update issue status", None))
+}
+
+/// The newest release of the project of issue `g` (by date added), for resolved in next
+/// release.
+const NEWEST_RELEASE: &str = "SELECT r.id FROM releases r \
+     JOIN release_projects l ON l.release_id = r.id WHERE l.project_id = g.project_id \
+     ORDER BY r.date_added DESC, r.id DESC LIMIT 1";
+
+/// Slugs of the projects with issues matching `filter` in `scope` that have no release (and
+/// so no basis for "resolved in next release").
+pub async fn projects_without_release(
+    db: impl PgExecutor<'_>,
+    scope: GroupScope,
+    filter: &GroupFilter,
+) -> Result<Vec<String>> {
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "SELECT DISTINCT p.slug FROM groups g JOIN projects p ON p.id = g.project_id",
+    );
+    scope.push_where(&mut qb);
+    group_search::push_where(&mut qb, filter);
+    qb.push(
+        " AND NOT EXISTS (SELECT 1 FROM release_projects l WHERE l.project_id = g.project_id) \
+         ORDER BY p.slug",
+    );
+    qb.build_query_scalar()
+        .fetch_all(db)
+        .await
+        .map_err(StoreError::db("look up projects without releases", None))
 }
 
 /// Delete every issue of `scope` matching `filter` (and their events); the ids deleted.

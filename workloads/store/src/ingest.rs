@@ -8,9 +8,13 @@
 //!                ├─ INSERT events ... ON CONFLICT DO NOTHING
 //!                ├─ INSERT group_users ... ON CONFLICT DO NOTHING (a new user of the issue?)
 //!                ├─ UPDATE groups: times_seen + 1, users, first/last seen and release, reopen
-//!                │  if resolved or an ignored issue's snooze is over
+//!                │  if resolved (in next release: by a newer release) or an ignored issue's
+//!                │  snooze is over
 //!                └─ COMMIT
 //! ```
+//!
+//! The releases of a batch are recorded once per batch, before its events, with
+//! [`crate::releases::record_seen`].
 //!
 //! The issue's `times_seen` grows only when the event row was inserted, so replaying a message
 //! any number of times leaves one event and the right count.
@@ -79,7 +83,8 @@ pub struct SavedEvent {
 struct LockedGroup {
     id: i64,
     created: bool,
-    status: String,
+    /// The event reopens the resolved issue (see the `event_regresses` SQL function).
+    regresses: bool,
 }
 
 /// Store `event` and count it on its issue, exactly once per (project, event id).
@@ -96,7 +101,7 @@ pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
     let group = lock_or_create_group(&mut tx, event).await?;
 
     let is_new = group.created;
-    let is_regression = !is_new && group.status == "resolved";
+    let is_regression = !is_new && group.regresses;
 
     let inserted: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO events (project_id, event_id, group_id, \"timestamp\", received, title, \
@@ -153,10 +158,12 @@ pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
         None => 0,
     };
 
-    // Resolved issues reopen (a regression); ignored ones reopen once their snooze is over
+    // Resolved issues reopen (a regression; resolved in next release: only from a newer
+    // release, see `event_regresses`); ignored ones reopen once their snooze is over
     // (time passed or count exceeded); ignored-forever issues stay ignored. Every expression
     // reads the row as it was before this event.
-    const REOPENS: &str = "(status = 'resolved' OR (status = 'ignored' AND \
+    const REOPENS: &str = "(event_regresses(status, resolved_in_release_id, $5) \
+         OR (status = 'ignored' AND \
          (ignore_until <= now() OR ignore_until_times_seen <= times_seen)))";
     sqlx::query(&format!(
         "UPDATE groups SET \
@@ -172,7 +179,9 @@ pub async fn save_event(pool: &PgPool, event: &NewEvent) -> Result<SavedEvent> {
            ignore_until = CASE WHEN {REOPENS} THEN NULL ELSE ignore_until END, \
            ignore_until_times_seen = CASE WHEN {REOPENS} THEN NULL \
              ELSE ignore_until_times_seen END, \
-           resolved_at = CASE WHEN {REOPENS} THEN NULL ELSE resolved_at END \
+           resolved_at = CASE WHEN {REOPENS} THEN NULL ELSE resolved_at END, \
+           resolved_in_release_id = CASE WHEN {REOPENS} THEN NULL \
+             ELSE resolved_in_release_id END \
          WHERE id = $1"
     ))
     .bind(group.id)
@@ -201,12 +210,14 @@ async fn lock_or_create_group(
     event: &NewEvent,
 ) -> Result<LockedGroup> {
     const OP: &str = "store event";
-    const LOCK: &str = "SELECT id, false AS created, status FROM groups \
+    const LOCK: &str = "SELECT id, false AS created, \
+         event_regresses(status, resolved_in_release_id, $3) AS regresses FROM groups \
          WHERE project_id = $1 AND fingerprint = $2 FOR UPDATE";
     let lock = || {
         sqlx::query_as::<_, LockedGroup>(LOCK)
             .bind(event.project_id)
             .bind(&event.fingerprint)
+            .bind(&event.release)
     };
     if let Some(group) = lock()
         .fetch_optional(&mut **tx)
@@ -220,7 +231,7 @@ async fn lock_or_create_group(
            last_seen, times_seen, first_event_id, last_event_id, metadata) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0, $8, $8, $9) \
          ON CONFLICT (project_id, fingerprint) DO NOTHING \
-         RETURNING id, true AS created, status",
+         RETURNING id, true AS created, false AS regresses",
     )
     .bind(event.project_id)
     .bind(&event.fingerprint)

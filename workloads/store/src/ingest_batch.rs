@@ -5,6 +5,7 @@
 //!  save_batch ─► BEGIN
 //!                ├─ SELECT events ⨝ UNNEST(keys)            stored before? (replays: unchanged)
 //!                ├─ SELECT groups ⨝ UNNEST(keys) ORDER BY id FOR UPDATE   lock the issues
+//!                ├─ (only with a resolved issue) the releases that reopen it: event_regresses
 //!                ├─ INSERT groups SELECT UNNEST(...) ON CONFLICT DO NOTHING
 //!                │     the missing issues, each named by its first event in Kafka order
 //!                │     (an issue another consumer created meanwhile: locked as it committed)
@@ -46,7 +47,8 @@ pub async fn save_batch(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<
     }
 
     let groups = lock_or_create_groups(&mut tx, events, &plan).await?;
-    let saved = plan.decide(events, &groups)?;
+    let regress = regressing_releases(&mut tx, events, &plan, &groups).await?;
+    let saved = plan.decide(events, &groups, &regress)?;
     insert_events(&mut tx, events, &plan, &saved).await?;
     let new_users = insert_users(&mut tx, events, &plan, &saved).await?;
     update_groups(&mut tx, events, &plan, &saved, &new_users).await?;
@@ -101,13 +103,17 @@ impl Plan {
         plan
     }
 
-    /// What storing each new event does, as `save_event` would decide it event by event.
+    /// What storing each new event does, as `save_event` would decide it event by event: the
+    /// first event of an issue created here is new; of a resolved issue, the first event
+    /// whose release reopens it (`regress`: issue id and release) is a regression.
     fn decide(
         &self,
         events: &[NewEvent],
         groups: &HashMap<(i64, String), LockedGroup>,
+        regress: &HashSet<(i64, Option<String>)>,
     ) -> Result<HashMap<EventKey, SavedEvent>> {
         let mut first_of_group: HashSet<i64> = HashSet::new();
+        let mut reopened: HashSet<i64> = HashSet::new();
         let mut saved = HashMap::with_capacity(self.new.len());
         for &i in &self.new {
             let e = &events[i];
@@ -120,12 +126,16 @@ impl Plan {
                     ))
                 })?;
             let first = first_of_group.insert(group.id);
+            let is_regression = !group.created
+                && group.status == "resolved"
+                && regress.contains(&(group.id, e.release.clone()))
+                && reopened.insert(group.id);
             saved.insert(
                 (e.project_id, e.event_id),
                 SavedEvent {
                     group_id: group.id,
                     is_new: first && group.created,
-                    is_regression: first && !group.created && group.status == "resolved",
+                    is_regression,
                     duplicate: false,
                 },
             );
@@ -321,6 +331,42 @@ async fn lock_groups(
         .collect())
 }
 
+/// Of the resolved issues the batch touches, which (issue, release) pairs reopen them
+/// (`event_regresses`: resolved in the next release, only a newer release does). No
+/// statement when none of them is resolved.
+async fn regressing_releases(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[NewEvent],
+    plan: &Plan,
+    groups: &HashMap<(i64, String), LockedGroup>,
+) -> Result<HashSet<(i64, Option<String>)>> {
+    let mut pairs: Vec<(i64, Option<String>)> = plan
+        .new
+        .iter()
+        .filter_map(|&i| {
+            let e = &events[i];
+            let g = groups.get(&(e.project_id, e.fingerprint.clone()))?;
+            (!g.created && g.status == "resolved").then(|| (g.id, e.release.clone()))
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    if pairs.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT u.id, u.release FROM UNNEST($1::bigint[], $2::text[]) AS u(id, release) \
+         JOIN groups g ON g.id = u.id \
+         WHERE event_regresses(g.status, g.resolved_in_release_id, u.release)",
+    )
+    .bind(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind(pairs.iter().map(|p| p.1.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP, None))?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Insert the new events; every one must be inserted, or another consumer stored some of them
 /// meanwhile and the batch is retried.
 async fn insert_events(
@@ -435,11 +481,14 @@ struct IssueDelta {
     last_event_id: Uuid,
     first_release: Option<String>,
     last_release: Option<String>,
+    /// One of the events reopens the resolved issue.
+    regressed: bool,
 }
 
 impl IssueDelta {
-    fn new(e: &NewEvent) -> IssueDelta {
+    fn new(e: &NewEvent, regressed: bool) -> IssueDelta {
         IssueDelta {
+            regressed,
             events: 1,
             first_seen: e.timestamp,
             last_seen: e.timestamp,
@@ -449,8 +498,9 @@ impl IssueDelta {
         }
     }
 
-    fn add(&mut self, e: &NewEvent) {
+    fn add(&mut self, e: &NewEvent, regressed: bool) {
         self.events += 1;
+        self.regressed |= regressed;
         self.first_seen = self.first_seen.min(e.timestamp);
         if e.timestamp >= self.last_seen {
             self.last_seen = e.timestamp;
@@ -479,10 +529,10 @@ fn deltas(
             continue;
         };
         match index.get(&s.group_id) {
-            Some(&slot) => out[slot].1.add(e),
+            Some(&slot) => out[slot].1.add(e, s.is_regression),
             None => {
                 index.insert(s.group_id, out.len());
-                out.push((s.group_id, IssueDelta::new(e)));
+                out.push((s.group_id, IssueDelta::new(e, s.is_regression)));
             }
         }
     }
@@ -490,7 +540,7 @@ fn deltas(
 }
 
 /// Counters, times, releases and status of each issue, once per issue. Resolved issues
-/// reopen (a regression); ignored ones reopen once their snooze is over (time passed, or the
+/// reopen when one of the events regresses them (decided with `event_regresses`); ignored ones reopen once their snooze is over (time passed, or the
 /// count reached by one of this batch's events); ignored-forever issues stay ignored. Every
 /// expression reads the row as it was before the batch.
 async fn update_groups(
@@ -501,7 +551,7 @@ async fn update_groups(
     new_users: &HashMap<i64, i64>,
 ) -> Result<()> {
     let deltas = deltas(events, plan, saved);
-    const REOPENS: &str = "(g.status = 'resolved' OR (g.status = 'ignored' AND \
+    const REOPENS: &str = "(u.regressed OR (g.status = 'ignored' AND \
          (g.ignore_until <= now() OR g.ignore_until_times_seen <= g.times_seen + u.n - 1)))";
     sqlx::query(&format!(
         "UPDATE groups g SET \
@@ -518,10 +568,13 @@ async fn update_groups(
            ignore_until = CASE WHEN {REOPENS} THEN NULL ELSE g.ignore_until END, \
            ignore_until_times_seen = CASE WHEN {REOPENS} THEN NULL \
              ELSE g.ignore_until_times_seen END, \
-           resolved_at = CASE WHEN {REOPENS} THEN NULL ELSE g.resolved_at END \
+           resolved_at = CASE WHEN {REOPENS} THEN NULL ELSE g.resolved_at END, \
+           resolved_in_release_id = CASE WHEN {REOPENS} THEN NULL \
+             ELSE g.resolved_in_release_id END \
          FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[], \
-           $5::timestamptz[], $6::uuid[], $7::text[], $8::text[]) \
-           AS u(id, n, users, first_seen, last_seen, last_event, first_release, last_release) \
+           $5::timestamptz[], $6::uuid[], $7::text[], $8::text[], $9::bool[]) \
+           AS u(id, n, users, first_seen, last_seen, last_event, first_release, last_release, \
+             regressed) \
          WHERE g.id = u.id"
     ))
     .bind(deltas.iter().map(|(id, _)| *id).collect::<Vec<_>>())
@@ -552,6 +605,7 @@ async fn update_groups(
             .map(|(_, d)| d.last_release.clone())
             .collect::<Vec<_>>(),
     )
+    .bind(deltas.iter().map(|(_, d)| d.regressed).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db(OP, None))?;
@@ -638,7 +692,8 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let saved = plan.decide(&events, &groups).expect("decided");
+        let regress = [(6, None)].into_iter().collect();
+        let saved = plan.decide(&events, &groups, &regress).expect("decided");
         let results = plan.results(&events, &stored, &saved).expect("results");
         let flags: Vec<(i64, bool, bool, bool)> = results
             .iter()
@@ -660,7 +715,10 @@ mod tests {
     fn an_issue_without_a_row_is_an_error_not_a_guess() {
         let events = [event(1, "a", 10, None)];
         let plan = Plan::new(&events, &HashMap::new());
-        assert!(plan.decide(&events, &HashMap::new()).is_err());
+        assert!(
+            plan.decide(&events, &HashMap::new(), &HashSet::new())
+                .is_err()
+        );
     }
 
     #[test]
@@ -673,7 +731,9 @@ mod tests {
         ];
         let plan = Plan::new(&events, &HashMap::new());
         let groups = [group(5, "a", "unresolved", true)].into_iter().collect();
-        let saved = plan.decide(&events, &groups).expect("decided");
+        let saved = plan
+            .decide(&events, &groups, &HashSet::new())
+            .expect("decided");
         let d = deltas(&events, &plan, &saved);
         assert_eq!(d.len(), 1);
         let (id, d) = &d[0];

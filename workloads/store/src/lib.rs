@@ -20,6 +20,7 @@ pub mod alert_rules;
 pub mod alerting;
 pub mod api_tokens;
 pub mod control_directory;
+pub mod deploys;
 pub mod error;
 pub mod events;
 pub mod group_search;
@@ -34,6 +35,7 @@ pub mod page;
 pub mod pool;
 pub mod project_keys;
 pub mod projects;
+pub mod releases;
 pub mod short_id;
 pub mod snowflake;
 

@@ -6,7 +6,8 @@
 //!   "statusDetails": {"ignoreDuration": min, "ignoreCount": n, "ignoreWindow": min,
 //!                     "ignoreUntil": iso, "inNextRelease": true, "inRelease": v},
 //!   "ignoreDuration": min, "snoozeDuration": min}            (legacy top-level durations)
-//!     └─► StatusChange { status, details (echoed as statusDetails), ignore_until, ignore_count }
+//!     └─► StatusChange { status, details (echoed as statusDetails), ignore_until, ignore_count,
+//!                        in_next_release }
 //! ```
 
 use chrono::{DateTime, Duration, Utc};
@@ -58,7 +59,11 @@ impl UpdateIssue {
                         })?;
                     out.insert("inRelease".into(), Value::from(release));
                 }
-                Ok(with_details(GroupStatus::Resolved, out))
+                let in_next_release = out.contains_key("inNextRelease");
+                Ok(StatusChange {
+                    in_next_release,
+                    ..with_details(GroupStatus::Resolved, out)
+                })
             }
             "unresolved" => Ok(StatusChange::new(GroupStatus::Unresolved)),
             "ignored" | "muted" => self.ignore(&details, now),
@@ -184,6 +189,16 @@ mod tests {
         let next = change(json!({"status": "resolvedInNextRelease"})).unwrap();
         assert_eq!(next.status, GroupStatus::Resolved);
         assert_eq!(next.details, json!({"inNextRelease": true}));
+        assert!(next.in_next_release);
+        let flagged =
+            change(json!({"status": "resolved", "statusDetails": {"inNextRelease": true}}))
+                .unwrap();
+        assert_eq!(flagged, next);
+        assert!(
+            !change(json!({"status": "resolved"}))
+                .unwrap()
+                .in_next_release
+        );
         let muted = change(json!({"status": "muted"})).unwrap();
         assert_eq!(
             (muted.status, muted.ignore_until),

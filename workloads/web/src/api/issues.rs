@@ -219,13 +219,9 @@ pub async fn update(
         ids: vec![group.id],
         ..GroupFilter::default()
     };
-    groups::set_status(
-        &state.pool,
-        GroupScope::Project(group.project_id),
-        &only,
-        &change,
-    )
-    .await?;
+    let scope = GroupScope::Project(group.project_id);
+    super::issues_bulk::check_next_release(&state, scope, &only, &change).await?;
+    groups::set_status(&state.pool, scope, &only, &change).await?;
     let group = find(&state, issue_id).await?;
     Ok(axum::Json(IssueJson::new(&url, group)))
 }

@@ -5,6 +5,7 @@
 //!  ?id=1&id=2  (every id must be in scope, else 400 naming the others; nothing is written)
 //!  ?status=unresolved | ?query=<search>  (without ids: every matching issue; none: all)
 //!  PUT  {"status", "statusDetails", ...} ─► one UPDATE ─► 200 {"status", "statusDetails"}
+//!       resolvedInNextRelease: 400 when a selected issue's project has no release
 //!  DELETE ─► one DELETE (events go with their issues) ─► 204
 //!  nothing matched ─► 204
 //! ```
@@ -12,7 +13,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use silo_store::groups::{self, Condition, GroupFilter, GroupScope, GroupStatus, Term};
+use silo_store::groups::{
+    self, Condition, GroupFilter, GroupScope, GroupStatus, StatusChange, Term,
+};
 
 use super::issue_status::UpdateIssue;
 use super::{OrgPath, ProjectPath};
@@ -89,6 +92,7 @@ async fn update(
 ) -> ApiResult<Response> {
     let change = body.change(chrono::Utc::now())?;
     let filter = selection(state, scope, url).await?;
+    check_next_release(state, scope, &filter, &change).await?;
     let changed = groups::set_status(&state.pool, scope, &filter, &change).await?;
     if changed.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -99,6 +103,28 @@ async fn update(
         "inbox": null,
     });
     Ok(axum::Json(body).into_response())
+}
+
+/// Resolving in the next release needs a release to be newer than: 400 naming the projects
+/// of the selected issues that have none (as Sentry refuses it).
+pub(super) async fn check_next_release(
+    state: &AppState,
+    scope: GroupScope,
+    filter: &GroupFilter,
+    change: &StatusChange,
+) -> ApiResult<()> {
+    if !change.in_next_release {
+        return Ok(());
+    }
+    let missing = groups::projects_without_release(&state.pool, scope, filter).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::BadRequest(format!(
+        "No release data present in the system to form a basis for 'Next Release' (project {}); \
+         create a release first or resolve the issues outright.",
+        missing.join(", ")
+    )))
 }
 
 async fn delete(state: &AppState, scope: GroupScope, url: &RequestUrl) -> ApiResult<Response> {

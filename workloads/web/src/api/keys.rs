@@ -102,7 +102,8 @@ pub struct KeyBody {
     pub rate_limit: Option<Option<RateLimitJson>>,
 }
 
-fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+/// `Some(None)` for an explicit `null`, `None` (with `#[serde(default)]`) for an absent field.
+pub(super) fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

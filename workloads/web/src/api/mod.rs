@@ -2,6 +2,7 @@
 //!
 //! One module per resource; [`routes`] lists every endpoint with its silos and access.
 
+pub mod deploys;
 pub mod events;
 pub mod index;
 pub mod issue_status;
@@ -11,6 +12,7 @@ pub mod keys;
 pub mod organizations;
 pub mod projects;
 pub mod relay;
+pub mod releases;
 pub mod rules;
 pub mod search;
 
@@ -135,6 +137,42 @@ pub fn routes() -> Vec<RouteDef> {
             s("alerts:read"),
             rules::notifications,
         ),
+        // Releases, deploys, commits and repositories.
+        RouteDef::new(
+            M::GET,
+            ORG_RELEASES,
+            R,
+            s("project:read"),
+            releases::list_for_org,
+        ),
+        RouteDef::new(
+            M::POST,
+            ORG_RELEASES,
+            R,
+            s("project:write"),
+            releases::create_for_org,
+        ),
+        RouteDef::new(M::GET, RELEASE, R, s("project:read"), releases::detail),
+        RouteDef::new(M::PUT, RELEASE, R, s("project:write"), releases::update),
+        RouteDef::new(M::DELETE, RELEASE, R, s("project:admin"), releases::delete),
+        RouteDef::new(
+            M::GET,
+            PROJECT_RELEASES,
+            R,
+            s("project:read"),
+            releases::list_for_project,
+        ),
+        RouteDef::new(
+            M::POST,
+            PROJECT_RELEASES,
+            R,
+            s("project:write"),
+            releases::create_for_project,
+        ),
+        RouteDef::new(M::GET, DEPLOYS, R, s("project:read"), deploys::list),
+        RouteDef::new(M::POST, DEPLOYS, R, s("project:write"), deploys::create),
+        RouteDef::new(M::GET, COMMITS, R, s("project:read"), deploys::commits),
+        RouteDef::new(M::GET, REPOS, R, s("org:read"), deploys::repos),
         // Relay.
         RouteDef::new(
             M::POST,
@@ -164,6 +202,13 @@ const PROJECT_EVENTS: &str =
     "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/events/";
 const PROJECT_EVENT: &str =
     "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/events/{event_id}/";
+const ORG_RELEASES: &str = "/api/0/organizations/{organization_id_or_slug}/releases/";
+const RELEASE: &str = "/api/0/organizations/{organization_id_or_slug}/releases/{version}/";
+const PROJECT_RELEASES: &str =
+    "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/releases/";
+const DEPLOYS: &str = "/api/0/organizations/{organization_id_or_slug}/releases/{version}/deploys/";
+const COMMITS: &str = "/api/0/organizations/{organization_id_or_slug}/releases/{version}/commits/";
+const REPOS: &str = "/api/0/organizations/{organization_id_or_slug}/repos/";
 const RULES: &str = "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/rules/";
 const RULE: &str =
     "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/rules/{rule_id}/";

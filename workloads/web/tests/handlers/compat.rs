@@ -207,7 +207,22 @@ async fn bulk_updates_resolve_ignore_and_reopen_only_issues_in_scope() {
     assert!(r.body["statusDetails"]["ignoreUntil"].is_string());
     assert_eq!(r.body["userCount"], 1);
 
-    // Organization-wide bulk update by query, then bulk delete by id.
+    // Organization-wide bulk update by query (resolving in the next release needs a release
+    // to be newer than), then bulk delete by id.
+    let r = app
+        .put(
+            "/api/0/organizations/acme/issues/?query=is:unresolved",
+            json!({"status": "resolvedInNextRelease"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = app
+        .post(
+            "/api/0/organizations/acme/releases/",
+            json!({"version": "1.0", "projects": ["api"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let r = app
         .put(
             "/api/0/organizations/acme/issues/?query=is:unresolved",

@@ -5,5 +5,6 @@ mod compat;
 mod cross_silo;
 mod issues;
 mod relay;
+mod releases;
 mod resources;
 mod silo_routes;

@@ -23,6 +23,7 @@ fn concrete(template: &str) -> String {
         ("{event_id}", "0123456789abcdef0123456789abcdef"),
         ("{rule_id}", "1"),
         ("{method}", "create"),
+        ("{version}", "app@1.0.0+build"),
     ] {
         path = path.replace(placeholder, value);
     }
