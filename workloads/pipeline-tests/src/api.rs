@@ -1,7 +1,12 @@
 //! A small client of the region API (bearer token), for setting up and observing a test.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// Longest wait for one answer of the API.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct Api {
@@ -15,21 +20,31 @@ impl Api {
         Api {
             base: base.into(),
             token: token.into(),
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .unwrap_or_else(|e| panic!("building the HTTP client: {e}")),
         }
     }
 
     /// GET a path; the status and the JSON body (`null` when not JSON).
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.try_get(path)
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// GET a path; the status and the JSON body (`null` when not JSON), or why there was no
+    /// answer (within [`REQUEST_TIMEOUT`]).
+    pub async fn try_get(&self, path: &str) -> Result<(StatusCode, Value), reqwest::Error> {
         let r = self
             .client
             .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            .await?;
         let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
     /// POST JSON; panics unless the answer is 2xx.

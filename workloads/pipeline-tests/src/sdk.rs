@@ -75,6 +75,39 @@ pub fn envelope_bytes(event: Event<'static>) -> Vec<u8> {
     out
 }
 
+/// Why relay did not answer 200 to an envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Relay answered, but not with 200.
+    #[error("relay answered {status}: {body}")]
+    Status { status: u16, body: String },
+    /// No answer: connection refused or reset, or no response within the request timeout.
+    #[error("request to relay failed: {0}")]
+    Transport(#[source] reqwest::Error),
+}
+
+impl SendError {
+    /// Worth sending again: no answer, a rate limit (429) or a server error (5xx). Other 4xx
+    /// answers say the envelope itself is wrong.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SendError::Status { status, .. } => *status == 429 || *status >= 500,
+            SendError::Transport(_) => true,
+        }
+    }
+
+    /// A short label for counting failures: the status code or `transport`.
+    pub fn kind(&self) -> String {
+        match self {
+            SendError::Status { status, .. } => status.to_string(),
+            SendError::Transport(_) => "transport".to_owned(),
+        }
+    }
+}
+
+/// Longest wait for relay's answer to one envelope.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Posts SDK-built envelopes to relay and reports each answer.
 #[derive(Clone)]
 pub struct EnvelopeSender {
@@ -87,7 +120,10 @@ impl EnvelopeSender {
     /// `relay_url` is the relay's base URL, `project_id` and `public_key` from the DSN.
     pub fn new(relay_url: &str, project_id: &str, public_key: &str) -> Self {
         EnvelopeSender {
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(SEND_TIMEOUT)
+                .build()
+                .unwrap_or_else(|e| panic!("building the HTTP client: {e}")),
             url: format!("{relay_url}/api/{project_id}/envelope/"),
             auth: format!(
                 "Sentry sentry_key={public_key}, sentry_version=7, sentry_client=sentry.rust/{}",
@@ -98,6 +134,11 @@ impl EnvelopeSender {
 
     /// POST one envelope; `Ok` when relay answered 200, else the status and body.
     pub async fn send(&self, body: Vec<u8>) -> Result<(), String> {
+        self.try_send(body).await.map_err(|e| e.to_string())
+    }
+
+    /// POST one envelope; `Ok` when relay answered 200.
+    pub async fn try_send(&self, body: impl Into<reqwest::Body>) -> Result<(), SendError> {
         let r = self
             .client
             .post(&self.url)
@@ -106,12 +147,15 @@ impl EnvelopeSender {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(SendError::Transport)?;
         let status = r.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("{status}: {}", r.text().await.unwrap_or_default()))
+            Err(SendError::Status {
+                status: status.as_u16(),
+                body: r.text().await.unwrap_or_default(),
+            })
         }
     }
 }

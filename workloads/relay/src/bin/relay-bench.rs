@@ -1,10 +1,13 @@
 //! `relay-bench`: envelopes per second accepted end to end (HTTP -> relay -> Kafka ack) against
 //! a bare rdkafka producer sending the same messages with the same producer settings, in the
-//! same run, on loopback. Needs Kafka and Redis from `e2e/services/up.sh`.
+//! same run, on loopback; and relay again with a key quota, so the Redis rate-limit check is
+//! on the path (the quota is far above what is sent: nothing is limited, the work is the
+//! same). Needs Kafka and Redis from `e2e/services/up.sh`.
 //!
 //! ```text
 //!  workers ─HTTP POST envelope─► relay (in process) ─► Kafka  ┐ same topic, same producer
-//!  workers ─FutureProducer::send(IngestMessage)──────► Kafka  ┘ config, same concurrency
+//!  workers ─HTTP POST envelope─► relay ─► Redis quota ─► Kafka┤ config, same concurrency
+//!  workers ─FutureProducer::send(IngestMessage)──────► Kafka  ┘
 //! ```
 
 use std::net::SocketAddr;
@@ -21,12 +24,21 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use silo_protocol::{
     IngestMessage, KeyState, ProjectConfig, ProjectConfigEntry, ProjectConfigRequest,
-    ProjectConfigResponse, ProjectOptions,
+    ProjectConfigResponse, ProjectOptions, Quota, QuotaScope,
 };
 use silo_relay::kafka::KafkaSettings;
 use silo_runtime::Shutdown;
 
 const KEY: &str = "be0c0be0c0be0c0be0c0be0c0be0c0b0";
+/// A second key of the project, with a quota (numeric id [`QUOTA_KEY_ID`]).
+const QUOTA_KEY: &str = "be0c0be0c0be0c0be0c0be0c0be0c0b1";
+const QUOTA_KEY_ID: u64 = 2;
+/// Events per window of the key quota: far above anything the benchmark sends.
+const QUOTA_LIMIT: u64 = 1_000_000_000_000;
+/// A day: the run stays in one window (a counter expires a second after its window ends, so
+/// crossing a boundary would lose the count the quota check compares), and the counters are
+/// deleted at the end.
+const QUOTA_WINDOW: u64 = 86_400;
 const PROJECT: u64 = 42;
 const SECRET: &str = "bench-secret";
 
@@ -43,7 +55,7 @@ struct Args {
     /// Upper bound on one phase, seconds.
     #[arg(long, env = "BENCH_MAX_SECONDS", default_value_t = 60)]
     max_seconds: u64,
-    /// Rounds of (bare, relay); the ratio uses the best of each.
+    /// Rounds of (bare, relay, relay with quota); the ratios use the best of each.
     #[arg(long, env = "BENCH_ROUNDS", default_value_t = 2)]
     rounds: u32,
     /// Kafka brokers (default: from the services env file).
@@ -113,22 +125,10 @@ async fn upstream() -> anyhow::Result<SocketAddr> {
         let request: ProjectConfigRequest = serde_json::from_slice(&body).unwrap_or_default();
         let mut response = ProjectConfigResponse::default();
         for key in request.public_keys {
-            let entry = if key == KEY {
-                ProjectConfigEntry::Enabled(Box::new(ProjectConfig {
-                    project_id: PROJECT,
-                    organization_id: 1,
-                    slug: "bench".into(),
-                    disabled: false,
-                    public_keys: vec![KeyState {
-                        public_key: KEY.into(),
-                        numeric_id: 1,
-                        is_enabled: true,
-                    }],
-                    config: ProjectOptions::default(),
-                    last_change: None,
-                }))
-            } else {
-                ProjectConfigEntry::disabled()
+            let entry = match key.as_str() {
+                KEY => project_config(KEY, 1, Vec::new()),
+                QUOTA_KEY => project_config(QUOTA_KEY, QUOTA_KEY_ID, vec![key_quota()]),
+                _ => ProjectConfigEntry::disabled(),
             };
             response.configs.insert(key, entry);
         }
@@ -141,24 +141,89 @@ async fn upstream() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Run `op` for `events` ids with `concurrency` workers; returns (successes, elapsed).
-async fn drive<F, Fut>(events: u64, concurrency: usize, max: Duration, op: F) -> (u64, Duration)
+/// The config web would send for `key` (see web's `config_for`).
+fn project_config(key: &str, key_id: u64, quotas: Vec<Quota>) -> ProjectConfigEntry {
+    ProjectConfigEntry::Enabled(Box::new(ProjectConfig {
+        project_id: PROJECT,
+        organization_id: 1,
+        slug: "bench".into(),
+        disabled: false,
+        public_keys: vec![KeyState {
+            public_key: key.into(),
+            numeric_id: key_id,
+            is_enabled: true,
+        }],
+        config: ProjectOptions {
+            quotas,
+            ..ProjectOptions::default()
+        },
+        last_change: None,
+    }))
+}
+
+/// A key rate limit as web configures it, far above what the benchmark sends.
+fn key_quota() -> Quota {
+    Quota {
+        id: format!("key-{QUOTA_KEY_ID}"),
+        categories: Vec::new(),
+        scope: QuotaScope::Key,
+        scope_id: Some(QUOTA_KEY_ID.to_string()),
+        limit: QUOTA_LIMIT,
+        window: QUOTA_WINDOW,
+        reason_code: "key_quota".into(),
+    }
+}
+
+/// What one phase did.
+#[derive(Clone, Copy, Debug)]
+struct Phase {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    fn line(&self, round: u32, name: &str) -> String {
+        let refused = if self.failed > 0 {
+            format!(" ({} refused or failed)", self.failed)
+        } else {
+            String::new()
+        };
+        format!(
+            "round {round}: {name:<19} {:>7} acked in {:>6.2}s = {:>9.0} events/s{refused}",
+            self.ok,
+            self.elapsed.as_secs_f64(),
+            self.rate()
+        )
+    }
+}
+
+/// Run `op` for `events` ids with `concurrency` workers, for at most `max`.
+async fn drive<F, Fut>(events: u64, concurrency: usize, max: Duration, op: F) -> Phase
 where
     F: Fn(String) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = bool> + Send,
 {
     let next = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + max;
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (next, ok, op) = (next.clone(), ok.clone(), op.clone());
+            let (next, ok, failed, op) = (next.clone(), ok.clone(), failed.clone(), op.clone());
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < events && Instant::now() < deadline {
-                    if op(uuid::Uuid::new_v4().simple().to_string()).await {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
+                    let counter = if op(uuid::Uuid::new_v4().simple().to_string()).await {
+                        &ok
+                    } else {
+                        &failed
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })
@@ -166,7 +231,37 @@ where
     for worker in workers {
         let _ = worker.await;
     }
-    (ok.load(Ordering::Relaxed), started.elapsed())
+    Phase {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The sum of relay's quota counters in Redis under `prefix` (every window), which are then
+/// deleted.
+async fn take_quota_counters(redis_url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let client = redis::Client::open(redis_url).context("REDIS_URL")?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .context("connecting to Redis timed out")??;
+    let pattern = format!("{prefix}quota:*");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+    redis::cmd("DEL")
+        .arg(&keys)
+        .query_async::<u64>(&mut conn)
+        .await?;
+    Ok(values.into_iter().flatten().sum())
 }
 
 /// What relay writes for the same event (the payload forwarded as sent).
@@ -238,20 +333,21 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let url = format!("http://{relay_addr}/api/{PROJECT}/envelope/");
-    let relay_op = {
+    let relay_op = |key: &'static str| {
         let (http, url) = (http.clone(), url.clone());
         move |id: String| {
             let request = http
                 .post(&url)
                 .header(
                     "x-sentry-auth",
-                    format!("Sentry sentry_key={KEY}, sentry_version=7"),
+                    format!("Sentry sentry_key={key}, sentry_version=7"),
                 )
                 .body(envelope(&id))
                 .send();
             async move { matches!(request.await, Ok(r) if r.status().is_success()) }
         }
     };
+    let (plain_op, quota_op) = (relay_op(KEY), relay_op(QUOTA_KEY));
     let bare_op = {
         let (bare, topic) = (bare.clone(), topic.clone());
         move |id: String| {
@@ -269,10 +365,25 @@ async fn main() -> anyhow::Result<()> {
 
     let max = Duration::from_secs(args.max_seconds);
     let warm = args.events.min(2_000);
-    let (w1, _) = drive(warm, args.concurrency, max, relay_op.clone()).await;
-    let (w2, _) = drive(warm, args.concurrency, max, bare_op.clone()).await;
-    if w1 < warm || w2 < warm {
-        bail!("warm-up failed: relay {w1}/{warm}, bare {w2}/{warm} acknowledged; is Kafka up?");
+    let warm_ups = [
+        (
+            "relay",
+            drive(warm, args.concurrency, max, plain_op.clone()).await,
+        ),
+        (
+            "relay with quota",
+            drive(warm, args.concurrency, max, quota_op.clone()).await,
+        ),
+        (
+            "bare",
+            drive(warm, args.concurrency, max, bare_op.clone()).await,
+        ),
+    ];
+    if let Some((name, phase)) = warm_ups.iter().find(|(_, p)| p.ok < warm) {
+        bail!(
+            "warm-up failed: {name} {}/{warm} acknowledged; are Kafka and Redis up?",
+            phase.ok
+        );
     }
     println!(
         "relay-bench: {} events per phase, concurrency {}, ~{} byte envelopes, topic {topic}",
@@ -280,27 +391,40 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency,
         envelope(&"0".repeat(32)).len()
     );
-    let (mut best_bare, mut best_relay) = (0.0_f64, 0.0_f64);
-    for round in 1..=args.rounds {
-        let (n, t) = drive(args.events, args.concurrency, max, bare_op.clone()).await;
-        let bare_rate = n as f64 / t.as_secs_f64();
-        println!(
-            "round {round}: bare producer  {n:>7} acked in {:>6.2}s = {bare_rate:>9.0} events/s",
-            t.as_secs_f64()
-        );
-        let (n, t) = drive(args.events, args.concurrency, max, relay_op.clone()).await;
-        let relay_rate = n as f64 / t.as_secs_f64();
-        println!(
-            "round {round}: relay (HTTP)   {n:>7} acked in {:>6.2}s = {relay_rate:>9.0} events/s",
-            t.as_secs_f64()
-        );
-        best_bare = best_bare.max(bare_rate);
-        best_relay = best_relay.max(relay_rate);
-    }
-    let ratio = best_relay / best_bare;
     println!(
-        "best: relay {best_relay:.0} events/s, bare producer {best_bare:.0} events/s, ratio {:.0}% (target >= 50%)",
-        ratio * 100.0
+        "quota phase: key quota of {QUOTA_LIMIT} events per {QUOTA_WINDOW}s window, checked in Redis for every envelope"
+    );
+    let (mut bare_best, mut relay_best, mut quota_best) = (0.0_f64, 0.0_f64, 0.0_f64);
+    let mut quota_accepted = warm_ups[1].1.ok;
+    for round in 1..=args.rounds {
+        let bare = drive(args.events, args.concurrency, max, bare_op.clone()).await;
+        println!("{}", bare.line(round, "bare producer"));
+        let relay = drive(args.events, args.concurrency, max, plain_op.clone()).await;
+        println!("{}", relay.line(round, "relay (HTTP)"));
+        let quota = drive(args.events, args.concurrency, max, quota_op.clone()).await;
+        println!("{}", quota.line(round, "relay + Redis quota"));
+        quota_accepted += quota.ok;
+        bare_best = bare_best.max(bare.rate());
+        relay_best = relay_best.max(relay.rate());
+        quota_best = quota_best.max(quota.rate());
+    }
+    println!(
+        "best: bare producer {bare_best:.0} events/s, relay {relay_best:.0} events/s ({:.0}% of bare, target >= 50%), \
+         relay with quota {quota_best:.0} events/s ({:.0}% of relay without quota)",
+        relay_best / bare_best * 100.0,
+        quota_best / relay_best * 100.0
+    );
+    // The quota path must really have run: relay accepts events when Redis fails.
+    let errors = components.state.metrics.rate_limit_errors.get();
+    let counted = take_quota_counters(&redis_url, &format!("{prefix}relay:")).await?;
+    println!(
+        "quota check: {counted} events counted in Redis for {quota_accepted} accepted with the quota, \
+         {errors} rate-limit errors{}",
+        if counted == quota_accepted && errors == 0 {
+            ""
+        } else {
+            " (MISMATCH: not every event of the quota phase went through Redis, or a quota window ended during the run)"
+        }
     );
     shutdown.trigger();
     Ok(())
