@@ -229,3 +229,45 @@ async fn concurrent_overlapping_batches_store_and_count_once() {
     assert_eq!((stored, seen, issues), (200, 200, 7));
     db.drop_database().await;
 }
+
+/// Resolved in the next release: in one batch, events of the release it was resolved in leave
+/// it resolved; the first event of a newer release reopens it as a regression.
+#[tokio::test]
+async fn resolved_in_next_release_reopens_on_the_first_event_of_a_newer_release() {
+    let db = TestDb::migrated("silo_batch_next", &silo_store::MIGRATOR).await;
+    let (_, project_id) = seed::project(&db.pool, "next").await;
+    let with_release = |release: &str| {
+        let mut e = event(project_id, "a", "A");
+        e.release = Some(release.into());
+        e
+    };
+    let first = [with_release("app@1")];
+    silo_store::releases::record_seen(&db.pool, &silo_store::releases::seen_in(first.iter()))
+        .await
+        .expect("release app@1");
+    let id = save(&db.pool, &first).await[0].group_id;
+    sqlx::query(
+        "UPDATE groups SET status = 'resolved', resolved_at = now(), resolved_in_release_id = \
+           (SELECT id FROM releases WHERE version = 'app@1') WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&db.pool)
+    .await
+    .expect("resolve in next release");
+    let batch = [with_release("app@1"), with_release("app@2"), with_release("app@2")];
+    silo_store::releases::record_seen(&db.pool, &silo_store::releases::seen_in(batch.iter()))
+        .await
+        .expect("release app@2");
+    let r = save(&db.pool, &batch).await;
+    let regressions: Vec<bool> = r.iter().map(|r| r.is_regression).collect();
+    assert_eq!(regressions, vec![false, true, false]);
+    assert_eq!(issue(&db.pool, id).await.1, "unresolved");
+    let cleared: Option<i64> =
+        sqlx::query_scalar("SELECT resolved_in_release_id FROM groups WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .expect("resolution release");
+    assert_eq!(cleared, None);
+    db.drop_database().await;
+}
