@@ -254,7 +254,11 @@ async fn resolved_in_next_release_reopens_on_the_first_event_of_a_newer_release(
     .execute(&db.pool)
     .await
     .expect("resolve in next release");
-    let batch = [with_release("app@1"), with_release("app@2"), with_release("app@2")];
+    let batch = [
+        with_release("app@1"),
+        with_release("app@2"),
+        with_release("app@2"),
+    ];
     silo_store::releases::record_seen(&db.pool, &silo_store::releases::seen_in(batch.iter()))
         .await
         .expect("release app@2");
