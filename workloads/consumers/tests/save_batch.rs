@@ -2,8 +2,9 @@
 //! `save_event` would, event by event, in Kafka order; concurrent batches of the same events
 //! store and count them once.
 
+mod support;
+
 use chrono::{Duration as TimeDelta, Utc};
-use serde_json::json;
 use silo_pipeline_tests::seed;
 use silo_store::StoreError;
 use silo_store::ingest::{self, NewEvent, SavedEvent};
@@ -12,25 +13,7 @@ use silo_testkit::TestDb;
 use uuid::Uuid;
 
 fn event(project_id: i64, fingerprint: &str, title: &str) -> NewEvent {
-    NewEvent {
-        project_id,
-        event_id: Uuid::new_v4(),
-        timestamp: Utc::now(),
-        received: Utc::now(),
-        title: title.into(),
-        message: String::new(),
-        culprit: String::new(),
-        platform: "rust".into(),
-        level: "error".into(),
-        environment: None,
-        release: None,
-        data: json!({}),
-        fingerprint: fingerprint.into(),
-        group_type: "error".into(),
-        metadata: json!({}),
-        tags: Vec::new(),
-        user: None,
-    }
+    support::new_event(project_id, fingerprint, title)
 }
 
 /// `save_batch`, retried on transient errors (another writer's events conflicting, a

@@ -1,31 +1,16 @@
 //! `silo_store::ingest::save_event` on a real Postgres: concurrent saves of one event (two
 //! consumers racing on a replay) store it once and count it once.
 
-use chrono::Utc;
-use serde_json::json;
+mod support;
+
 use silo_pipeline_tests::seed;
 use silo_store::ingest::{NewEvent, save_event};
 use silo_testkit::TestDb;
 
 fn event(project_id: i64, event_id: uuid::Uuid, fingerprint: &str) -> NewEvent {
     NewEvent {
-        project_id,
         event_id,
-        timestamp: Utc::now(),
-        received: Utc::now(),
-        title: "E: x".into(),
-        message: String::new(),
-        culprit: String::new(),
-        platform: "rust".into(),
-        level: "error".into(),
-        environment: None,
-        release: None,
-        data: json!({}),
-        fingerprint: fingerprint.into(),
-        group_type: "error".into(),
-        metadata: json!({}),
-        tags: Vec::new(),
-        user: None,
+        ..support::new_event(project_id, fingerprint, "E: x")
     }
 }
 

@@ -109,3 +109,26 @@ pub fn exception(kind: &str, value: &str) -> Value {
 pub fn event_id(n: u32) -> String {
     uuid::Uuid::new_v4().simple().to_string()[..24].to_owned() + &format!("{n:08x}")
 }
+
+/// A minimal stored-event row of `project_id` in the issue `fingerprint`, titled `title`.
+pub fn new_event(project_id: i64, fingerprint: &str, title: &str) -> silo_store::ingest::NewEvent {
+    silo_store::ingest::NewEvent {
+        project_id,
+        event_id: uuid::Uuid::new_v4(),
+        timestamp: chrono::Utc::now(),
+        received: chrono::Utc::now(),
+        title: title.into(),
+        message: String::new(),
+        culprit: String::new(),
+        platform: "rust".into(),
+        level: "error".into(),
+        environment: None,
+        release: None,
+        data: json!({}),
+        fingerprint: fingerprint.into(),
+        group_type: "error".into(),
+        metadata: json!({}),
+        tags: Vec::new(),
+        user: None,
+    }
+}
