@@ -93,22 +93,31 @@ die_component() {
 }
 
 # start_component NAME EXECUTABLE ARGS...: start in its own session, log to logs/NAME.log.
+declare -A COMPONENT_CMD=() COMPONENT_RESTARTS=()
 start_component() {
     local name="$1" exe="$2"
     shift 2
     [[ -x "$exe" ]] || die_component "$name" "executable $exe missing (run e2e/cluster/build.sh)"
+    COMPONENT_CMD[$name]="$(printf '%q ' "$exe" "$@")"
     printf '%s\n' "$exe $*" >"$(log_of "$name")"
+    printf '%s\n' "$name" >>"$CDIR/pids/order"
+    spawn_component "$name" "$exe" "$@"
+}
+
+# spawn_component NAME EXECUTABLE ARGS...: fork the component and record its pid.
+spawn_component() {
+    local name="$1" exe="$2"
+    shift 2
     # Close the lock descriptors: a long-running child must not keep the cluster locked.
     setsid "$exe" "$@" </dev/null >>"$(log_of "$name")" 2>&1 5>&- 6>&- 8>&- 9>&- &
     local pid=$! i
     printf '%s\n' "$pid" >"$CDIR/pids/$name"
-    printf '%s\n' "$name" >>"$CDIR/pids/order"
     # Until the forked shell has exec'd the component, its command line is this script's, and
     # pid_of would take a component still starting (on a busy machine, for a while) for one
     # that exited. Wait for the exec (a process that exits instead is reported by check_alive).
     for ((i = 0; i < 200; i++)); do
         [[ -d "/proc/$pid" ]] || break
-        { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$CDIR" && break
+        { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$CDIR/" && break
         sleep 0.05
     done
 }
@@ -118,18 +127,55 @@ pid_of() {
     local pid
     pid="$(cat "$CDIR/pids/$1" 2>/dev/null || true)"
     [[ -n "$pid" ]] || return 0
-    # The pid must still be ours: every component's command line names the cluster directory.
-    if [[ -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$CDIR"; then
+    # The pid must still be ours: every component's command line names a path in the cluster
+    # directory (with the slash: cluster "silo" must not take a process of "silo-2" for its own).
+    if [[ -r "/proc/$pid/cmdline" ]] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$CDIR/"; then
         printf '%s' "$pid"
     fi
 }
 
-# check_alive: fail naming the first started component that is no longer running.
+# exit_report NAME: set EXIT_REPORT to how a component that pid_of no longer finds ended: its
+# exit status or signal when this shell started it, or what now runs under its pid. (Not called
+# in a command substitution: only this shell can wait for its children.)
+exit_report() {
+    local pid rc=0 cmd
+    pid="$(cat "$CDIR/pids/$1" 2>/dev/null || true)"
+    if [[ -z "$pid" ]]; then
+        EXIT_REPORT='no pid recorded'
+    elif [[ -d "/proc/$pid" ]]; then
+        cmd="$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null || true)"
+        EXIT_REPORT="pid $pid now runs '${cmd:0:200}'"
+    else
+        wait "$pid" 2>/dev/null || rc=$?
+        if [[ $rc -eq 127 ]]; then
+            EXIT_REPORT="pid $pid is gone (not started by this shell: exit status unknown)"
+        elif [[ $rc -gt 128 ]]; then
+            EXIT_REPORT="pid $pid was killed by signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"
+        else
+            EXIT_REPORT="pid $pid exited with status $rc"
+        fi
+    fi
+}
+
+# check_alive: fail naming the first started component that is no longer running, and how it
+# ended. During a start (up.sh) a component that ends before the cluster is up is started once
+# more, as a supervisor would, with the first exit reported; a second exit fails the start.
 check_alive() {
-    local name
+    local name report
     [[ -f "$CDIR/pids/order" ]] || return 0
     while read -r name; do
-        [[ -n "$(pid_of "$name")" ]] || die_component "$name" "process exited unexpectedly"
+        [[ -z "$(pid_of "$name")" ]] || continue
+        exit_report "$name"
+        report="$EXIT_REPORT"
+        if [[ -n "${COMPONENT_CMD[$name]:-}" && "${COMPONENT_RESTARTS[$name]:-0}" -lt 1 ]]; then
+            COMPONENT_RESTARTS[$name]=1
+            log "warning: $name exited during the start ($report; its log: $(log_of "$name").1); starting it once more"
+            cp "$(log_of "$name")" "$(log_of "$name").1"
+            printf '%s\n' "${COMPONENT_CMD[$name]}" >"$(log_of "$name")"
+            eval "spawn_component $(printf '%q' "$name") ${COMPONENT_CMD[$name]}"
+            continue
+        fi
+        die_component "$name" "process exited unexpectedly ($report)"
     done <"$CDIR/pids/order"
 }
 

@@ -3,8 +3,9 @@
 #   etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler, kwok -> fake Nodes (Ready)
 # and write $SILO_STATE/clusters/NAME/{kubeconfig,env}; the kubeconfig path is the only line on
 # stdout (SILO_KUBECONFIG="$(up.sh)"). Safe to re-run: a healthy cluster is left
-# as is. On any failure everything started so far is stopped again and the failing component
-# and its log file are named.
+# as is. A component that exits during the start is started once more, with how it ended
+# (exit status or signal) reported; on any other failure everything started so far is stopped
+# again and the failing component, how it ended and its log file are named.
 #
 # With --real-node the cluster also gets one real node, real-node-0 (kubelet, containerd, runc,
 # kube-proxy, CoreDNS; see node/start.sh), where pods with nodeSelector silo.dev/node=real and a
@@ -24,7 +25,7 @@ NAME=
 for arg in "$@"; do
     case "$arg" in
         --real-node) REAL_NODE=1 ;;
-        -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option '$arg' (usage: up.sh [--real-node] [NAME])" ;;
         *) [[ -z "$NAME" ]] || die "more than one cluster name given: '$NAME' and '$arg'"; NAME="$arg" ;;
     esac
