@@ -245,6 +245,7 @@ start_component kube-scheduler "$K8S_DIR/bin/kube-scheduler" \
 
 start_component kwok "$KWOK_DIR/bin/kwok" \
     --config "$KWOK_DIR/stages.yaml" \
+    --config "$CLUSTER_SCRIPT_DIR/kwok/unpullable-version.yaml" \
     --kubeconfig "$CDIR/config/kwok.kubeconfig" \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \

@@ -11,6 +11,11 @@ pub const MIGRATIONS_COMPLETE: &str = "MigrationsComplete";
 /// The desired child objects were applied (False with the API error otherwise).
 pub const RECONCILED: &str = "Reconciled";
 
+/// `spec.rollout` is usable and every group of it matches a Region (ControlPlane only).
+pub const ROLLOUT_VALID: &str = "RolloutValid";
+/// The Region runs a different version than the rollout gives it (Region only).
+pub const UPGRADING: &str = "Upgrading";
+
 /// Reasons used on the conditions above.
 pub mod reason {
     /// All good.
@@ -51,6 +56,16 @@ pub mod reason {
     pub const MIGRATION_FAILED: &str = "MigrationFailed";
     /// The migration Job succeeded.
     pub const MIGRATED: &str = "Migrated";
+    /// `spec.rollout` names a value the planner cannot use (the message names the field).
+    pub const INVALID_ROLLOUT: &str = "InvalidRollout";
+    /// A group of `spec.rollout.groups` matches no Region.
+    pub const EMPTY_ROLLOUT_GROUP: &str = "EmptyRolloutGroup";
+    /// The rollout strategy is usable.
+    pub const VALID: &str = "Valid";
+    /// The Region moves to the version the rollout gives it.
+    pub const UPGRADING: &str = "Upgrading";
+    /// The Region runs the version the rollout gives it.
+    pub const UP_TO_DATE: &str = "UpToDate";
     /// The monolith region named by the ControlPlane is not a known region.
     pub const UNKNOWN_MONOLITH_REGION: &str = "UnknownMonolithRegion";
 }

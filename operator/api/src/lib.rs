@@ -16,6 +16,7 @@ pub mod crdgen;
 pub mod infrastructure;
 pub mod pods;
 pub mod region;
+pub mod rollout;
 pub mod workload;
 
 pub use controlplane::{ControlPlane, ControlPlaneSpec, ControlPlaneStatus, ControlSpec, Mode};
@@ -25,6 +26,10 @@ pub use infrastructure::{
 };
 pub use pods::{PodSettings, PullPolicy};
 pub use region::{Category, Endpoints, Region, RegionSpec, RegionStatus};
+pub use rollout::{
+    Approval, FailedRegion, GroupSettings, GroupStatus, OnFailure, RegionRollout, RegionStep,
+    RolloutGroup, RolloutPhase, RolloutSpec, RolloutStatus,
+};
 pub use workload::{Workload, WorkloadSpec, WorkloadsSpec};
 
 /// The API group of every silo resource.

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::infrastructure::InfrastructureSpec;
+use crate::rollout::RegionRollout;
 use crate::workload::WorkloadsSpec;
 
 /// Who a region serves; written to the region directory as `category`.
@@ -123,6 +124,10 @@ pub struct RegionStatus {
     /// Where the region is reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// This Region's part of the fleet rollout: its version, when it was moved there and since
+    /// when it serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RegionRollout>,
 }
 
 /// How clients reach a silo.

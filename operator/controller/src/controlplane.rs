@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt;
+
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -15,6 +17,7 @@ use silo_contract::RegionDirectory;
 use crate::build::{self, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
+use crate::rollout;
 use crate::silo::{self, Source};
 use crate::status::{self, Verdict};
 use crate::validate::{self, FleetContext};
@@ -78,11 +81,21 @@ async fn reconcile_control_plane(
                 invalid.reason(),
                 invalid.to_string(),
             );
-            write_status(ctx, cp, vec![verdict], (0, 0), None, None).await?;
+            write_status(ctx, cp, vec![verdict], (0, 0), None, None, None).await?;
             return Ok(Action::await_change());
         }
     };
-    let fleet = FleetContext::new(cp);
+    let mut fleet = FleetContext::new(cp);
+    // The rollout decides which version the control silo runs: the target only once every
+    // region group is done, so that control never runs ahead of a region.
+    let (ledger, rollout_verdict, recheck) = step_rollout(cp, ctx, validated.mode).await;
+    if validated.mode == Mode::Siloed {
+        fleet.version = match &ledger {
+            Some(plan) => plan.control_version.clone(),
+            None => rollout::held_control_version(cp),
+        };
+    }
+    let ledger = ledger.map(|plan| plan.ledger);
     let ns = validated.namespace.clone();
     let ci = &fleet.control_infrastructure;
     let postgres = match &validated.database {
@@ -107,6 +120,7 @@ async fn reconcile_control_plane(
                 (0, 0),
                 None,
                 None,
+                ledger,
             )
             .await?;
             return Ok(Action::await_change());
@@ -124,7 +138,7 @@ async fn reconcile_control_plane(
         Ok(directory) => directory,
         Err(message) => {
             let verdict = Verdict::new(conditions::READY, false, reason::INVALID_SPEC, message);
-            write_status(ctx, cp, vec![verdict], (0, 0), None, None).await?;
+            write_status(ctx, cp, vec![verdict], (0, 0), None, None, ledger).await?;
             return Ok(Action::await_change());
         }
     };
@@ -178,7 +192,16 @@ async fn reconcile_control_plane(
                 error.to_string(),
             ),
         ];
-        write_status(ctx, cp, verdicts, region_counts(ctx), None, Some(endpoints)).await?;
+        write_status(
+            ctx,
+            cp,
+            verdicts,
+            region_counts(ctx),
+            None,
+            Some(endpoints),
+            ledger,
+        )
+        .await?;
         return Err(error.into());
     }
     let ready = status::deployments_ready(
@@ -219,8 +242,74 @@ async fn reconcile_control_plane(
             ),
         );
     }
-    write_status(ctx, cp, verdicts, counts, running, Some(endpoints)).await?;
-    Ok(Action::requeue(ctx.resync))
+    verdicts.extend(rollout_verdict);
+    write_status(ctx, cp, verdicts, counts, running, Some(endpoints), ledger).await?;
+    Ok(Action::requeue(
+        recheck.map_or(ctx.resync, |r| r.min(ctx.resync)),
+    ))
+}
+
+/// One rollout step (SILOED mode): the plan, the `RolloutValid` verdict and when to step
+/// again. Events of the step are published here; the ledger is written with the status.
+async fn step_rollout(
+    cp: &ControlPlane,
+    ctx: &Context,
+    mode: Mode,
+) -> (
+    Option<silo_rollout::Plan>,
+    Option<Verdict>,
+    Option<std::time::Duration>,
+) {
+    if mode != Mode::Siloed {
+        return (None, None, None);
+    }
+    // The planner drops Regions it does not see from the ledger: until the Region watch has
+    // listed them all (right after a start), the rollout holds where the ledger says.
+    if ctx
+        .stores
+        .regions
+        .wait_until_ready()
+        .now_or_never()
+        .is_none()
+    {
+        return (None, None, Some(std::time::Duration::from_secs(1)));
+    }
+    match rollout::plan(cp, &ctx.stores, k8s_openapi::jiff::Timestamp::now().into()) {
+        Ok(plan) => {
+            rollout::publish(&ctx.recorder, cp, &plan).await;
+            rollout::record(&ctx.metrics, &plan.ledger);
+            let verdict = if plan.empty_groups.is_empty() {
+                Verdict::new(
+                    conditions::ROLLOUT_VALID,
+                    true,
+                    reason::VALID,
+                    "spec.rollout is usable",
+                )
+            } else {
+                Verdict::new(
+                    conditions::ROLLOUT_VALID,
+                    false,
+                    reason::EMPTY_ROLLOUT_GROUP,
+                    format!(
+                        "spec.rollout.groups {} match no Region (they are skipped); fix their selector or category",
+                        plan.empty_groups.join(", ")
+                    ),
+                )
+            };
+            let recheck = plan.recheck;
+            (Some(plan), Some(verdict), recheck)
+        }
+        Err(invalid) => {
+            ctx.metrics.error(CONTROLLER, reason::INVALID_ROLLOUT);
+            let verdict = Verdict::new(
+                conditions::ROLLOUT_VALID,
+                false,
+                reason::INVALID_ROLLOUT,
+                format!("{invalid}; the rollout holds where it is until spec.rollout is fixed"),
+            );
+            (None, Some(verdict), None)
+        }
+    }
 }
 
 async fn write_status(
@@ -230,6 +319,7 @@ async fn write_status(
     (regions, regions_ready): (i32, i32),
     running: Option<String>,
     endpoints: Option<Endpoints>,
+    ledger: Option<silo_api::RolloutStatus>,
 ) -> Result<(), ReconcileError> {
     let previous = cp.status.clone().unwrap_or_default();
     let conditions = status::conditions(
@@ -245,6 +335,7 @@ async fn write_status(
         regions_ready,
         running_version: running.or(previous.running_version.clone()),
         endpoints: endpoints.or(previous.endpoints.clone()),
+        rollout: ledger.or(previous.rollout.clone()),
         // Never applied here: Region finalizers record retired ids under their own field
         // manager, and an apply without the field keeps them.
         retired_snowflake_ids: Default::default(),

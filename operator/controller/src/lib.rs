@@ -11,7 +11,8 @@
 //! Services relay/web, the region directory ConfigMap (mounted as a file that
 //! `SENTRY_REGION_CONFIG` points at) and its secrets. The ControlPlane becomes the control silo
 //! (SILOED) or the monolith (MONOLITH). Adding a Region rewrites every directory ConfigMap and
-//! no pod template, so nothing restarts.
+//! no pod template, so nothing restarts. A change of the ControlPlane's version reaches the
+//! Regions group by group through the rollout ledger (see [`rollout`] and `silo-rollout`).
 
 pub mod apply;
 pub mod backoff;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod pacing;
 pub mod pods;
 pub mod region;
+pub mod rollout;
 pub mod run;
 pub mod silo;
 pub mod status;

@@ -1,5 +1,6 @@
 //! The operator's Prometheus metrics (served on `/metrics`).
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,6 +36,12 @@ pub struct ApplyLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    /// `pending`, `upgrading`, `soaking`, `done`, `failed`, `unreachable` or `pinned`.
+    pub state: &'static str,
+}
+
 /// Every metric of the operator, registered once.
 #[derive(Clone)]
 pub struct Metrics {
@@ -45,6 +52,9 @@ pub struct Metrics {
     pub applies: Family<ApplyLabels, Counter>,
     /// 1 while this replica holds the leader lease (or runs without election).
     pub leader: Gauge,
+    pub rollout_regions: Family<RolloutLabels, Gauge>,
+    /// Seconds from the start of the current rollout to its completion (or to now).
+    pub rollout_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -59,6 +69,8 @@ impl Metrics {
             api_requests: Family::default(),
             applies: Family::default(),
             leader: Gauge::default(),
+            rollout_regions: Family::default(),
+            rollout_seconds: Gauge::default(),
         };
         registry.register(
             "silo_operator_reconciles",
@@ -90,7 +102,23 @@ impl Metrics {
             "1 while this replica holds the leader lease and reconciles, 0 while it is a standby",
             metrics.leader.clone(),
         );
+        registry.register(
+            "silo_operator_rollout_regions",
+            "Regions of the current rollout by state",
+            metrics.rollout_regions.clone(),
+        );
+        registry.register(
+            "silo_operator_rollout_duration_seconds",
+            "Time from the start of the current rollout to its completion (to now while it runs)",
+            metrics.rollout_seconds.clone(),
+        );
         metrics
+    }
+
+    pub fn rollout_regions(&self, state: &'static str, n: i64) {
+        self.rollout_regions
+            .get_or_create(&RolloutLabels { state })
+            .set(n);
     }
 
     pub fn reconciled(&self, controller: &'static str, took: Duration) {

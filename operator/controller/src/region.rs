@@ -7,18 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use silo_api::conditions::{self, reason};
-use silo_api::{ControlPlane, Endpoints, Mode, Region, RegionStatus, Store};
+use silo_api::{ControlPlane, Endpoints, Mode, Region, RegionRollout, RegionStatus, Store};
 
 use crate::build::{self, DesiredSet, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
 use crate::pacing;
+use crate::rollout;
 use crate::silo::{self, Source};
 use crate::status::{self, Verdict};
 use crate::validate::{self, FleetContext, FleetDirectory, ValidateError, ValidatedRegion};
@@ -55,6 +57,8 @@ fn key(region: &Region) -> String {
 /// Everything read for one reconcile, validated.
 struct Plan {
     region: ValidatedRegion,
+    /// The version the rollout gives the Region (also `region.version`).
+    assignment: silo_rollout::Assignment,
     fleet: FleetContext,
     directory: FleetDirectory,
     rpc_secrets: String,
@@ -66,7 +70,9 @@ fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
     let cp = validate::active_control_plane(&control_planes)?;
     let fleet = FleetContext::new(cp);
     let directory = validate::directory::current(&ctx.stores);
-    let validated = validate::validate_region(region, &fleet, &directory)?;
+    let mut validated = validate::validate_region(region, &fleet, &directory)?;
+    let assignment = rollout::assignment(region, cp);
+    validated.version = assignment.version.clone();
     let rpc_secrets = ctx.stores.rpc_secret(&cp.spec.namespace).ok_or_else(|| {
         ValidateError::WaitingForRpcSecret {
             control_plane: cp.name_any(),
@@ -74,6 +80,7 @@ fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
     })?;
     Ok(Plan {
         region: validated,
+        assignment,
         fleet,
         directory,
         rpc_secrets,
@@ -131,7 +138,11 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
             internal: Some(build::region_address(&ns)),
         },
         running: None,
+        rollout: None,
     };
+    let previous_rollout = region.status.as_ref().and_then(|s| s.rollout.as_ref());
+    let now: Time = k8s_openapi::jiff::Timestamp::now().into();
+    let not_serving = silo_rollout::region_rollout(previous_rollout, &plan.assignment, false, &now);
     let infra = match silo::resolve(&ctx.stores, &ns, &sources, infra_spec.retain_on_delete) {
         Ok(infra) => infra,
         Err(invalid) => {
@@ -141,6 +152,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 .status
                 .as_ref()
                 .and_then(|s| s.running_version.clone());
+            desired.rollout = Some(not_serving);
             write_status(
                 ctx,
                 region,
@@ -194,7 +206,16 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                     .as_ref()
                     .and_then(|s| s.running_version.clone());
             }
-            let verdicts = silo::verdicts("region silo", &decision, &infra, ready);
+            let mut verdicts = silo::verdicts("region silo", &decision, &infra, ready);
+            let serving = verdicts.first().is_some_and(|v| v.ok)
+                && desired.running.as_deref() == Some(desired.version.as_str());
+            desired.rollout = Some(silo_rollout::region_rollout(
+                previous_rollout,
+                &plan.assignment,
+                serving,
+                &now,
+            ));
+            verdicts.push(upgrading(&desired));
             let held = write_status(ctx, region, verdicts, Some(desired), true).await?;
             Ok(Action::requeue(held.unwrap_or(ctx.resync)))
         }
@@ -217,6 +238,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 .status
                 .as_ref()
                 .and_then(|s| s.running_version.clone());
+            desired.rollout = Some(not_serving);
             write_status(ctx, region, verdicts, Some(desired), false).await?;
             Err(error)
         }
@@ -247,6 +269,30 @@ struct Desired {
     endpoints: Endpoints,
     /// The version every workload runs and serves, when they do.
     running: Option<String>,
+    /// The Region's part of the rollout.
+    rollout: Option<RegionRollout>,
+}
+
+/// `Upgrading`: whether the Region still moves to the version the rollout gives it.
+fn upgrading(desired: &Desired) -> Verdict {
+    match desired.running.as_deref() {
+        Some(running) if running == desired.version => Verdict::new(
+            conditions::UPGRADING,
+            false,
+            reason::UP_TO_DATE,
+            format!("every workload runs {running}"),
+        ),
+        running => Verdict::new(
+            conditions::UPGRADING,
+            true,
+            reason::UPGRADING,
+            format!(
+                "moving to {} (running: {})",
+                desired.version,
+                running.unwrap_or("nothing yet")
+            ),
+        ),
+    }
 }
 
 /// Write the status when it changed; with `pace`, a change of condition messages alone is held
@@ -276,6 +322,10 @@ async fn write_status(
         },
         namespace: desired.as_ref().map(|d| d.namespace.clone()),
         endpoints: desired.as_ref().map(|d| d.endpoints.clone()),
+        rollout: match &desired {
+            Some(d) => d.rollout.clone(),
+            None => previous.rollout.clone(),
+        },
         address: desired.and_then(|d| d.address),
         conditions,
     };

@@ -10,7 +10,7 @@ use futures::channel::mpsc;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, WatchStreamExt};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Config};
 use prometheus_client::registry::Registry;
 use silo_runtime::Shutdown;
@@ -29,7 +29,7 @@ use crate::pacing::StatusPacer;
 use crate::pods::{self, PodProblems};
 use crate::stores::{self, Routes, Stores};
 use crate::synced::Synced;
-use crate::{controlplane, region, validate};
+use crate::{controlplane, region, rollout, validate};
 
 /// The operator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +188,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let external = Arc::new(tokio::sync::Notify::new());
     let tracker = Arc::new(Tracker::default());
     let readiness = silo_runtime::Readiness::new();
+    let moved_regions = region_tx.clone();
     let routes = Routes {
         regions: region_tx,
         control_planes: cp_tx,
@@ -215,9 +216,23 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         fleet,
         external,
         args.fleet_debounce,
-        regions_all_tx,
+        regions_all_tx.clone(),
         cp_all_tx,
     ));
+
+    // Each ledger the ControlPlane watch delivers (after the store holds it) re-runs the
+    // Regions it moved.
+    let (ledger_tx, ledger_rx) = mpsc::unbounded();
+    tokio::spawn(rollout::moves_task(
+        ledger_rx,
+        moved_regions,
+        regions_all_tx.clone(),
+    ));
+    let cp_stream = primary.control_planes.inspect(move |event| {
+        if let Ok(watcher::Event::Apply(cp) | watcher::Event::InitApply(cp)) = event {
+            let _ = ledger_tx.unbounded_send(cp.status.as_ref().and_then(|s| s.rollout.clone()));
+        }
+    });
 
     let reporter = Reporter {
         controller: "silo-operator".to_owned(),
@@ -253,19 +268,17 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         })
         .run(region::reconcile, region::error_policy, ctx.clone())
         .for_each(|_| ready(()));
-    let control_planes = Controller::for_stream(
-        primary.control_planes.applied_objects(),
-        stores.control_planes.clone(),
-    )
-    .with_config(controller_config)
-    .reconcile_on(cp_rx)
-    .reconcile_all_on(cp_all_rx)
-    .graceful_shutdown_on({
-        let s = shutdown.clone();
-        async move { s.wait().await }
-    })
-    .run(controlplane::reconcile, controlplane::error_policy, ctx)
-    .for_each(|_| ready(()));
+    let control_planes =
+        Controller::for_stream(cp_stream.applied_objects(), stores.control_planes.clone())
+            .with_config(controller_config)
+            .reconcile_on(cp_rx)
+            .reconcile_all_on(cp_all_rx)
+            .graceful_shutdown_on({
+                let s = shutdown.clone();
+                async move { s.wait().await }
+            })
+            .run(controlplane::reconcile, controlplane::error_policy, ctx)
+            .for_each(|_| ready(()));
 
     let http = silo_runtime::serve(
         args.listen,

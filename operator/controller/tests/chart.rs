@@ -71,8 +71,18 @@ async fn chart_renders_and_passes_server_side_dry_run() {
 
     // Least privilege: no wildcards, no verbs beyond what the operator sends.
     let roles: Vec<ClusterRole> = chart_objects(&rendered, "ClusterRole");
+    let approver = roles
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("silo-operator-rollout-approver"))
+        .expect("the chart ships the rollout approver role");
+    assert_eq!(
+        approver.rules.as_ref().map(|r| r[0].resources.clone()),
+        Some(Some(vec!["controlplanes".to_owned()])),
+        "approvers patch ControlPlanes only"
+    );
     for rule in roles
         .iter()
+        .filter(|r| r.metadata.name.as_deref() == Some(SERVICE_ACCOUNT))
         .flat_map(|r| r.rules.clone().unwrap_or_default())
     {
         for verb in &rule.verbs {

@@ -32,6 +32,7 @@ pub fn control_plane() -> ControlPlane {
             pods: Default::default(),
             infrastructure: Default::default(),
             urls: Default::default(),
+            rollout: Default::default(),
             released_snowflake_ids: Vec::new(),
         },
     )

@@ -6,6 +6,8 @@
 //!            ─► wait all Deployments Available ─► delete, wait gone
 //!  operator: start silo-operator ─► apply ControlPlane + N Regions ─► wait all Ready
 //!            ─► count its writes (/metrics) ─► idle --steady ─► requests/min, writes, peak RSS
+//!  rollout (--rollout): one Region upgraded alone ─► spec.version across the fleet in waves,
+//!            SIGKILL halfway ─► time against waves x (one Region + soak), writes, RSS
 //! ```
 //!
 //! Run against an empty cluster (see `e2e/bench-operator.sh`). Prints figures and ratios;
@@ -14,6 +16,7 @@
 mod cluster;
 mod fleet;
 mod operator;
+mod rollout;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -54,6 +57,22 @@ struct Args {
     /// Skip the baseline (operator figures only).
     #[arg(long, env = "SILO_BENCH_NO_BASELINE")]
     no_baseline: bool,
+    /// After convergence, roll a new version out across the fleet.
+    #[arg(long, env = "SILO_BENCH_ROLLOUT")]
+    rollout: bool,
+    /// The rollout's `maxConcurrency` per group.
+    #[arg(long, env = "SILO_BENCH_ROLLOUT_CONCURRENCY", default_value_t = 100)]
+    rollout_concurrency: usize,
+    /// The rollout's `minSuccessTime`.
+    #[arg(long, env = "SILO_BENCH_SOAK", default_value = "10s", value_parser = parse_duration)]
+    soak: Duration,
+}
+
+fn operator_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    Ok(match &args.operator {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("silo-operator"),
+    })
 }
 
 async fn client(args: &Args) -> anyhow::Result<Client> {
@@ -111,10 +130,7 @@ struct OperatorRun {
 }
 
 async fn operator_run(client: &Client, args: &Args) -> anyhow::Result<OperatorRun> {
-    let binary = match &args.operator {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("silo-operator"),
-    };
+    let binary = operator_binary(args)?;
     let log = std::env::temp_dir().join("silo-operator-bench.log");
     let operator = Operator::start(
         &binary,
@@ -207,7 +223,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Some(baseline(&client, &args).await?)
     };
-    let run = operator_run(&client, &args).await?;
+    let mut run = operator_run(&client, &args).await?;
+    let rolled = if args.rollout {
+        let binary = operator_binary(&args)?;
+        let settings = rollout::Settings {
+            concurrency: args.rollout_concurrency,
+            soak: args.soak,
+            timeout: args.timeout,
+            binary: &binary,
+            kubeconfig: args.kubeconfig.as_deref(),
+            port: args.port,
+            reconcile_concurrency: args.concurrency,
+        };
+        Some(rollout::run(&client, &mut run.operator, &settings).await?)
+    } else {
+        None
+    };
 
     println!(
         "silo-operator-bench: {} Regions, concurrency {}",
@@ -239,6 +270,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "  operator peak RSS         {:>9.1} MiB (now {:.1} MiB; target < 100 MiB at 1000)",
         run.peak_rss_mib, run.rss_mib
     );
+    if let Some(figures) = &rolled {
+        rollout::print(figures, args.soak, args.rollout_concurrency);
+    }
     let teardown = cluster::delete_fleet(&client, args.timeout).await?;
     eprintln!("[bench] fleet deleted in {:.1}s", teardown.as_secs_f64());
     drop(run.operator);

@@ -81,6 +81,12 @@ impl Operator {
         Ok((all, writes, child_writes(&body)))
     }
 
+    /// SIGKILL the process and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Peak and current resident set size in MiB (`VmHWM`, `VmRSS`).
     pub fn memory_mib(&self) -> anyhow::Result<(f64, f64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
