@@ -66,10 +66,25 @@ fn listed(l: &RolloutStatus) -> HashMap<&str, Assignment> {
 /// what the Region last ran, or the fleet's version for a new Region).
 pub fn version_for(ledger: Option<&RolloutStatus>, name: &str) -> Option<Assignment> {
     let l = ledger?;
-    Some(listed(l).remove(name).unwrap_or_else(|| Assignment {
-        version: unlisted(l).to_owned(),
-        started: None,
-    }))
+    let at = |version: &str, started: Option<&Time>| Assignment {
+        version: version.to_owned(),
+        started: started.cloned(),
+    };
+    let unlisted = unlisted(l);
+    if unlisted == l.target_version {
+        return Some(at(unlisted, None));
+    }
+    // The same precedence as `listed`: reverting over in flight over upgraded and failed.
+    if let Some(r) = l.reverting.iter().find(|r| r.name == name) {
+        let previous = l.previous_version.as_deref().unwrap_or_default();
+        return Some(at(previous, Some(&r.started)));
+    }
+    if let Some(r) = l.in_flight.iter().find(|r| r.name == name) {
+        return Some(at(&l.target_version, Some(&r.started)));
+    }
+    let moved = l.upgraded.iter().any(|r| r == name)
+        || (!rolling_back(l) && l.failed.iter().any(|f| f.name == name));
+    Some(at(if moved { &l.target_version } else { unlisted }, None))
 }
 
 /// Regions whose assignment differs between two ledgers: `None` means every Region.

@@ -176,7 +176,7 @@ fn observe(
     });
     if let Some(since) = own.and_then(|r| r.available_since.as_ref()) {
         let from = time::millis(since).max(time::millis(&step.started));
-        let until = from.saturating_add(i64::try_from(soak.as_millis()).unwrap_or(i64::MAX));
+        let until = time::add(from, soak);
         return if time::millis(now) >= until {
             Observed::Done
         } else {
@@ -215,6 +215,28 @@ fn fresh(target: &str, previous: Option<String>, now: &Time) -> RolloutStatus {
     }
 }
 
+/// Which list of the ledger names a Region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    InFlight,
+    Failed,
+    Upgraded,
+}
+
+type Places<'l> = HashMap<&'l str, Place>;
+
+/// Every Region the ledger moved, by name (a name in two lists counts as the later one here:
+/// upgraded over failed over in flight).
+fn places(l: &RolloutStatus) -> Places<'_> {
+    let in_flight = l
+        .in_flight
+        .iter()
+        .map(|r| (r.name.as_str(), Place::InFlight));
+    let failed = l.failed.iter().map(|r| (r.name.as_str(), Place::Failed));
+    let upgraded = l.upgraded.iter().map(|r| (r.as_str(), Place::Upgraded));
+    in_flight.chain(failed).chain(upgraded).collect()
+}
+
 /// Work state of one step.
 struct Step<'a> {
     s: &'a Snapshot<'a>,
@@ -233,20 +255,14 @@ impl Step<'_> {
         self.recheck = Some(self.recheck.map_or(at, |r| r.min(at)));
     }
 
-    fn started(&self, name: &str) -> bool {
-        self.l.in_flight.iter().any(|r| r.name == name)
-            || self.l.upgraded.iter().any(|r| r == name)
-            || self.l.failed.iter().any(|r| r.name == name)
+    fn group_started(&self, k: usize, places: &Places<'_>) -> bool {
+        self.members[k].iter().any(|n| places.contains_key(n))
     }
 
-    fn group_started(&self, k: usize) -> bool {
-        self.members[k].iter().any(|n| self.started(n))
-    }
-
-    fn group_finished(&self, k: usize) -> bool {
-        self.members[k].iter().all(|n| {
-            self.l.upgraded.iter().any(|r| r == n) || self.l.failed.iter().any(|r| r.name == *n)
-        })
+    fn group_finished(&self, k: usize, places: &Places<'_>) -> bool {
+        self.members[k]
+            .iter()
+            .all(|n| matches!(places.get(n), Some(Place::Upgraded | Place::Failed)))
     }
 
     /// Drop Regions that are gone or pinned from every list.
@@ -326,12 +342,13 @@ impl Step<'_> {
 
     /// Start Regions of the first unfinished group, within its concurrency.
     fn progress(&mut self) {
-        let Some(k) = (0..self.members.len()).find(|&k| !self.group_finished(k)) else {
+        let places = places(&self.l);
+        let Some(k) = (0..self.members.len()).find(|&k| !self.group_finished(k, &places)) else {
             return self.control_step();
         };
         let group = &self.s.strategy.groups[k];
         let name = group.name.clone();
-        let started = self.group_started(k);
+        let started = self.group_started(k, &places);
         if self.s.strategy.paused {
             let n = self.l.in_flight.len();
             return self.set_phase(
@@ -354,12 +371,17 @@ impl Step<'_> {
         }
         let size = self.members[k].len();
         let cap = group.concurrency(size);
-        let members = self.members[k].clone();
+        let members = &self.members[k];
         let in_flight = members
             .iter()
-            .filter(|n| self.l.in_flight.iter().any(|r| r.name == **n))
+            .filter(|n| places.get(*n) == Some(&Place::InFlight))
             .count();
-        let pending: Vec<&str> = members.into_iter().filter(|n| !self.started(n)).collect();
+        let pending: Vec<&str> = members
+            .iter()
+            .copied()
+            .filter(|n| !places.contains_key(n))
+            .collect();
+        drop(places);
         let starting = cap.saturating_sub(in_flight).min(pending.len());
         if starting > 0 && !started {
             self.events.push(Event::GroupStarted {
@@ -417,21 +439,21 @@ impl Step<'_> {
                 });
             }
         }
-        let moved = |l: &RolloutStatus, n: &str| {
-            l.upgraded.iter().any(|r| r == n) || l.in_flight.iter().any(|r| r.name == n)
-        };
-        if let Some(k) = (0..self.members.len())
+        let places = places(&self.l);
+        let moved = |n: &&str| matches!(places.get(n), Some(Place::Upgraded | Place::InFlight));
+        let last = (0..self.members.len())
             .rev()
-            .find(|&k| self.members[k].iter().any(|n| moved(&self.l, n)))
-        {
+            .find(|&k| self.members[k].iter().any(moved));
+        if let Some(k) = last {
             let cap = self.s.strategy.groups[k].concurrency(self.members[k].len());
             let slots = cap.saturating_sub(self.l.reverting.len());
             let sending: Vec<String> = self.members[k]
                 .iter()
-                .filter(|n| moved(&self.l, n))
+                .filter(|n| moved(n))
                 .take(slots)
                 .map(|n| (*n).to_owned())
                 .collect();
+            drop(places);
             for n in sending {
                 self.l.upgraded.retain(|r| *r != n);
                 self.l.in_flight.retain(|r| r.name != n);
@@ -458,6 +480,7 @@ impl Step<'_> {
     }
 
     fn count(&mut self) {
+        let places = places(&self.l);
         let mut groups = Vec::with_capacity(self.members.len());
         for (k, members) in self.members.iter().enumerate() {
             let group = &self.s.strategy.groups[k];
@@ -470,29 +493,25 @@ impl Step<'_> {
                 ..Default::default()
             };
             for n in members {
-                let counter = if self.l.upgraded.iter().any(|r| r == n) {
-                    &mut g.done
-                } else if self.l.failed.iter().any(|r| r.name == *n) {
-                    &mut g.failed
-                } else if self.unreachable.contains(*n) {
-                    &mut g.unreachable
-                } else if self.soaking.contains(*n) {
-                    &mut g.soaking
-                } else if self.l.in_flight.iter().any(|r| r.name == *n) {
-                    &mut g.upgrading
-                } else {
-                    &mut g.pending
+                let counter = match places.get(n) {
+                    Some(Place::Upgraded) => &mut g.done,
+                    Some(Place::Failed) => &mut g.failed,
+                    _ if self.unreachable.contains(*n) => &mut g.unreachable,
+                    _ if self.soaking.contains(*n) => &mut g.soaking,
+                    Some(Place::InFlight) => &mut g.upgrading,
+                    None => &mut g.pending,
                 };
                 *counter += 1;
             }
             groups.push(g);
         }
+        drop(places);
         // Compare with the last ledger: a group whose Regions are now all done or failed.
+        let before = self
+            .s
+            .ledger
+            .filter(|l| l.target_version == self.l.target_version);
         for g in &groups {
-            let before = self
-                .s
-                .ledger
-                .filter(|l| l.target_version == self.l.target_version);
             let was_finished = before
                 .and_then(|l| l.groups.iter().find(|o| o.name == g.name))
                 .is_some_and(|o| o.done + o.failed == o.total);
@@ -550,10 +569,10 @@ pub fn step(s: &Snapshot<'_>) -> Plan {
         members[k].push(r.name.as_str());
         group_of.insert(r.name.as_str(), k);
     }
-    let empty_groups = s.strategy.groups[..s.strategy.groups.len().saturating_sub(1)]
+    let empty_groups = s.strategy.groups[..s.strategy.spec_groups]
         .iter()
         .zip(&members)
-        .filter(|(g, m)| m.is_empty() && g.name != "multi-tenant" && g.name != "single-tenant")
+        .filter(|(_, m)| m.is_empty())
         .map(|(g, _)| g.name.clone())
         .collect();
     let mut st = Step {

@@ -93,6 +93,8 @@ impl Group {
 pub struct Strategy {
     /// In rollout order, the operator's own groups last.
     pub groups: Vec<Group>,
+    /// How many of `groups` come from `spec.rollout.groups` (the first ones).
+    pub spec_groups: usize,
     pub max_failures: Amount,
     pub progress_deadline: Duration,
     pub paused: bool,
@@ -140,6 +142,7 @@ impl Strategy {
             )?);
         }
         Ok(Self {
+            spec_groups: spec.groups.len(),
             groups,
             max_failures: Amount::parse(&spec.max_failures, "spec.rollout.maxFailures")?,
             progress_deadline: parse_duration(

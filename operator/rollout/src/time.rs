@@ -9,7 +9,11 @@ pub fn millis(t: &Time) -> i64 {
 }
 
 pub fn plus(t: &Time, d: Duration) -> i64 {
-    millis(t).saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    add(millis(t), d)
+}
+
+pub fn add(ms: i64, d: Duration) -> i64 {
+    ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// How long from `now` until `at` (zero when past).
