@@ -78,6 +78,19 @@ require() {
     command -v "$1" >/dev/null 2>&1 || die "required tool '$1' not found: $2"
 }
 
+# require_package TOOL PACKAGE: TOOL from Debian's PACKAGE, installed with apt-get when it is
+# missing and this runs as root (as the node's packages are); otherwise names the command.
+require_package() {
+    if ! command -v "$1" >/dev/null 2>&1 && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing Debian package $2 (for '$1')"
+        mkdir -p "$SILO_CACHE"
+        { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$2"; } \
+            >"$SILO_CACHE/apt-images.log" 2>&1 ||
+            die "apt-get install $2 failed, see $SILO_CACHE/apt-images.log"
+    fi
+    require "$1" "apt-get update && apt-get install -y $2"
+}
+
 # sha256 of a directory tree: names, types, modes, link targets and file contents.
 tree_digest() {
     (
@@ -224,7 +237,7 @@ apt_sources() {
 debian_rootfs() {
     local kind="$1" packages="$2" hook="$3"
     shift 3
-    require mmdebstrap "apt-get update && apt-get install -y mmdebstrap"
+    require_package mmdebstrap mmdebstrap
     local codename
     # shellcheck disable=SC1091
     codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"

@@ -14,21 +14,22 @@ use crate::{Error, StepContext};
 /// `psql` in a region's Postgres pod (local socket, as the image's superuser); the output,
 /// trimmed (`-tA`: values only).
 pub fn psql(tools: &Tools, namespace: &str, sql: &str) -> Result<String, Error> {
+    psql_in(tools, namespace, "postgres-0", "silo", "silo", sql)
+}
+
+/// `psql` in the `postgres` container of `target` (a pod, or e.g. `deploy/postgres`) as `user`
+/// on `database`, over the local socket; the output, trimmed (`-tA`: values only).
+pub fn psql_in(
+    tools: &Tools,
+    namespace: &str,
+    target: &str,
+    user: &str,
+    database: &str,
+    sql: &str,
+) -> Result<String, Error> {
     let out = tools.kubectl(&[
-        "exec",
-        "-n",
-        namespace,
-        "postgres-0",
-        "-c",
-        "postgres",
-        "--",
-        "psql",
-        "-U",
-        "silo",
-        "-d",
-        "silo",
-        "-tAc",
-        sql,
+        "exec", "-n", namespace, target, "-c", "postgres", "--", "psql", "-U", user, "-d",
+        database, "-tAc", sql,
     ])?;
     Ok(out.trim().to_owned())
 }

@@ -55,7 +55,6 @@ fn watch(client: &kube::Client) -> Seen {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not yet run on the real node; run with `e2e/test.sh -p silo-e2e-pods --test rollout -- --ignored`"]
 async fn a_rollout_moves_full_regions_one_by_one_behind_their_migrations() -> Result<(), Error> {
     let scenario = Scenario::start().await?;
     let (client, tools, settings) = (scenario.client.clone(), &scenario.tools, &scenario.settings);

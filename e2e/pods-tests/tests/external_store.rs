@@ -1,0 +1,206 @@
+//! A Region on a Postgres the platform team runs, on the real node: a Secret in the operator's
+//! namespace with Service-Binding keys names it; the operator runs no Postgres of its own for
+//! that region, its migration Job migrates the external database, an SDK event sent to its
+//! relay lands there, and deleting the Region leaves the external database and its data alone.
+//!
+//! Needs what `regions.rs` needs.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use silo_api::Region;
+use silo_e2e_pods::fleet;
+use silo_e2e_pods::scenario::Scenario;
+use silo_e2e_pods::wait::{self, Check};
+use silo_e2e_pods::{Error, StepContext, operator, postgres, stores};
+use silo_pipeline_tests::api::Api as SiloApi;
+use silo_pipeline_tests::sdk::{EnvelopeSender, Sdk};
+
+const CONTROL_PLANE: &str = "e2e-external";
+const CONTROL_NS: &str = "e2e-external-control";
+/// Where the "platform team's" database runs: a namespace of its own, not the region's.
+const DATABASE_NS: &str = "e2e-external-db";
+const SECRET: &str = "e2e-external-postgres";
+const REGION: &str = "ext";
+const READY: Duration = fleet::READY;
+
+fn unexpected(message: impl Into<String>) -> Error {
+    Error::Unexpected(message.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
+    let scenario = Scenario::start().await?;
+    let (client, tools, settings) = (scenario.client.clone(), &scenario.tools, &scenario.settings);
+    let apply = PatchParams::apply("silo-e2e-pods").force();
+
+    // 1. The external database, in a namespace the operator does not manage, and its Secret
+    //    (host, port, username, password, database) in the operator's namespace.
+    let namespace: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DATABASE_NS},
+    }))
+    .map_err(|e| unexpected(e.to_string()))?;
+    Api::<Namespace>::all(client.clone())
+        .patch(DATABASE_NS, &apply, &Patch::Apply(&namespace))
+        .await
+        .step("apply the external database's namespace")?;
+    let database = postgres::start(&client, DATABASE_NS, settings).await?;
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": operator::NAMESPACE},
+        "stringData": {
+            "host": format!("{}.{DATABASE_NS}.svc", postgres::NAME),
+            "port": "5432",
+            "username": postgres::USER,
+            "password": database.password,
+            "database": postgres::DATABASE,
+        },
+    }))
+    .map_err(|e| unexpected(e.to_string()))?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), operator::NAMESPACE);
+    secrets
+        .patch(SECRET, &apply, &Patch::Apply(&secret))
+        .await
+        .step("apply the external Postgres Secret")?;
+
+    // 2. A Region on it: Ready, with managed Redis and Kafka but no Postgres of its own.
+    fleet::apply_control_plane(
+        &client,
+        settings,
+        CONTROL_PLANE,
+        "SILOED",
+        CONTROL_NS,
+        &settings.image_tag,
+    )
+    .await?;
+    fleet::apply_region_spec(
+        &client,
+        REGION,
+        json!({
+            "snowflakeId": 41,
+            "infrastructure": {"postgres": {"external": {"secretName": SECRET}}},
+        }),
+    )
+    .await?;
+    fleet::wait_region_ready(&client, REGION, READY)
+        .await
+        .map_err(|e| unexpected(format!("{e}\noperator log:\n{}", operator::logs(tools))))?;
+    fleet::wait_control_plane_ready(&client, CONTROL_PLANE, READY).await?;
+    let ns = format!("region-{REGION}");
+    for (store, expected) in [("postgres", 0), ("redis", 1), ("kafka", 1)] {
+        let pods =
+            fleet::running_pods(&client, &ns, &format!("app.kubernetes.io/name={store}")).await?;
+        assert_eq!(pods.len(), expected, "{ns}: {store} pods {pods:?}");
+    }
+    let external_psql = |sql: &str| {
+        stores::psql_in(
+            tools,
+            DATABASE_NS,
+            &format!("deploy/{}", postgres::NAME),
+            postgres::USER,
+            postgres::DATABASE,
+            sql,
+        )
+    };
+    let migrations: i64 = external_psql("select count(*) from _sqlx_migrations where success")?
+        .parse()
+        .map_err(|e| unexpected(format!("migration count: {e}")))?;
+    assert!(
+        migrations > 0,
+        "the region's migration Job migrated the external database"
+    );
+    println!("external database: {migrations} migrations applied by the region's Job");
+
+    // 3. An organization in the region through the gateway; an SDK event to its relay is
+    //    grouped, and stored in the external database.
+    let token = fleet::secret_value(&client, CONTROL_NS, "silo-bootstrap-token", "token").await?;
+    let gateway = tools.port_forward(CONTROL_NS, "svc/web", 8000).await?;
+    let api = SiloApi::new(gateway.url.clone(), token.clone());
+    fleet::post_until_created(
+        &gateway.url,
+        &token,
+        "/api/0/organizations/",
+        json!({"name": "Acme External", "slug": "acme-ext", "region": REGION}),
+    )
+    .await?;
+    api.create_project("acme-ext", "billing").await;
+    let key = api.create_key("acme-ext", "billing").await;
+    let dsn = key["dsn"]["public"]
+        .as_str()
+        .ok_or_else(|| unexpected(format!("no DSN in {key}")))?
+        .to_owned();
+    let relay = tools.port_forward(&ns, "svc/relay", 3000).await?;
+    let sender = EnvelopeSender::new(
+        &relay.url,
+        dsn.rsplit('/').next().unwrap_or_default(),
+        key["public"].as_str().unwrap_or_default(),
+    );
+    fleet::wait_accepting(&sender).await?;
+    let sdk = Sdk::new(&fleet::dsn_via(&dsn, &relay.url)?);
+    let id = sdk.capture_message(
+        "invoice failed on the external database",
+        sentry::Level::Error,
+    );
+    assert!(sdk.flush(Duration::from_secs(30)), "the SDK could not send");
+    fleet::wait_issue_count(
+        &api,
+        "acme-ext",
+        "billing",
+        "invoice failed on the external database",
+        1,
+    )
+    .await
+    .map_err(|e| unexpected(format!("{e}\n{}", fleet::silo_logs(tools, &ns))))?;
+    let event = format!(
+        "select count(*) from events where replace(event_id::text, '-', '') = '{}'",
+        id.simple()
+    );
+    assert_eq!(
+        external_psql(&event)?,
+        "1",
+        "the event is in the external database"
+    );
+    drop((relay, gateway));
+
+    // 4. Deleting the Region removes what the operator made, never the external data.
+    Api::<Region>::all(client.clone())
+        .delete(REGION, &DeleteParams::default())
+        .await
+        .step("delete the Region")?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait::until(&format!("namespace {ns} to be gone"), READY, || async {
+        Ok(match namespaces.get_opt(&ns).await? {
+            None => Check::Done(()),
+            Some(n) => Check::Pending(format!("{:?}", n.status)),
+        })
+    })
+    .await?;
+    assert_eq!(
+        external_psql("select count(*) from organizations where slug = 'acme-ext'")?,
+        "1",
+        "the external database keeps the region's data"
+    );
+    assert_eq!(external_psql(&event)?, "1");
+    assert!(
+        secrets
+            .get_opt(SECRET)
+            .await
+            .step("get the Secret")?
+            .is_some(),
+        "the platform team's Secret is theirs: the operator leaves it"
+    );
+
+    operator::still_ready(&client).await?;
+    fleet::clean_fleet(&client).await?;
+    secrets
+        .delete(SECRET, &DeleteParams::default())
+        .await
+        .step("delete the external Postgres Secret")?;
+    namespaces
+        .delete(DATABASE_NS, &DeleteParams::default())
+        .await
+        .step("delete the external database's namespace")?;
+    Ok(())
+}
