@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -321,6 +321,30 @@ pub async fn wait_issue_count(
         },
     )
     .await?)
+}
+
+/// A sender of raw envelopes to `relay_url` (a port-forward to a relay) for the project of
+/// `dsn`, authenticated with the public key of `key` (a project key as the API answers it).
+pub fn envelope_sender(relay_url: &str, dsn: &str, key: &Value) -> EnvelopeSender {
+    EnvelopeSender::new(
+        relay_url,
+        dsn.rsplit('/').next().unwrap_or_default(),
+        key["public"].as_str().unwrap_or_default(),
+    )
+}
+
+/// Wait until Namespace `name` is gone.
+pub async fn wait_namespace_gone(client: &Client, name: &str) -> Result<(), Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    Ok(
+        wait::until(&format!("namespace {name} to be gone"), READY, || async {
+            Ok(match namespaces.get_opt(name).await? {
+                None => Check::Done(()),
+                Some(ns) => Check::Pending(format!("{:?}", ns.status)),
+            })
+        })
+        .await?,
+    )
 }
 
 /// Wait until relay accepts an event again (its own, titled apart from the load).

@@ -13,10 +13,9 @@ use serde_json::json;
 use silo_api::Region;
 use silo_e2e_pods::fleet;
 use silo_e2e_pods::scenario::Scenario;
-use silo_e2e_pods::wait::{self, Check};
 use silo_e2e_pods::{Error, StepContext, operator, postgres, stores};
 use silo_pipeline_tests::api::Api as SiloApi;
-use silo_pipeline_tests::sdk::{EnvelopeSender, Sdk};
+use silo_pipeline_tests::sdk::Sdk;
 
 const CONTROL_PLANE: &str = "e2e-external";
 const CONTROL_NS: &str = "e2e-external-control";
@@ -132,11 +131,7 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         .ok_or_else(|| unexpected(format!("no DSN in {key}")))?
         .to_owned();
     let relay = tools.port_forward(&ns, "svc/relay", 3000).await?;
-    let sender = EnvelopeSender::new(
-        &relay.url,
-        dsn.rsplit('/').next().unwrap_or_default(),
-        key["public"].as_str().unwrap_or_default(),
-    );
+    let sender = fleet::envelope_sender(&relay.url, &dsn, &key);
     fleet::wait_accepting(&sender).await?;
     let sdk = Sdk::new(&fleet::dsn_via(&dsn, &relay.url)?);
     let id = sdk.capture_message(
@@ -169,14 +164,7 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         .delete(REGION, &DeleteParams::default())
         .await
         .step("delete the Region")?;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    wait::until(&format!("namespace {ns} to be gone"), READY, || async {
-        Ok(match namespaces.get_opt(&ns).await? {
-            None => Check::Done(()),
-            Some(n) => Check::Pending(format!("{:?}", n.status)),
-        })
-    })
-    .await?;
+    fleet::wait_namespace_gone(&client, &ns).await?;
     assert_eq!(
         external_psql("select count(*) from organizations where slug = 'acme-ext'")?,
         "1",
@@ -198,7 +186,7 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         .delete(SECRET, &DeleteParams::default())
         .await
         .step("delete the external Postgres Secret")?;
-    namespaces
+    Api::<Namespace>::all(client.clone())
         .delete(DATABASE_NS, &DeleteParams::default())
         .await
         .step("delete the external database's namespace")?;

@@ -11,7 +11,7 @@ use silo_e2e_pods::fleet;
 use silo_e2e_pods::scenario::Scenario;
 use silo_e2e_pods::{Error, operator};
 use silo_pipeline_tests::api::Api as SiloApi;
-use silo_pipeline_tests::sdk::{EnvelopeSender, Sdk};
+use silo_pipeline_tests::sdk::Sdk;
 
 const CONTROL_PLANE: &str = "e2e-monolith";
 const NAMESPACE: &str = "e2e-monolith";
@@ -71,11 +71,7 @@ async fn a_monolith_serves_sdk_events_from_one_namespace() -> Result<(), Error> 
     );
 
     let relay = tools.port_forward(NAMESPACE, "svc/relay", 3000).await?;
-    let sender = EnvelopeSender::new(
-        &relay.url,
-        dsn.rsplit('/').next().unwrap_or_default(),
-        key["public"].as_str().unwrap_or_default(),
-    );
+    let sender = fleet::envelope_sender(&relay.url, &dsn, &key);
     // The SDK drops what relay refuses: send once relay accepts (its project config loaded).
     fleet::wait_accepting(&sender).await?;
     let sdk = Sdk::new(&fleet::dsn_via(&dsn, &relay.url)?);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
+use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -59,20 +59,6 @@ async fn deployments(
             (d.name_any(), version, available)
         })
         .collect())
-}
-
-/// Wait until Namespace `name` is gone.
-async fn wait_namespace_gone(client: &Client, name: &str) -> Result<(), Error> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    Ok(
-        wait::until(&format!("namespace {name} to be gone"), READY, || async {
-            Ok(match namespaces.get_opt(name).await? {
-                None => Check::Done(()),
-                Some(ns) => Check::Pending(format!("{:?}", ns.status)),
-            })
-        })
-        .await?,
-    )
 }
 
 /// Whether a file named `name` lies in `dir` or up to three levels below it.
@@ -313,7 +299,7 @@ async fn region_failures_are_named_and_nothing_is_lost() -> Result<(), Error> {
         .delete("kept", &DeleteParams::default())
         .await
         .step("delete Region kept")?;
-    wait_namespace_gone(&client, "region-kept").await?;
+    fleet::wait_namespace_gone(&client, "region-kept").await?;
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     let released = wait::until("kept's volumes to be Released", READY, || async {
         let mut out = Vec::new();
@@ -378,7 +364,7 @@ async fn region_failures_are_named_and_nothing_is_lost() -> Result<(), Error> {
         .delete("stuck", &DeleteParams::default())
         .await
         .step("delete Region stuck")?;
-    wait_namespace_gone(&client, "region-stuck").await?;
+    fleet::wait_namespace_gone(&client, "region-stuck").await?;
     operator::still_ready(&client).await?;
     fleet::clean_fleet(&client).await?;
     Ok(())

@@ -173,11 +173,7 @@ async fn regions_run_on_their_own_stores_and_serve_sdk_events() -> Result<(), Er
 
     // 3. The official SDK sends to de's relay; the issue is read back through the gateway.
     let relay = tools.port_forward("region-de", "svc/relay", 3000).await?;
-    let sender = EnvelopeSender::new(
-        &relay.url,
-        dsn.rsplit('/').next().unwrap_or_default(),
-        key["public"].as_str().unwrap_or_default(),
-    );
+    let sender = fleet::envelope_sender(&relay.url, &dsn, &key);
     // The SDK drops what relay refuses: send once relay accepts (its project config loaded).
     fleet::wait_accepting(&sender).await?;
     let sdk = Sdk::new(&fleet::dsn_via(&dsn, &relay.url)?);
