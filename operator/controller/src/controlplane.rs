@@ -127,11 +127,13 @@ async fn reconcile_control_plane(
         }
     };
     let directory = match validated.mode {
-        Mode::Siloed => Ok(validate::directory::current(&ctx.stores).directory),
+        Mode::Siloed => Ok(validate::directory::current(&ctx.stores).published.clone()),
         Mode::Monolith => {
             let region = fleet.monolith_region.clone().unwrap_or_default();
             let entry = build::monolith_directory_entry(&validated, &region);
-            RegionDirectory::new(vec![entry]).map_err(|e| e.to_string())
+            RegionDirectory::new(vec![entry])
+                .map(|d| build::PublishedDirectory::of(&d))
+                .map_err(|e| e.to_string())
         }
     };
     let directory = match directory {
@@ -227,8 +229,12 @@ async fn reconcile_control_plane(
     };
     let unknown_monolith = match (validated.mode, fleet.monolith_region.as_deref()) {
         (Mode::Siloed, Some(region)) => {
-            let directory = validate::directory::current(&ctx.stores).directory;
-            directory.get(region).is_none().then(|| region.to_owned())
+            let fleet_directory = validate::directory::current(&ctx.stores);
+            fleet_directory
+                .directory
+                .get(region)
+                .is_none()
+                .then(|| region.to_owned())
         }
         _ => None,
     };

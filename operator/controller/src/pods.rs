@@ -128,24 +128,24 @@ impl PodProblems {
         changed
     }
 
-    /// Replace the whole index after a (re-)list of every pod.
-    fn replace(&self, pods: &[Pod]) {
-        let fresh = PodProblems::default();
-        for pod in pods {
-            fresh.update(pod, false);
-        }
+    /// Replace the whole index with `fresh`, built from a (re-)list of every pod.
+    fn replace(&self, fresh: PodProblems) {
         let rebuilt = std::mem::take(&mut *fresh.lock());
         *self.lock() = rebuilt;
     }
 }
 
 /// Watch the operator's pods, keep `problems` current and queue the owner (by its label) of
-/// a pod whose problem appeared, changed or cleared. Pod specs are not kept.
+/// a pod whose problem appeared, changed or cleared. Nothing of a pod is kept but its problem:
+/// a re-list builds a fresh index pod by pod (not a buffer of every listed Pod, which at a
+/// thousand Regions is the largest thing the operator would ever hold).
 pub async fn watch(client: Client, problems: PodProblems, mut routes: Routes) {
     let api: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().labels(&labels::managed_selector());
     let mut stream = watcher(api, config).default_backoff().boxed();
-    let mut listing: Vec<Pod> = Vec::new();
+    let mut listing = PodProblems::default();
+    // Metadata of the listed pods with a problem: their owners are told once the list is done.
+    let mut owners: Vec<ObjectMeta> = Vec::new();
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Apply(pod)) => {
@@ -158,20 +158,34 @@ pub async fn watch(client: Client, problems: PodProblems, mut routes: Routes) {
                     routes.route_labels(&pod.metadata).await;
                 }
             }
-            Ok(watcher::Event::Init) => listing.clear(),
-            Ok(watcher::Event::InitApply(pod)) => listing.push(pod),
+            Ok(watcher::Event::Init) => {
+                listing = PodProblems::default();
+                owners.clear();
+            }
+            Ok(watcher::Event::InitApply(pod)) => {
+                if listing.update(&pod, false) {
+                    owners.push(routing_meta(&pod.metadata));
+                }
+            }
             Ok(watcher::Event::InitDone) => {
-                problems.replace(&listing);
+                problems.replace(std::mem::take(&mut listing));
                 routes.synced.listed("Pod");
                 // Owners of pods with problems learn about them; the rest are unaffected.
-                for pod in std::mem::take(&mut listing) {
-                    if pod_problem(&pod).is_some() {
-                        routes.route_labels(&pod.metadata).await;
-                    }
+                for meta in std::mem::take(&mut owners) {
+                    routes.route_labels(&meta).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying with backoff"),
         }
+    }
+}
+
+/// What routing a pod to its owner reads: namespace and labels.
+fn routing_meta(meta: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        namespace: meta.namespace.clone(),
+        labels: meta.labels.clone(),
+        ..ObjectMeta::default()
     }
 }
 
@@ -258,7 +272,9 @@ mod tests {
         );
         assert!(problems.of("region-us", "web").is_none());
         assert!(!problems.update(&pod("web-2", None, false), false));
-        problems.replace(&[pod("web-3", Some("CrashLoopBackOff"), false)]);
+        let listed = PodProblems::default();
+        assert!(listed.update(&pod("web-3", Some("CrashLoopBackOff"), false), false));
+        problems.replace(listed);
         assert_eq!(
             problems.of("region-us", "web").map(|p| p.reason),
             Some("CrashLoopBackOff".to_owned())

@@ -60,7 +60,7 @@ struct Plan {
     /// The version the rollout gives the Region (also `region.version`).
     assignment: silo_rollout::Assignment,
     fleet: FleetContext,
-    directory: FleetDirectory,
+    directory: Arc<FleetDirectory>,
     rpc_secrets: String,
 }
 
@@ -169,7 +169,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         build::build_region(
             &plan.region,
             &plan.fleet,
-            &plan.directory.directory,
+            &plan.directory.published,
             &plan.rpc_secrets,
             &infra,
             gate,
@@ -548,7 +548,7 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
         return Ok(wait);
     }
     let directory = validate::directory::current(&ctx.stores);
-    let hash = build::directory_hash(&directory.directory);
+    let hash = directory.published.hash.clone();
     let stale = stale_directories(ctx, &name, &hash);
     if !stale.is_empty() {
         tracing::info!(region = %name, waiting_for = stale.len(), "waiting for directories to drop the region");

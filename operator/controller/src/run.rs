@@ -293,9 +293,18 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         let _ = stores.namespaces.wait_until_ready().await;
         tokio::join!(regions, control_planes)
     };
+    // A server that cannot start (its port taken) stops the operator at once: running without
+    // probes and metrics would look healthy to nobody and be scraped by whoever holds the port.
     let work = async {
-        let (served, ((), ())) = tokio::join!(http, controllers);
-        served
+        tokio::pin!(http, controllers);
+        tokio::select! {
+            served = &mut http => {
+                served?;
+                controllers.await;
+                Ok(())
+            }
+            _ = &mut controllers => http.await,
+        }
     };
     tokio::select! {
         served = work => {

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!   watch (label managed-by=silo-operator) ─► strip ─► store ─► owner ref ─► Region / ControlPlane queue
+//!                                                        ├─► owner index (owned_by, for pruning)
 //!                                                        └─► deletions forget the tracker entry
 //! ```
 
@@ -26,7 +27,9 @@ use silo_api::{ControlPlane, Region};
 use crate::build::{ChildKey, ChildKind};
 use crate::drift::{Observed, Tracker, observed_from, stash_fields};
 use crate::labels;
+use crate::owners::OwnerIndex;
 use crate::synced::Synced;
+use crate::validate::directory::DirectoryCache;
 
 /// Stores of everything the operator watches.
 #[derive(Clone)]
@@ -50,6 +53,10 @@ pub struct Stores {
     pub external_secrets: Store<Secret>,
     /// The namespace `external_secrets` watches.
     pub operator_namespace: String,
+    /// Children by owner label, from the same watch events as the child stores.
+    pub owners: Arc<OwnerIndex>,
+    /// The fleet directory last built from these stores.
+    pub directory_cache: Arc<DirectoryCache>,
 }
 
 impl Stores {
@@ -107,82 +114,10 @@ impl Stores {
             .get(&ObjectRef::new(name).within(&self.operator_namespace))
     }
 
-    /// Every child carrying label `owner_label=owner`, as keys.
+    /// Every child carrying label `owner_label=owner`, as keys (from the owner index: what
+    /// that owner has, not a scan of every child of the fleet).
     pub fn owned_by(&self, owner_label: &str, owner: &str) -> Vec<ChildKey> {
-        fn collect<K: Resource>(
-            out: &mut Vec<ChildKey>,
-            kind: ChildKind,
-            items: Vec<Arc<K>>,
-            owner_label: &str,
-            owner: &str,
-        ) {
-            for item in items {
-                let meta = item.meta();
-                let owned = meta
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(owner_label))
-                    .is_some_and(|v| v == owner);
-                if owned {
-                    out.push(ChildKey {
-                        kind,
-                        namespace: meta.namespace.clone().unwrap_or_default(),
-                        name: meta.name.clone().unwrap_or_default(),
-                    });
-                }
-            }
-        }
-        let mut out = Vec::new();
-        collect(
-            &mut out,
-            ChildKind::Deployment,
-            self.deployments.state(),
-            owner_label,
-            owner,
-        );
-        collect(
-            &mut out,
-            ChildKind::Service,
-            self.services.state(),
-            owner_label,
-            owner,
-        );
-        collect(
-            &mut out,
-            ChildKind::StatefulSet,
-            self.stateful_sets.state(),
-            owner_label,
-            owner,
-        );
-        collect(
-            &mut out,
-            ChildKind::Job,
-            self.jobs.state(),
-            owner_label,
-            owner,
-        );
-        collect(
-            &mut out,
-            ChildKind::ConfigMap,
-            self.configmaps.state(),
-            owner_label,
-            owner,
-        );
-        collect(
-            &mut out,
-            ChildKind::Secret,
-            self.secrets.state(),
-            owner_label,
-            owner,
-        );
-        collect(
-            &mut out,
-            ChildKind::Namespace,
-            self.namespaces.state(),
-            owner_label,
-            owner,
-        );
-        out
+        self.owners.owned_by(owner_label, owner)
     }
 
     /// The RPC secret list of the ControlPlane whose namespace is `namespace`.
@@ -357,6 +292,7 @@ async fn drive_child<K>(
     stream: Watch<K>,
     kind: ChildKind,
     tracker: Arc<Tracker>,
+    owners: Arc<OwnerIndex>,
     mut routes: Routes,
 ) where
     K: Resource + Send + 'static,
@@ -373,6 +309,7 @@ async fn drive_child<K>(
                     routes.fleet.notify_one();
                 }
                 let meta = obj.meta();
+                owners.applied(kind, meta);
                 tracker.saw(
                     &ChildKey {
                         kind,
@@ -388,6 +325,7 @@ async fn drive_child<K>(
                     routes.fleet.notify_one();
                 }
                 let meta = obj.meta();
+                owners.deleted(kind, meta);
                 tracker.forget(&ChildKey {
                     kind,
                     namespace: meta.namespace.clone().unwrap_or_default(),
@@ -395,11 +333,13 @@ async fn drive_child<K>(
                 });
                 routes.route(meta).await;
             }
+            Ok(watcher::Event::Init) => owners.relist_started(kind),
+            Ok(watcher::Event::InitApply(obj)) => owners.listed(kind, obj.meta()),
             Ok(watcher::Event::InitDone) => {
+                owners.relist_done(kind);
                 routes.synced.listed(kind.as_str());
                 routes.fleet.notify_one();
             }
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
             Err(e) => {
                 tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying with backoff")
             }
@@ -468,6 +408,7 @@ pub fn start(
     tracker: Arc<Tracker>,
     routes: Routes,
 ) -> (Stores, PrimaryStreams) {
+    let owners = Arc::new(OwnerIndex::default());
     let (namespaces, ns_stream) = metadata_watch::<Namespace>(client);
     let (configmaps, cm_stream) = metadata_watch::<ConfigMap>(client);
     let (services, svc_stream) = metadata_watch::<Service>(client);
@@ -504,42 +445,49 @@ pub fn start(
         ns_stream,
         ChildKind::Namespace,
         tracker.clone(),
+        owners.clone(),
         routes.clone(),
     ));
     tokio::spawn(drive_child(
         cm_stream,
         ChildKind::ConfigMap,
         tracker.clone(),
+        owners.clone(),
         routes.clone(),
     ));
     tokio::spawn(drive_child(
         svc_stream,
         ChildKind::Service,
         tracker.clone(),
+        owners.clone(),
         routes.clone(),
     ));
     tokio::spawn(drive_child(
         secret_stream,
         ChildKind::Secret,
         tracker.clone(),
+        owners.clone(),
         routes.clone(),
     ));
     tokio::spawn(drive_child(
         deploy_stream,
         ChildKind::Deployment,
         tracker.clone(),
+        owners.clone(),
         routes.clone(),
     ));
     tokio::spawn(drive_child(
         sts_stream,
         ChildKind::StatefulSet,
         tracker.clone(),
+        owners.clone(),
         routes.clone(),
     ));
     tokio::spawn(drive_child(
         job_stream,
         ChildKind::Job,
         tracker,
+        owners.clone(),
         routes.clone(),
     ));
     // A StorageClass or an external Secret may matter to any silo: re-run them all.
@@ -567,6 +515,8 @@ pub fn start(
             storage_classes,
             external_secrets,
             operator_namespace: operator_namespace.to_owned(),
+            owners,
+            directory_cache: Arc::default(),
         },
         PrimaryStreams {
             regions: region_stream,

@@ -87,7 +87,7 @@ fn region_set(external: bool) -> DesiredSet {
     build::build_region(
         &validated,
         &fleet,
-        &directory.directory,
+        &directory.published,
         "k1",
         &infra(&Store::ALL, external),
         GATE,
@@ -104,7 +104,7 @@ fn control_set(database: bool) -> DesiredSet {
         &validate::Silos::default(),
         &validate::Retired::default(),
     )
-    .directory;
+    .published;
     let postgres = if database {
         Provided::Reference {
             secret: "control-db".into(),
@@ -126,7 +126,9 @@ fn monolith_set() -> DesiredSet {
     let validated =
         validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).expect("valid cp");
     let entry = build::monolith_directory_entry(&validated, "monolith");
-    let directory = silo_contract::RegionDirectory::new(vec![entry]).expect("directory");
+    let directory = build::PublishedDirectory::of(
+        &silo_contract::RegionDirectory::new(vec![entry]).expect("directory"),
+    );
     build::build_monolith(
         &validated,
         &fleet,

@@ -2,9 +2,9 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use silo_api::{Category, Workload};
-use silo_contract::{RegionCategory, RegionDirectory, RegionInfo, SiloMode};
+use silo_contract::{RegionCategory, RegionInfo, SiloMode};
 
-use super::pod::{self, Silo};
+use super::pod::{self, PublishedDirectory, Silo};
 use super::{Child, DesiredSet, Gate, push_gated};
 use crate::infra::SiloInfra;
 use crate::labels;
@@ -49,7 +49,7 @@ fn namespace_and_secrets(cp: &ValidatedControlPlane, set: &mut DesiredSet, relay
 pub fn build_control(
     cp: &ValidatedControlPlane,
     fleet: &FleetContext,
-    directory: &RegionDirectory,
+    directory: &PublishedDirectory,
     infra: &SiloInfra,
     gate: Gate<'_>,
 ) -> DesiredSet {
@@ -109,7 +109,7 @@ pub fn monolith_directory_entry(cp: &ValidatedControlPlane, region: &str) -> Reg
 pub fn build_monolith(
     cp: &ValidatedControlPlane,
     fleet: &FleetContext,
-    directory: &RegionDirectory,
+    directory: &PublishedDirectory,
     infra: &SiloInfra,
     gate: Gate<'_>,
 ) -> DesiredSet {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 pub use container::{ADMIN_PORT, TERMINATION_GRACE_SECONDS};
 pub use control::{build_control, build_monolith, monolith_directory_entry};
 pub use migration::{MIGRATE_NAME, TOPICS, job_name};
-pub use pod::{Silo, control_address, directory_hash, region_address, relay_address};
+pub use pod::{PublishedDirectory, Silo, control_address, region_address, relay_address};
 pub use region::build_region;
 pub use store::{POSTGRES_DATABASE, POSTGRES_USER, kafka_cluster_id, store_host};
 
@@ -310,11 +310,24 @@ pub(crate) fn push_gated(
     }
 }
 
-/// Hex SHA-256 (first 16 bytes) of the JSON form of `value`.
+/// Hex SHA-256 (first 16 bytes) of the JSON form of `value`, streamed into the hash (a
+/// directory ConfigMap's JSON is as large as the fleet; no copy of it is built to be hashed).
 pub fn content_hash<T: Serialize>(value: &T) -> String {
-    // Serializing k8s-openapi types cannot fail; an empty body still hashes deterministically.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    hex::encode(&Sha256::digest(&bytes)[..16])
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    // Serializing k8s-openapi types cannot fail; whatever was written still hashes
+    // deterministically.
+    let _ = serde_json::to_writer(&mut hashing, value);
+    hex::encode(&hashing.0.finalize()[..16])
 }
 
 #[cfg(test)]

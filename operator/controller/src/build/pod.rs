@@ -218,28 +218,42 @@ pub fn service(silo: &Silo<'_>, workload: Workload) -> Option<Service> {
     })
 }
 
+/// A region directory as it is published: the JSON of the mounted file and the hash of that
+/// content (the ConfigMap annotation finalizers compare), rendered once per directory rather
+/// than once per silo that mounts it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PublishedDirectory {
+    pub json: String,
+    pub hash: String,
+}
+
+impl PublishedDirectory {
+    pub fn of(directory: &RegionDirectory) -> Self {
+        let json = directory.to_json();
+        let hash = content_hash(&json);
+        Self { json, hash }
+    }
+}
+
 /// The region directory as a ConfigMap mounted by every pod of the namespace.
 pub fn directory_configmap(
     owner: &Owner,
     namespace: &str,
-    directory: &RegionDirectory,
+    directory: &PublishedDirectory,
 ) -> ConfigMap {
-    let json = directory.to_json();
     let mut meta = owner.meta(Some(namespace), labels::DIRECTORY_CONFIGMAP, "directory");
     meta.annotations = Some(BTreeMap::from([(
         labels::DIRECTORY_HASH.to_owned(),
-        directory_hash(directory),
+        directory.hash.clone(),
     )]));
     ConfigMap {
         metadata: meta,
-        data: Some(BTreeMap::from([(labels::DIRECTORY_KEY.to_owned(), json)])),
+        data: Some(BTreeMap::from([(
+            labels::DIRECTORY_KEY.to_owned(),
+            directory.json.clone(),
+        )])),
         ..ConfigMap::default()
     }
-}
-
-/// Hash identifying a directory's content.
-pub fn directory_hash(directory: &RegionDirectory) -> String {
-    content_hash(&directory.to_json())
 }
 
 /// A copy of the fleet's RPC secret list in a silo namespace.

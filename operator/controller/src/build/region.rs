@@ -3,9 +3,9 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use silo_api::Workload;
-use silo_contract::{RegionDirectory, SiloMode};
+use silo_contract::SiloMode;
 
-use super::pod::{self, Silo};
+use super::pod::{self, PublishedDirectory, Silo};
 use super::{Child, DesiredSet, Gate, push_gated};
 use crate::infra::SiloInfra;
 use crate::labels;
@@ -16,7 +16,7 @@ use crate::validate::{FleetContext, ValidatedRegion};
 pub fn build_region(
     region: &ValidatedRegion,
     fleet: &FleetContext,
-    directory: &RegionDirectory,
+    directory: &PublishedDirectory,
     rpc_secrets: &str,
     infra: &SiloInfra,
     gate: Gate<'_>,

@@ -61,7 +61,7 @@ fn build_for(target: &Region, all: &[Arc<Region>]) -> DesiredSet {
     build_region(
         &validated,
         &fleet,
-        &directory.directory,
+        &directory.published,
         "k1,k0",
         &managed(&silo_api::Store::ALL),
         Gate {
@@ -357,7 +357,7 @@ fn control_silo_runs_web_in_control_mode() {
         &Silos::default(),
         &Retired::default(),
     )
-    .directory;
+    .published;
     let set = build_control(
         &validated,
         &fleet,
@@ -389,7 +389,7 @@ fn monolith_runs_all_four_workloads_in_one_namespace() {
     let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
     let fleet = FleetContext::new(&cp);
     let entry = monolith_directory_entry(&validated, "local");
-    let directory = RegionDirectory::new(vec![entry]).unwrap();
+    let directory = PublishedDirectory::of(&RegionDirectory::new(vec![entry]).unwrap());
     let set = build_monolith(
         &validated,
         &fleet,
@@ -475,7 +475,7 @@ fn the_gate_holds_back_the_job_and_the_workloads() {
         build_region(
             &validated,
             &fleet,
-            &directory.directory,
+            &directory.published,
             "k1",
             &managed(&silo_api::Store::ALL),
             gate,
@@ -564,7 +564,7 @@ fn public_urls_fill_dsn_host_and_links() {
     let set = build_region(
         &validated,
         &fleet,
-        &directory.directory,
+        &directory.published,
         "k1",
         &managed(&silo_api::Store::ALL),
         CONVERGED,

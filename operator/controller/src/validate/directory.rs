@@ -2,29 +2,102 @@
 //! are not.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 use silo_api::{ControlPlane, Region};
 use silo_contract::directory::check_entry;
 use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
 
 use super::{active_control_plane, age_key};
-use crate::build;
+use crate::build::{self, PublishedDirectory};
 use crate::labels;
 use crate::stores::Stores;
 
 /// The fleet's directory as the stores show it now: the one place it is computed, so that the
 /// directories written, the fleet signature and the finalizer's wait all agree.
-pub fn current(stores: &Stores) -> FleetDirectory {
+///
+/// Every reconcile asks for it, and it changes only when a Region's listing inputs, a silo
+/// namespace or the retired ids do (not on the status writes a rollout makes by the
+/// thousand): it is rebuilt only when the [`fingerprint`] of those inputs moved.
+pub fn current(stores: &Stores) -> Arc<FleetDirectory> {
+    let regions = stores.regions.state();
     let namespaces = stores.namespaces.state();
-    let silos = Silos::from_namespaces(namespaces.iter().map(|n| &n.metadata));
     let control_planes = stores.control_planes.state();
+    let print = fingerprint(&regions, &namespaces, &control_planes);
+    if let Some(cached) = stores.directory_cache.get(print) {
+        return cached;
+    }
+    let silos = Silos::from_namespaces(namespaces.iter().map(|n| &n.metadata));
     let retired = active_control_plane(&control_planes)
         .map(Retired::of)
         .unwrap_or_default();
-    fleet_directory(&stores.regions.state(), &silos, &retired)
+    let fleet = Arc::new(fleet_directory(&regions, &silos, &retired));
+    stores.directory_cache.put(print, fleet.clone());
+    fleet
+}
+
+/// A hash of everything [`fleet_directory`] reads: per Region its name, age, deletion and
+/// the spec fields of its entry; per namespace its name, Region label and deletion; the
+/// ControlPlanes' age, deletion, retired and released ids. Nothing it hashes allocates.
+pub fn fingerprint(
+    regions: &[Arc<Region>],
+    namespaces: &[Arc<PartialObjectMeta<Namespace>>],
+    control_planes: &[Arc<ControlPlane>],
+) -> u64 {
+    fn meta(h: &mut DefaultHasher, m: &ObjectMeta) {
+        m.name.hash(h);
+        m.creation_timestamp.as_ref().map(|t| t.0).hash(h);
+        m.deletion_timestamp.is_some().hash(h);
+    }
+    let mut h = DefaultHasher::new();
+    regions.len().hash(&mut h);
+    for r in regions {
+        meta(&mut h, &r.metadata);
+        let s = &r.spec;
+        (s.snowflake_id, &s.address, s.category, s.visible, s.suspend).hash(&mut h);
+    }
+    namespaces.len().hash(&mut h);
+    for n in namespaces {
+        meta(&mut h, &n.metadata);
+        n.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::REGION))
+            .hash(&mut h);
+    }
+    control_planes.len().hash(&mut h);
+    for cp in control_planes {
+        meta(&mut h, &cp.metadata);
+        cp.spec.released_snowflake_ids.hash(&mut h);
+        cp.status
+            .as_ref()
+            .map(|s| &s.retired_snowflake_ids)
+            .hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The last directory built, by the fingerprint of its inputs.
+#[derive(Debug, Default)]
+pub struct DirectoryCache(Mutex<Option<(u64, Arc<FleetDirectory>)>>);
+
+impl DirectoryCache {
+    fn get(&self, print: u64) -> Option<Arc<FleetDirectory>> {
+        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .filter(|(p, _)| *p == print)
+            .map(|(_, d)| d.clone())
+    }
+
+    fn put(&self, print: u64, directory: Arc<FleetDirectory>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((print, directory));
+    }
 }
 
 /// The Regions whose silo exists: the operator created their namespace `region-<name>` and
@@ -107,6 +180,8 @@ impl Retired {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FleetDirectory {
     pub directory: RegionDirectory,
+    /// `directory` as the silos' ConfigMaps publish it.
+    pub published: PublishedDirectory,
     /// Snowflake id -> the Region that holds it: the oldest Region with that id, live or being
     /// deleted, listed or not; for a retired id only a Region whose silo exists.
     pub holders: BTreeMap<u16, String>,
@@ -235,6 +310,7 @@ pub fn fleet_directory(
     // de-duplicated above, so the directory accepts them all; the fallback is never taken.
     let directory = RegionDirectory::new(entries).unwrap_or_default();
     FleetDirectory {
+        published: PublishedDirectory::of(&directory),
         directory,
         holders,
         duplicates,
@@ -555,5 +631,34 @@ mod tests {
         assert!(retired.is_released(7));
         assert_eq!(retired.get(8), Some("de"));
         assert_eq!(retired, Retired::new([(8, "de".to_owned())], [7]));
+    }
+
+    #[test]
+    fn the_fingerprint_moves_with_listing_inputs_only() {
+        let regions = vec![region("de", 1, 10, None), region("us", 2, 20, None)];
+        let print = |regions: &[Arc<Region>]| fingerprint(regions, &[], &[]);
+        let base = print(&regions);
+        assert_eq!(base, print(&regions.clone()), "same inputs, same print");
+
+        // A status write (what a rollout does all the time) leaves it alone.
+        let mut status_only = (*regions[0]).clone();
+        status_only.status = Some(silo_api::RegionStatus {
+            desired_version: Some("2.0.0".into()),
+            ..Default::default()
+        });
+        status_only.metadata.resource_version = Some("42".into());
+        assert_eq!(base, print(&[Arc::new(status_only), regions[1].clone()]));
+
+        // Anything an entry or an id holder depends on moves it.
+        let mut moved = (*regions[0]).clone();
+        moved.spec.address = Some("http://web.elsewhere.svc:8000".into());
+        assert_ne!(base, print(&[Arc::new(moved), regions[1].clone()]));
+        let mut deleting = (*regions[1]).clone();
+        deleting.metadata.deletion_timestamp = regions[1].metadata.creation_timestamp.clone();
+        assert_ne!(base, print(&[regions[0].clone(), Arc::new(deleting)]));
+        let mut suspended = (*regions[1]).clone();
+        suspended.spec.suspend = true;
+        assert_ne!(base, print(&[regions[0].clone(), Arc::new(suspended)]));
+        assert_ne!(base, print(&regions[..1]), "a Region gone");
     }
 }

@@ -103,7 +103,7 @@ pub fn baseline_objects(n: usize) -> Result<Vec<Vec<Child>>, validate::ValidateE
     let mut groups = vec![finish(build::build_control(
         &control,
         &fleet,
-        &directory.directory,
+        &directory.published,
         &control_infra,
         gate,
     ))];
@@ -112,7 +112,7 @@ pub fn baseline_objects(n: usize) -> Result<Vec<Vec<Child>>, validate::ValidateE
         groups.push(finish(build::build_region(
             &valid,
             &fleet,
-            &directory.directory,
+            &directory.published,
             "bench-rpc-key",
             &region_infra,
             gate,

@@ -1,0 +1,264 @@
+//! The owner index: which children carry an owner's label, kept beside the stores from the
+//! same watch events, so that pruning one Region reads what that Region has and not every
+//! child of the fleet.
+//!
+//! ```text
+//!   child watch event ─► Apply/Delete: one key in or out
+//!                     ─► Init ─ InitApply… ─► InitDone: the kind's keys replaced by the listing
+//!   owned_by(label, owner) ─► that owner's keys
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use kube::core::ObjectMeta;
+
+use crate::build::{ChildKey, ChildKind};
+use crate::labels;
+
+/// Labels that name a child's owner.
+const OWNER_LABELS: [&str; 2] = [labels::REGION, labels::CONTROL_PLANE];
+
+/// (owner label, owner) of a child.
+type Owner = (&'static str, String);
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_owner: HashMap<Owner, BTreeSet<ChildKey>>,
+    owners_of: HashMap<ChildKey, Vec<Owner>>,
+    /// A re-list in progress per kind: the keys listed so far with their owners.
+    listing: HashMap<ChildKind, Vec<(ChildKey, Vec<Owner>)>>,
+}
+
+impl Inner {
+    fn insert(&mut self, key: ChildKey, owners: Vec<Owner>) {
+        self.remove(&key);
+        if owners.is_empty() {
+            return;
+        }
+        for owner in &owners {
+            self.by_owner
+                .entry(owner.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.owners_of.insert(key, owners);
+    }
+
+    fn remove(&mut self, key: &ChildKey) {
+        let Some(owners) = self.owners_of.remove(key) else {
+            return;
+        };
+        for owner in owners {
+            if let Some(keys) = self.by_owner.get_mut(&owner) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.by_owner.remove(&owner);
+                }
+            }
+        }
+    }
+}
+
+/// Children by owner label, for every kind the operator watches.
+#[derive(Debug, Default)]
+pub struct OwnerIndex {
+    inner: Mutex<Inner>,
+}
+
+fn owners(meta: &ObjectMeta) -> Vec<Owner> {
+    let Some(labels) = meta.labels.as_ref() else {
+        return Vec::new();
+    };
+    OWNER_LABELS
+        .iter()
+        .filter_map(|label| Some((*label, labels.get(*label)?.clone())))
+        .collect()
+}
+
+fn key(kind: ChildKind, meta: &ObjectMeta) -> ChildKey {
+    ChildKey {
+        kind,
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+    }
+}
+
+impl OwnerIndex {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every change is applied whole under the lock; a panic elsewhere cannot leave one
+        // half-done.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A child as it is now.
+    pub fn applied(&self, kind: ChildKind, meta: &ObjectMeta) {
+        self.lock().insert(key(kind, meta), owners(meta));
+    }
+
+    /// A child that is gone.
+    pub fn deleted(&self, kind: ChildKind, meta: &ObjectMeta) {
+        self.lock().remove(&key(kind, meta));
+    }
+
+    /// A re-list of `kind` begins.
+    pub fn relist_started(&self, kind: ChildKind) {
+        self.lock().listing.insert(kind, Vec::new());
+    }
+
+    /// One child of the re-list of `kind`.
+    pub fn listed(&self, kind: ChildKind, meta: &ObjectMeta) {
+        let entry = (key(kind, meta), owners(meta));
+        self.lock().listing.entry(kind).or_default().push(entry);
+    }
+
+    /// The re-list of `kind` is complete: it replaces what the index held of that kind.
+    pub fn relist_done(&self, kind: ChildKind) {
+        let mut inner = self.lock();
+        let listed = inner.listing.remove(&kind).unwrap_or_default();
+        let stale: Vec<ChildKey> = inner
+            .owners_of
+            .keys()
+            .filter(|k| k.kind == kind)
+            .cloned()
+            .collect();
+        for key in &stale {
+            inner.remove(key);
+        }
+        for (key, owners) in listed {
+            inner.insert(key, owners);
+        }
+    }
+
+    /// Every child carrying label `owner_label=owner`: workloads before what they read
+    /// (configuration, secrets), a namespace last, so that a prune never leaves a running
+    /// workload without its inputs.
+    pub fn owned_by(&self, owner_label: &str, owner: &str) -> Vec<ChildKey> {
+        let mut keys: Vec<ChildKey> = {
+            let inner = self.lock();
+            OWNER_LABELS
+                .iter()
+                .find(|l| **l == owner_label)
+                .and_then(|label| inner.by_owner.get(&(*label, owner.to_owned())))
+                .map(|keys| keys.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.sort_by_key(|k| prune_rank(k.kind));
+        keys
+    }
+}
+
+fn prune_rank(kind: ChildKind) -> u8 {
+    match kind {
+        ChildKind::Deployment => 0,
+        ChildKind::Service => 1,
+        ChildKind::StatefulSet => 2,
+        ChildKind::Job => 3,
+        ChildKind::ConfigMap => 4,
+        ChildKind::Secret => 5,
+        ChildKind::Namespace => 6,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn meta(ns: &str, name: &str, region: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            labels: region.map(|r| BTreeMap::from([(labels::REGION.to_owned(), r.to_owned())])),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn names(keys: Vec<ChildKey>) -> Vec<String> {
+        keys.into_iter()
+            .map(|k| format!("{}/{}", k.namespace, k.name))
+            .collect()
+    }
+
+    #[test]
+    fn applies_and_deletes_move_one_key() {
+        let index = OwnerIndex::default();
+        index.applied(ChildKind::Deployment, &meta("region-us", "web", Some("us")));
+        index.applied(
+            ChildKind::Deployment,
+            &meta("region-us", "relay", Some("us")),
+        );
+        index.applied(ChildKind::Deployment, &meta("region-de", "web", Some("de")));
+        index.applied(ChildKind::Deployment, &meta("elsewhere", "x", None));
+        assert_eq!(
+            names(index.owned_by(labels::REGION, "us")),
+            ["region-us/relay", "region-us/web"]
+        );
+        index.deleted(ChildKind::Deployment, &meta("region-us", "web", Some("us")));
+        assert_eq!(
+            names(index.owned_by(labels::REGION, "us")),
+            ["region-us/relay"]
+        );
+        assert!(index.owned_by(labels::CONTROL_PLANE, "us").is_empty());
+        assert!(index.owned_by("other-label", "us").is_empty());
+        // A label changed to another owner moves the key.
+        index.applied(
+            ChildKind::Deployment,
+            &meta("region-us", "relay", Some("de")),
+        );
+        assert!(index.owned_by(labels::REGION, "us").is_empty());
+        assert_eq!(
+            names(index.owned_by(labels::REGION, "de")),
+            ["region-de/web", "region-us/relay"]
+        );
+    }
+
+    #[test]
+    fn a_namespace_comes_last() {
+        let index = OwnerIndex::default();
+        index.applied(ChildKind::Namespace, &meta("", "region-us", Some("us")));
+        index.applied(
+            ChildKind::Secret,
+            &meta("region-us", "postgres", Some("us")),
+        );
+        index.applied(ChildKind::Deployment, &meta("region-us", "web", Some("us")));
+        let kinds: Vec<_> = index
+            .owned_by(labels::REGION, "us")
+            .into_iter()
+            .map(|k| k.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ChildKind::Deployment,
+                ChildKind::Secret,
+                ChildKind::Namespace
+            ]
+        );
+    }
+
+    #[test]
+    fn a_relist_replaces_only_its_kind() {
+        let index = OwnerIndex::default();
+        index.applied(ChildKind::Deployment, &meta("region-us", "web", Some("us")));
+        index.applied(ChildKind::Service, &meta("region-us", "web", Some("us")));
+        index.relist_started(ChildKind::Deployment);
+        index.listed(
+            ChildKind::Deployment,
+            &meta("region-us", "relay", Some("us")),
+        );
+        // Until the listing is complete the index answers from what it had.
+        assert_eq!(index.owned_by(labels::REGION, "us").len(), 2);
+        index.relist_done(ChildKind::Deployment);
+        let keys = index.owned_by(labels::REGION, "us");
+        let kinds: Vec<_> = keys.iter().map(|k| (k.kind, k.name.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (ChildKind::Deployment, "relay"),
+                (ChildKind::Service, "web")
+            ]
+        );
+    }
+}
