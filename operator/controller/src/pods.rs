@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::labels;
-use crate::stores::Routes;
+use crate::stores::{Routes, child_config};
 
 /// Container waiting reasons that mean the pod will not become ready by itself.
 const WAITING_PROBLEMS: [&str; 8] = [
@@ -141,7 +141,7 @@ impl PodProblems {
 /// thousand Regions is the largest thing the operator would ever hold).
 pub async fn watch(client: Client, problems: PodProblems, mut routes: Routes) {
     let api: Api<Pod> = Api::all(client);
-    let config = watcher::Config::default().labels(&labels::managed_selector());
+    let config = child_config();
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut listing = PodProblems::default();
     // Metadata of the listed pods with a problem: their owners are told once the list is done.

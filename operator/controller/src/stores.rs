@@ -205,8 +205,18 @@ fn strip_meta(meta: &mut ObjectMeta) {
     stash_fields(meta);
 }
 
-fn child_config() -> watcher::Config {
-    watcher::Config::default().labels(&labels::managed_selector())
+/// Objects per list request when a watch (re-)lists. A page is decoded whole, with the fields
+/// the stores strip, before its objects are stripped one by one: after a restart at a thousand
+/// Regions every child watch lists at once, and pages of the default 500 full Deployments,
+/// Secrets and Jobs are the operator's largest allocations. A hundred keeps that transient
+/// small for a few more list requests (40 instead of 8 for 4000 Deployments).
+pub const LIST_PAGE_SIZE: u32 = 100;
+
+/// The watch of the operator's children (label `managed-by`), paged by [`LIST_PAGE_SIZE`].
+pub fn child_config() -> watcher::Config {
+    watcher::Config::default()
+        .labels(&labels::managed_selector())
+        .page_size(LIST_PAGE_SIZE)
 }
 
 fn metadata_watch<K>(client: &Client) -> (Store<PartialObjectMeta<K>>, Watch<PartialObjectMeta<K>>)
