@@ -24,7 +24,13 @@ export SILO_CLUSTER_NODES="${SILO_CLUSTER_NODES:-$((nodes > 4 ? nodes : 4))}"
 cargo build --release --quiet -p silo-operator --bins
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}/release"
 
-if [[ "${SILO_BENCH_KEEP_CLUSTER:-0}" != 1 ]]; then
+STATE="${SILO_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/silo}"
+# Stop the cluster afterwards only when this run started it: a cluster that is already up
+# belongs to another run (or to someone who kept it), and stopping it would pull the API server
+# from under that run.
+if [[ -e "$STATE/clusters/$CLUSTER" ]]; then
+    echo "bench-operator: cluster '$CLUSTER' is already running; using it and leaving it up" >&2
+elif [[ "${SILO_BENCH_KEEP_CLUSTER:-0}" != 1 ]]; then
     trap 'e2e/cluster/down.sh "$CLUSTER" >/dev/null 2>&1 || true' EXIT
 fi
 KUBECONFIG_PATH="$(e2e/cluster/up.sh "$CLUSTER")"

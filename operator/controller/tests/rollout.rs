@@ -559,6 +559,10 @@ async fn rollouts_follow_the_strategy_and_survive_restarts() {
     assert_eq!(kills, 10, "the rollout completed before 10 kills");
     let l = fleet.wait_complete("0.4.0").await;
     assert_eq!((l.done, l.total), (20, 20));
-    let rec = record.lock().expect("record");
-    check_rollout(&rec, "0.4.0", 20);
+    {
+        let rec = record.lock().expect("record");
+        check_rollout(&rec, "0.4.0", 20);
+    }
+    // Leave the cluster as other suites expect it: no fleet of this test's.
+    clean_slate(&admin).await;
 }
