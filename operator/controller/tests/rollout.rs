@@ -269,6 +269,16 @@ impl Fleet {
 /// Every Region entered flight in group order, never above a group's cap, and each moved to
 /// `version` exactly once (its desired-version history ends in one step to it).
 fn check_rollout(rec: &Record, version: &str, expected: usize) {
+    check_rollout_capped(rec, version, expected, &caps());
+}
+
+/// [`check_rollout`] against the caps the strategy had for `version`.
+fn check_rollout_capped(
+    rec: &Record,
+    version: &str,
+    expected: usize,
+    caps: &BTreeMap<&'static str, i32>,
+) {
     assert!(rec.problems.is_empty(), "{:?}", rec.problems);
     let started = rec.started.get(version).cloned().unwrap_or_default();
     assert_eq!(
@@ -289,7 +299,7 @@ fn check_rollout(rec: &Record, version: &str, expected: usize) {
         order.windows(2).all(|w| w[0] <= w[1]),
         "groups out of order for {version}: {started:?}"
     );
-    for (group, cap) in caps() {
+    for (&group, &cap) in caps {
         let peak = rec
             .peak
             .get(&(version.to_owned(), group.to_owned()))
@@ -525,10 +535,18 @@ async fn rollouts_follow_the_strategy_and_survive_restarts() {
         );
     }
 
-    // 5. The operator SIGKILLed at 10 points of a rollout, restarted each time.
-    fleet
-        .patch_rollout(serde_json::json!({"approvals": ["0.3.0/early", "0.4.0/early"]}))
-        .await;
+    // 5. The operator SIGKILLed at 10 points of a rollout, restarted each time. One Region at
+    // a time in the early group and two in the default one: 16 waves, so that the rollout
+    // offers more than 10 distinct points however fast the operator resumes.
+    let one_by_one = serde_json::json!({
+        "groups": [
+            {"name": "canary", "selector": {"matchLabels": {"tier": "canary"}}, "maxConcurrency": 1, "minSuccessTime": "5s"},
+            {"name": "early", "selector": {"matchLabels": {"tier": "early"}}, "maxConcurrency": 1, "minSuccessTime": "5s", "approval": "Manual"},
+        ],
+        "defaultGroup": {"maxConcurrency": 2, "minSuccessTime": "5s"},
+        "approvals": ["0.3.0/early", "0.4.0/early"],
+    });
+    fleet.patch_rollout(one_by_one).await;
     fleet.set_version("0.4.0").await;
     let mut last = String::new();
     let mut kills = 0;
@@ -561,7 +579,8 @@ async fn rollouts_follow_the_strategy_and_survive_restarts() {
     assert_eq!((l.done, l.total), (20, 20));
     {
         let rec = record.lock().expect("record");
-        check_rollout(&rec, "0.4.0", 20);
+        let caps = [("canary", 1), ("early", 1), ("default", 2)].into();
+        check_rollout_capped(&rec, "0.4.0", 20, &caps);
     }
     // Leave the cluster as other suites expect it: no fleet of this test's.
     clean_slate(&admin).await;
