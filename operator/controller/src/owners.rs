@@ -76,14 +76,6 @@ fn owners(meta: &ObjectMeta) -> Vec<Owner> {
         .collect()
 }
 
-fn key(kind: ChildKind, meta: &ObjectMeta) -> ChildKey {
-    ChildKey {
-        kind,
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
-    }
-}
-
 impl OwnerIndex {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every change is applied whole under the lock; a panic elsewhere cannot leave one
@@ -91,14 +83,14 @@ impl OwnerIndex {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A child as it is now.
-    pub fn applied(&self, kind: ChildKind, meta: &ObjectMeta) {
-        self.lock().insert(key(kind, meta), owners(meta));
+    /// Child `key` as it is now, with metadata `meta`.
+    pub fn applied(&self, key: ChildKey, meta: &ObjectMeta) {
+        self.lock().insert(key, owners(meta));
     }
 
-    /// A child that is gone.
-    pub fn deleted(&self, kind: ChildKind, meta: &ObjectMeta) {
-        self.lock().remove(&key(kind, meta));
+    /// Child `key` is gone.
+    pub fn deleted(&self, key: &ChildKey) {
+        self.lock().remove(key);
     }
 
     /// A re-list of `kind` begins.
@@ -108,7 +100,7 @@ impl OwnerIndex {
 
     /// One child of the re-list of `kind`.
     pub fn listed(&self, kind: ChildKind, meta: &ObjectMeta) {
-        let entry = (key(kind, meta), owners(meta));
+        let entry = (ChildKey::of(kind, meta), owners(meta));
         self.lock().listing.entry(kind).or_default().push(entry);
     }
 
@@ -175,6 +167,10 @@ mod tests {
         }
     }
 
+    fn apply(index: &OwnerIndex, kind: ChildKind, meta: &ObjectMeta) {
+        index.applied(ChildKey::of(kind, meta), meta);
+    }
+
     fn names(keys: Vec<ChildKey>) -> Vec<String> {
         keys.into_iter()
             .map(|k| format!("{}/{}", k.namespace, k.name))
@@ -184,18 +180,30 @@ mod tests {
     #[test]
     fn applies_and_deletes_move_one_key() {
         let index = OwnerIndex::default();
-        index.applied(ChildKind::Deployment, &meta("region-us", "web", Some("us")));
-        index.applied(
+        apply(
+            &index,
+            ChildKind::Deployment,
+            &meta("region-us", "web", Some("us")),
+        );
+        apply(
+            &index,
             ChildKind::Deployment,
             &meta("region-us", "relay", Some("us")),
         );
-        index.applied(ChildKind::Deployment, &meta("region-de", "web", Some("de")));
-        index.applied(ChildKind::Deployment, &meta("elsewhere", "x", None));
+        apply(
+            &index,
+            ChildKind::Deployment,
+            &meta("region-de", "web", Some("de")),
+        );
+        apply(&index, ChildKind::Deployment, &meta("elsewhere", "x", None));
         assert_eq!(
             names(index.owned_by(labels::REGION, "us")),
             ["region-us/relay", "region-us/web"]
         );
-        index.deleted(ChildKind::Deployment, &meta("region-us", "web", Some("us")));
+        index.deleted(&ChildKey::of(
+            ChildKind::Deployment,
+            &meta("region-us", "web", Some("us")),
+        ));
         assert_eq!(
             names(index.owned_by(labels::REGION, "us")),
             ["region-us/relay"]
@@ -203,7 +211,8 @@ mod tests {
         assert!(index.owned_by(labels::CONTROL_PLANE, "us").is_empty());
         assert!(index.owned_by("other-label", "us").is_empty());
         // A label changed to another owner moves the key.
-        index.applied(
+        apply(
+            &index,
             ChildKind::Deployment,
             &meta("region-us", "relay", Some("de")),
         );
@@ -217,12 +226,21 @@ mod tests {
     #[test]
     fn a_namespace_comes_last() {
         let index = OwnerIndex::default();
-        index.applied(ChildKind::Namespace, &meta("", "region-us", Some("us")));
-        index.applied(
+        apply(
+            &index,
+            ChildKind::Namespace,
+            &meta("", "region-us", Some("us")),
+        );
+        apply(
+            &index,
             ChildKind::Secret,
             &meta("region-us", "postgres", Some("us")),
         );
-        index.applied(ChildKind::Deployment, &meta("region-us", "web", Some("us")));
+        apply(
+            &index,
+            ChildKind::Deployment,
+            &meta("region-us", "web", Some("us")),
+        );
         let kinds: Vec<_> = index
             .owned_by(labels::REGION, "us")
             .into_iter()
@@ -241,8 +259,16 @@ mod tests {
     #[test]
     fn a_relist_replaces_only_its_kind() {
         let index = OwnerIndex::default();
-        index.applied(ChildKind::Deployment, &meta("region-us", "web", Some("us")));
-        index.applied(ChildKind::Service, &meta("region-us", "web", Some("us")));
+        apply(
+            &index,
+            ChildKind::Deployment,
+            &meta("region-us", "web", Some("us")),
+        );
+        apply(
+            &index,
+            ChildKind::Service,
+            &meta("region-us", "web", Some("us")),
+        );
         index.relist_started(ChildKind::Deployment);
         index.listed(
             ChildKind::Deployment,

@@ -133,7 +133,7 @@ fn fleet_signature(stores: &Stores) -> String {
     });
     // Who holds which id, and which ids are refused: a Region waiting for an id hears of it.
     build::content_hash(&(
-        fleet.directory.to_json(),
+        &fleet.published.hash,
         &fleet.holders,
         &fleet.duplicates,
         &fleet.retired,

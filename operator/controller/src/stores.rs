@@ -319,15 +319,9 @@ async fn drive_child<K>(
                     routes.fleet.notify_one();
                 }
                 let meta = obj.meta();
-                owners.applied(kind, meta);
-                tracker.saw(
-                    &ChildKey {
-                        kind,
-                        namespace: meta.namespace.clone().unwrap_or_default(),
-                        name: meta.name.clone().unwrap_or_default(),
-                    },
-                    &observed_from(meta).fields,
-                );
+                let key = ChildKey::of(kind, meta);
+                tracker.saw(&key, &observed_from(meta).fields);
+                owners.applied(key, meta);
                 routes.route(meta).await;
             }
             Ok(watcher::Event::Delete(obj)) => {
@@ -335,12 +329,9 @@ async fn drive_child<K>(
                     routes.fleet.notify_one();
                 }
                 let meta = obj.meta();
-                owners.deleted(kind, meta);
-                tracker.forget(&ChildKey {
-                    kind,
-                    namespace: meta.namespace.clone().unwrap_or_default(),
-                    name: meta.name.clone().unwrap_or_default(),
-                });
+                let key = ChildKey::of(kind, meta);
+                tracker.forget(&key);
+                owners.deleted(&key);
                 routes.route(meta).await;
             }
             Ok(watcher::Event::Init) => owners.relist_started(kind),

@@ -90,12 +90,7 @@ impl Child {
 
     /// Where the object lives.
     pub fn key(&self) -> ChildKey {
-        let meta = self.meta();
-        ChildKey {
-            kind: self.kind(),
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-        }
+        ChildKey::of(self.kind(), self.meta())
     }
 
     /// The content hash stamped on the object by [`Child::stamped`].
@@ -162,6 +157,17 @@ pub struct ChildKey {
     pub name: String,
 }
 
+impl ChildKey {
+    /// The key of an object of `kind` with metadata `meta`.
+    pub fn of(kind: ChildKind, meta: &ObjectMeta) -> Self {
+        Self {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
 impl std::fmt::Display for ChildKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.namespace.is_empty() {
@@ -198,11 +204,7 @@ impl GeneratedSecret {
 
 impl GeneratedSecret {
     pub fn key(&self) -> ChildKey {
-        ChildKey {
-            kind: ChildKind::Secret,
-            namespace: self.secret.metadata.namespace.clone().unwrap_or_default(),
-            name: self.secret.metadata.name.clone().unwrap_or_default(),
-        }
+        ChildKey::of(ChildKind::Secret, &self.secret.metadata)
     }
 }
 
