@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::infrastructure::{ControlInfrastructure, PublicUrls};
+use crate::network::NetworkPolicySettings;
 use crate::pods::PodSettings;
 use crate::region::Endpoints;
 use crate::rollout::{RolloutSpec, RolloutStatus};
@@ -152,6 +153,10 @@ pub struct ControlPlaneSpec {
     /// Image pull policy and node placement of every pod of the fleet (workloads and stores).
     #[serde(default)]
     pub pods: PodSettings,
+    /// NetworkPolicies of every silo namespace: default deny, the silo's own pods, DNS, the
+    /// ingress path and the other silos (see `networkPolicies.ingress`).
+    #[serde(default)]
+    pub network_policies: NetworkPolicySettings,
     /// Images of the managed stores, and the control silo's (or monolith's) own stores.
     #[serde(default)]
     pub infrastructure: ControlInfrastructure,

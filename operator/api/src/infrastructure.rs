@@ -2,6 +2,7 @@
 //! namespace (`managed`, the default) or provided by the platform team (`external`, a Secret).
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::networking::v1::NetworkPolicyEgressRule;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -77,6 +78,12 @@ pub struct ExternalStore {
     /// Name of the Secret in the operator's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
+    /// Where the store is reached, as NetworkPolicy egress rules of the silo's pods: `to`
+    /// with an `ipBlock` (the store's CIDR) or `namespaceSelector`/`podSelector` (a store in
+    /// the cluster), and optional `ports`. The silo's NetworkPolicies deny any other egress,
+    /// so a store outside the silo's namespace is unreachable without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<NetworkPolicyEgressRule>,
 }
 
 /// How one store is provided: `managed` (the default when neither is given) or `external`.

@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod controlplane;
 pub mod crdgen;
 pub mod infrastructure;
+pub mod network;
 pub mod pods;
 pub mod region;
 pub mod rollout;
@@ -24,6 +25,7 @@ pub use infrastructure::{
     ControlInfrastructure, ExternalStore, InfrastructureSpec, ManagedStore, PublicUrls, Store,
     StoreImages, StoreSpec,
 };
+pub use network::NetworkPolicySettings;
 pub use pods::{PodSettings, PullPolicy};
 pub use region::{Category, Endpoints, Region, RegionSpec, RegionStatus};
 pub use rollout::{

@@ -88,6 +88,12 @@ pub struct RegionSpec {
     /// directory until it is resumed.
     #[serde(default)]
     pub suspend: bool,
+    /// When true the operator removes this region's NetworkPolicies (`silo-isolation`,
+    /// `silo-ingress`), so its pods accept connections from anywhere and reach anything, as
+    /// without a policy engine. For troubleshooting a suspected policy problem; set it back to
+    /// false to isolate the region again.
+    #[serde(default)]
+    pub suspend_network_policies: bool,
 }
 
 fn default_category() -> Category {

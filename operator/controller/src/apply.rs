@@ -10,7 +10,8 @@ use std::time::Instant;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use rand::RngCore;
@@ -151,6 +152,12 @@ impl Applier {
             Child::StatefulSet(o) => ssa(api_for::<StatefulSet>(client, ns), name, o)
                 .await
                 .map(|r| r.metadata),
+            Child::ServiceAccount(o) => ssa(api_for::<ServiceAccount>(client, ns), name, o)
+                .await
+                .map(|r| r.metadata),
+            Child::NetworkPolicy(o) => ssa(api_for::<NetworkPolicy>(client, ns), name, o)
+                .await
+                .map(|r| r.metadata),
             Child::Job(o) => ssa(api_for::<Job>(client, ns), name, o)
                 .await
                 .map(|r| r.metadata),
@@ -270,6 +277,14 @@ impl Applier {
                 .await
                 .map(|_| ()),
             ChildKind::StatefulSet => api_for::<StatefulSet>(client, ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ChildKind::ServiceAccount => api_for::<ServiceAccount>(client, ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ChildKind::NetworkPolicy => api_for::<NetworkPolicy>(client, ns)
                 .delete(name, &dp)
                 .await
                 .map(|_| ()),

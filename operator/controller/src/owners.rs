@@ -148,7 +148,10 @@ fn prune_rank(kind: ChildKind) -> u8 {
         ChildKind::Job => 3,
         ChildKind::ConfigMap => 4,
         ChildKind::Secret => 5,
-        ChildKind::Namespace => 6,
+        // Policies and the identity go after the pods that use them.
+        ChildKind::NetworkPolicy => 6,
+        ChildKind::ServiceAccount => 7,
+        ChildKind::Namespace => 8,
     }
 }
 

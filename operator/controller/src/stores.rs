@@ -14,7 +14,10 @@ use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PodTemplateSpec, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PartialObjectMeta};
 use kube::core::ObjectMeta;
@@ -39,6 +42,8 @@ pub struct Stores {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub configmaps: Store<PartialObjectMeta<ConfigMap>>,
     pub services: Store<PartialObjectMeta<Service>>,
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     /// Full objects: the RPC secret's value is copied into every region namespace.
     pub secrets: Store<Secret>,
     /// Metadata, replicas, the pod template's labels and status (the pod spec is dropped).
@@ -88,6 +93,14 @@ impl Stores {
                 .map(|o| observed_from(&o.metadata)),
             ChildKind::StatefulSet => self
                 .stateful_sets
+                .get(&oref(key))
+                .map(|o| observed_from(&o.metadata)),
+            ChildKind::ServiceAccount => self
+                .service_accounts
+                .get(&oref(key))
+                .map(|o| observed_from(&o.metadata)),
+            ChildKind::NetworkPolicy => self
+                .network_policies
                 .get(&oref(key))
                 .map(|o| observed_from(&o.metadata)),
             ChildKind::Job => self
@@ -413,6 +426,8 @@ pub fn start(
     let (namespaces, ns_stream) = metadata_watch::<Namespace>(client);
     let (configmaps, cm_stream) = metadata_watch::<ConfigMap>(client);
     let (services, svc_stream) = metadata_watch::<Service>(client);
+    let (service_accounts, sa_stream) = metadata_watch::<ServiceAccount>(client);
+    let (network_policies, np_stream) = metadata_watch::<NetworkPolicy>(client);
     let (secrets, secret_stream) = full_watch::<Secret>(client, child_config(), strip_secret);
     let (deployments, deploy_stream) =
         full_watch::<Deployment>(client, child_config(), strip_deployment);
@@ -464,6 +479,20 @@ pub fn start(
         routes.clone(),
     ));
     tokio::spawn(drive_child(
+        sa_stream,
+        ChildKind::ServiceAccount,
+        tracker.clone(),
+        owners.clone(),
+        routes.clone(),
+    ));
+    tokio::spawn(drive_child(
+        np_stream,
+        ChildKind::NetworkPolicy,
+        tracker.clone(),
+        owners.clone(),
+        routes.clone(),
+    ));
+    tokio::spawn(drive_child(
         secret_stream,
         ChildKind::Secret,
         tracker.clone(),
@@ -509,6 +538,8 @@ pub fn start(
             namespaces,
             configmaps,
             services,
+            service_accounts,
+            network_policies,
             secrets,
             deployments,
             stateful_sets,

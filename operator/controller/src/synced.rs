@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex};
 use silo_runtime::admin::ReadyFlag;
 
 /// Every watch the operator runs, by the kind it watches.
-pub const WATCHES: [&str; 12] = [
+pub const WATCHES: [&str; 14] = [
     "Region",
     "ControlPlane",
     "Namespace",
     "ConfigMap",
     "Service",
+    "ServiceAccount",
+    "NetworkPolicy",
     "Secret",
     "Deployment",
     "StatefulSet",

@@ -5,18 +5,30 @@ use silo_api::{Category, Workload};
 use silo_contract::{RegionCategory, RegionInfo, SiloMode};
 
 use super::pod::{self, PublishedDirectory, Silo};
-use super::{Child, DesiredSet, Gate, push_gated};
+use super::{Child, DesiredSet, Gate, Isolation, Side, push_gated, push_isolation};
 use crate::infra::SiloInfra;
 use crate::labels;
 use crate::validate::{FleetContext, ValidatedControlPlane};
 
-fn namespace_and_secrets(cp: &ValidatedControlPlane, set: &mut DesiredSet, relay: bool) {
+fn namespace_and_secrets(
+    cp: &ValidatedControlPlane,
+    fleet: &FleetContext,
+    set: &mut DesiredSet,
+    side: Side,
+) {
     let owner = &cp.owner;
     let ns = cp.namespace.as_str();
     set.push(Child::Namespace(Namespace {
         metadata: owner.meta(None, ns, "namespace"),
         ..Namespace::default()
     }));
+    let isolation = fleet.network.enabled.then(|| Isolation {
+        side,
+        settings: &fleet.network,
+        control_namespace: ns,
+        egress: fleet.network.control_egress.clone(),
+    });
+    push_isolation(set, owner, ns, isolation.as_ref());
     set.generated.push(pod::generated_secret(
         owner,
         ns,
@@ -33,7 +45,7 @@ fn namespace_and_secrets(cp: &ValidatedControlPlane, set: &mut DesiredSet, relay
         labels::BOOTSTRAP_SECRET_KEY,
         "bootstrap-token",
     ));
-    if relay {
+    if side == Side::Monolith {
         set.generated.push(pod::generated_secret(
             owner,
             ns,
@@ -54,7 +66,7 @@ pub fn build_control(
     gate: Gate<'_>,
 ) -> DesiredSet {
     let mut set = DesiredSet::default();
-    namespace_and_secrets(cp, &mut set, false);
+    namespace_and_secrets(cp, fleet, &mut set, Side::Control);
     let ns = cp.namespace.as_str();
     set.push(Child::ConfigMap(pod::directory_configmap(
         &cp.owner, ns, directory,
@@ -114,7 +126,7 @@ pub fn build_monolith(
     gate: Gate<'_>,
 ) -> DesiredSet {
     let mut set = DesiredSet::default();
-    namespace_and_secrets(cp, &mut set, true);
+    namespace_and_secrets(cp, fleet, &mut set, Side::Monolith);
     let ns = cp.namespace.as_str();
     set.push(Child::ConfigMap(pod::directory_configmap(
         &cp.owner, ns, directory,

@@ -6,6 +6,7 @@
 mod container;
 mod control;
 mod migration;
+mod network;
 mod pod;
 mod region;
 mod store;
@@ -14,7 +15,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -22,6 +24,10 @@ use sha2::{Digest, Sha256};
 pub use container::{ADMIN_PORT, TERMINATION_GRACE_SECONDS};
 pub use control::{build_control, build_monolith, monolith_directory_entry};
 pub use migration::{MIGRATE_NAME, TOPICS, job_name};
+pub use network::{
+    INGRESS_POLICY, ISOLATION_POLICY, Isolation, SERVICE_ACCOUNT, Side, network_policies,
+    service_account,
+};
 pub use pod::{PublishedDirectory, Silo, control_address, region_address, relay_address};
 pub use region::build_region;
 pub use store::{POSTGRES_DATABASE, POSTGRES_USER, kafka_cluster_id, store_host};
@@ -47,6 +53,8 @@ pub enum Child {
     Deployment(Box<Deployment>),
     Service(Box<Service>),
     StatefulSet(Box<StatefulSet>),
+    ServiceAccount(ServiceAccount),
+    NetworkPolicy(Box<NetworkPolicy>),
     /// Created once: a Job's template cannot change.
     Job(Box<Job>),
 }
@@ -60,6 +68,8 @@ impl Child {
             Child::Deployment(_) => ChildKind::Deployment,
             Child::Service(_) => ChildKind::Service,
             Child::StatefulSet(_) => ChildKind::StatefulSet,
+            Child::ServiceAccount(_) => ChildKind::ServiceAccount,
+            Child::NetworkPolicy(_) => ChildKind::NetworkPolicy,
             Child::Job(_) => ChildKind::Job,
         }
     }
@@ -72,6 +82,8 @@ impl Child {
             Child::Deployment(o) => &o.metadata,
             Child::Service(o) => &o.metadata,
             Child::StatefulSet(o) => &o.metadata,
+            Child::ServiceAccount(o) => &o.metadata,
+            Child::NetworkPolicy(o) => &o.metadata,
             Child::Job(o) => &o.metadata,
         }
     }
@@ -84,6 +96,8 @@ impl Child {
             Child::Deployment(o) => &mut o.metadata,
             Child::Service(o) => &mut o.metadata,
             Child::StatefulSet(o) => &mut o.metadata,
+            Child::ServiceAccount(o) => &mut o.metadata,
+            Child::NetworkPolicy(o) => &mut o.metadata,
             Child::Job(o) => &mut o.metadata,
         }
     }
@@ -112,6 +126,8 @@ impl Child {
             Child::Deployment(o) => content_hash(o),
             Child::Service(o) => content_hash(o),
             Child::StatefulSet(o) => content_hash(o),
+            Child::ServiceAccount(o) => content_hash(o),
+            Child::NetworkPolicy(o) => content_hash(o),
             Child::Job(o) => content_hash(o),
         };
         self.meta_mut()
@@ -131,6 +147,8 @@ pub enum ChildKind {
     Deployment,
     Service,
     StatefulSet,
+    ServiceAccount,
+    NetworkPolicy,
     Job,
 }
 
@@ -143,6 +161,8 @@ impl ChildKind {
             ChildKind::Deployment => "Deployment",
             ChildKind::Service => "Service",
             ChildKind::StatefulSet => "StatefulSet",
+            ChildKind::ServiceAccount => "ServiceAccount",
+            ChildKind::NetworkPolicy => "NetworkPolicy",
             ChildKind::Job => "Job",
         }
     }
@@ -284,6 +304,22 @@ impl Owner {
             labels: Some(labels),
             owner_references: Some(vec![self.reference.clone()]),
             ..ObjectMeta::default()
+        }
+    }
+}
+
+/// The silo's ServiceAccount, then its NetworkPolicies unless `isolation` is `None` (policies
+/// disabled fleet-wide or suspended for this silo: pruning removes existing ones).
+pub(crate) fn push_isolation(
+    set: &mut DesiredSet,
+    owner: &Owner,
+    namespace: &str,
+    isolation: Option<&Isolation<'_>>,
+) {
+    set.push(Child::ServiceAccount(service_account(owner, namespace)));
+    if let Some(isolation) = isolation {
+        for policy in network_policies(owner, namespace, isolation) {
+            set.push(Child::NetworkPolicy(Box::new(policy)));
         }
     }
 }

@@ -174,6 +174,7 @@ pub fn deployment(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    service_account_name: Some(super::SERVICE_ACCOUNT.to_owned()),
                     automount_service_account_token: Some(false),
                     // Service links would add a variable per Service of the namespace.
                     enable_service_links: Some(false),

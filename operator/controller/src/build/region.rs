@@ -2,11 +2,11 @@
 //! two Services, the directory and the secrets.
 
 use k8s_openapi::api::core::v1::Namespace;
-use silo_api::Workload;
+use silo_api::{Store, Workload};
 use silo_contract::SiloMode;
 
 use super::pod::{self, PublishedDirectory, Silo};
-use super::{Child, DesiredSet, Gate, push_gated};
+use super::{Child, DesiredSet, Gate, Isolation, Side, push_gated, push_isolation};
 use crate::infra::SiloInfra;
 use crate::labels;
 use crate::validate::{FleetContext, ValidatedRegion};
@@ -46,6 +46,8 @@ pub fn build_region(
         metadata: owner.meta(None, ns, "namespace"),
         ..Namespace::default()
     }));
+    let isolation = region_isolation(region, fleet);
+    push_isolation(&mut set, owner, ns, isolation.as_ref());
     set.push(Child::ConfigMap(pod::directory_configmap(
         owner, ns, directory,
     )));
@@ -72,4 +74,26 @@ pub fn build_region(
         }
     });
     set
+}
+
+/// The region's NetworkPolicy input: none when policies are off for the fleet or suspended for
+/// the region; egress to its external stores as their specs describe.
+fn region_isolation<'a>(
+    region: &ValidatedRegion,
+    fleet: &'a FleetContext,
+) -> Option<Isolation<'a>> {
+    if !fleet.network.enabled || region.suspend_network_policies {
+        return None;
+    }
+    let egress = Store::ALL
+        .into_iter()
+        .filter_map(|store| region.infrastructure.get(store).external.as_ref())
+        .flat_map(|external| external.egress.iter().cloned())
+        .collect();
+    Some(Isolation {
+        side: Side::Region,
+        settings: &fleet.network,
+        control_namespace: &fleet.control_namespace,
+        egress,
+    })
 }

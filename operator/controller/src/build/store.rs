@@ -468,6 +468,7 @@ fn stateful_set(
                 spec: Some(PodSpec {
                     containers: vec![container(silo, store, resources)],
                     init_containers: data_owner(silo, store).map(|c| vec![c]),
+                    service_account_name: Some(super::SERVICE_ACCOUNT.to_owned()),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(60),

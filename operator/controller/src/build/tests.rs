@@ -14,6 +14,7 @@ use crate::infra::{Provided, SiloInfra, Storage};
 use crate::validate::{self, FleetContext, Retired, Silos, ValidateError};
 
 mod directory;
+mod network;
 
 fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
     let mut r = Region::new(
@@ -27,6 +28,7 @@ fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
             workloads: Default::default(),
             infrastructure: Default::default(),
             suspend: false,
+            suspend_network_policies: false,
         },
     );
     r.metadata.uid = Some(format!("uid-{name}"));
@@ -150,8 +152,9 @@ fn region_silo_has_namespace_workloads_services_and_directory() {
             "missing {expected} in {keys:?}"
         );
     }
-    // Plus a client and a headless Service per store.
-    assert_eq!(set.children.len(), 20, "{keys:?}");
+
+    // Plus a client and a headless Service per store, the ServiceAccount and two policies.
+    assert_eq!(set.children.len(), 23, "{keys:?}");
     let generated: Vec<String> = set.generated.iter().map(|g| g.key().to_string()).collect();
     assert_eq!(
         generated,

@@ -7,8 +7,8 @@ use kube::{Resource, ResourceExt};
 use silo_api::conditions::reason;
 use silo_api::controlplane::DatabaseRef;
 use silo_api::{
-    Category, ControlInfrastructure, ControlPlane, InfrastructureSpec, Mode, PodSettings,
-    PublicUrls, Region, StoreImages, WorkloadsSpec,
+    Category, ControlInfrastructure, ControlPlane, InfrastructureSpec, Mode, NetworkPolicySettings,
+    PodSettings, PublicUrls, Region, StoreImages, WorkloadsSpec,
 };
 use silo_contract::validate_region_name;
 
@@ -164,6 +164,10 @@ pub struct FleetContext {
     pub urls: PublicUrls,
     /// The control silo's (or monolith's) store settings.
     pub control_infrastructure: ControlInfrastructure,
+    /// Namespace of the control silo (or the monolith).
+    pub control_namespace: String,
+    /// NetworkPolicy settings of every silo namespace.
+    pub network: NetworkPolicySettings,
 }
 
 impl FleetContext {
@@ -180,6 +184,8 @@ impl FleetContext {
             images: cp.spec.infrastructure.images.clone(),
             urls: cp.spec.urls.clone(),
             control_infrastructure: cp.spec.infrastructure.clone(),
+            control_namespace: cp.spec.namespace.clone(),
+            network: cp.spec.network_policies.clone(),
         }
     }
 
@@ -229,6 +235,8 @@ pub struct ValidatedRegion {
     pub version: String,
     pub workloads: WorkloadsSpec,
     pub infrastructure: InfrastructureSpec,
+    /// `spec.suspendNetworkPolicies`: build no NetworkPolicies for this region.
+    pub suspend_network_policies: bool,
     pub owner: Owner,
 }
 
@@ -285,6 +293,7 @@ pub fn validate_region(
             .unwrap_or_else(|| fleet.version.clone()),
         workloads: region.spec.workloads.clone(),
         infrastructure: region.spec.infrastructure.clone(),
+        suspend_network_policies: region.spec.suspend_network_policies,
         owner: Owner {
             reference,
             label: (labels::REGION, name.clone()),

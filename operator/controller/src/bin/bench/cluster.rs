@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, CustomResourceExt, Resource, ResourceExt};
@@ -60,6 +61,10 @@ async fn apply_child(client: &Client, child: &Child) -> kube::Result<u64> {
         Child::Deployment(o) => ssa(Api::<Deployment>::namespaced(c(), ns), o.as_ref()).await?,
         Child::Service(o) => ssa(Api::<Service>::namespaced(c(), ns), o.as_ref()).await?,
         Child::StatefulSet(o) => ssa(Api::<StatefulSet>::namespaced(c(), ns), o.as_ref()).await?,
+        Child::ServiceAccount(o) => ssa(Api::<ServiceAccount>::namespaced(c(), ns), o).await?,
+        Child::NetworkPolicy(o) => {
+            ssa(Api::<NetworkPolicy>::namespaced(c(), ns), o.as_ref()).await?
+        }
         Child::Job(o) => ssa(Api::<Job>::namespaced(c(), ns), o.as_ref()).await?,
     }
     Ok(1)

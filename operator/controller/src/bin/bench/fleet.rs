@@ -30,6 +30,7 @@ pub fn control_plane() -> ControlPlane {
             namespace: "silo-bench-control".into(),
             control: Default::default(),
             pods: Default::default(),
+            network_policies: Default::default(),
             infrastructure: Default::default(),
             urls: Default::default(),
             rollout: Default::default(),
@@ -55,6 +56,7 @@ pub fn region(i: usize) -> Region {
             workloads: Default::default(),
             infrastructure: Default::default(),
             suspend: false,
+            suspend_network_policies: false,
         },
     )
 }
