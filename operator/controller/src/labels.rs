@@ -25,6 +25,8 @@ pub const COMPONENT: &str = "silo.dev/component";
 
 /// Hash of the desired object as last applied; unchanged hash means nothing to write.
 pub const SPEC_HASH: &str = "silo.dev/spec-hash";
+/// Hash of the external stores' connections a pod template was built with (a change rolls it).
+pub const CONNECTIONS_HASH: &str = "silo.dev/connections-hash";
 /// Hash of the region directory a directory ConfigMap holds.
 pub const DIRECTORY_HASH: &str = "silo.dev/directory-hash";
 

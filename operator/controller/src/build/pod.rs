@@ -170,6 +170,9 @@ pub fn deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: silo.infra.external_connections().map(|c| {
+                        BTreeMap::from([(labels::CONNECTIONS_HASH.to_owned(), content_hash(&c))])
+                    }),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

@@ -586,3 +586,44 @@ fn public_urls_fill_dsn_host_and_links() {
     assert_eq!(fleet.ingest_url("us"), "http://relay.region-us.svc:3000");
     assert_eq!(fleet.api_url("us"), "http://web.region-us.svc:8000");
 }
+
+#[test]
+fn an_edited_external_connection_rolls_the_workloads() {
+    let us = region("us", 1, 1);
+    let fleet = FleetContext::new(&control_plane(Mode::Siloed));
+    let directory = validate::fleet_directory(
+        std::slice::from_ref(&us),
+        &Silos::default(),
+        &Retired::default(),
+    );
+    let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
+    let build = |infra: &SiloInfra| {
+        let set = build_region(
+            &validated,
+            &fleet,
+            &directory.published,
+            "k1",
+            infra,
+            CONVERGED,
+        );
+        let template = deployment(&set, "web").spec.clone().unwrap().template;
+        template
+            .metadata
+            .and_then(|m| m.annotations)
+            .and_then(|a| a.get(crate::labels::CONNECTIONS_HASH).cloned())
+    };
+    let external = |uri: &str| {
+        let mut infra = managed(&silo_api::Store::ALL);
+        infra.postgres = Provided::External {
+            source: "us-db".into(),
+            data: [("uri".to_owned(), uri.to_owned())].into(),
+        };
+        infra
+    };
+    assert_eq!(build(&managed(&silo_api::Store::ALL)), None, "managed only");
+    let before = build(&external("postgres://u:old@db:5432/silo")).expect("hash");
+    let same = build(&external("postgres://u:old@db:5432/silo")).expect("hash");
+    let after = build(&external("postgres://u:new@db:5432/silo")).expect("hash");
+    assert_eq!(before, same);
+    assert_ne!(before, after, "a new password changes the pod template");
+}

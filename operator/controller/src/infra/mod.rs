@@ -122,6 +122,25 @@ impl SiloInfra {
     }
 }
 
+impl SiloInfra {
+    /// What the silo's external stores' connections hold (store name -> the copied keys), or
+    /// `None` when no store is external. Its hash on the pod templates rolls the workloads
+    /// when a platform team edits an external store's Secret (a new host or password), since
+    /// variables read from a Secret are fixed when a container starts.
+    pub fn external_connections(
+        &self,
+    ) -> Option<BTreeMap<&'static str, &BTreeMap<String, String>>> {
+        let connections: BTreeMap<_, _> = self
+            .stores()
+            .filter_map(|(store, provided)| match provided {
+                Provided::External { data, .. } => Some((store.name(), data)),
+                _ => None,
+            })
+            .collect();
+        (!connections.is_empty()).then_some(connections)
+    }
+}
+
 /// Name of the Secret (in the silo's namespace) holding the connection of `store`, and the key
 /// of its URL (`uri`; `bootstrap.servers` for Kafka).
 pub fn connection_secret(store: Store, provided: &Provided) -> (String, String) {
