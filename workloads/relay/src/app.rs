@@ -9,6 +9,7 @@ use silo_runtime::{AdminState, ContractHandle, Readiness, Shutdown, admin_router
 use tokio::task::JoinHandle;
 
 use crate::cli::Cli;
+use crate::client_addr::{TrustedProxies, parse_networks};
 use crate::kafka::{EventProducer, KafkaSettings, ProduceError};
 use crate::metrics::RelayMetrics;
 use crate::outcomes::Outcomes;
@@ -95,6 +96,9 @@ pub fn build(
             max_envelope_bytes: cli.limits.max_envelope_bytes,
             max_event_bytes: cli.limits.max_event_bytes,
         },
+        trusted_proxies: TrustedProxies::new(
+            parse_networks(&cli.serve.trusted_proxies).map_err(AppStartError::Config)?,
+        ),
     });
     Ok(Components {
         state,

@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// ingest address.
     #[arg(long, env = "SILO_RELAY_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+
+    /// Proxies (comma-separated addresses or networks, e.g. `10.0.0.0/8,127.0.0.1`) whose
+    /// X-Forwarded-For header names the client address (what `{{auto}}` IPs become). Empty:
+    /// the header is ignored and the TCP peer is the client.
+    #[arg(long, env = "SILO_RELAY_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -126,6 +132,8 @@ impl Cli {
                 "--upstream-url {url:?} must be the web API's base URL, e.g. http://web:9000"
             ));
         }
+        crate::client_addr::parse_networks(&self.serve.trusted_proxies)
+            .map_err(|e| format!("--trusted-proxies: {e}"))?;
         if self.upstream.relay_secret.is_empty() {
             return Err("RELAY_SHARED_SECRET is empty; set the secret shared with web".into());
         }
@@ -175,8 +183,18 @@ mod tests {
         let mut bad = cli.clone();
         bad.upstream.upstream_url = "web:9000".into();
         assert!(bad.validate().unwrap_err().contains("base URL"));
-        let mut bad = cli;
+        let mut bad = cli.clone();
         bad.limits.max_event_bytes = bad.limits.max_envelope_bytes + 1;
         assert!(bad.validate().is_err());
+        let mut proxies = cli;
+        proxies.serve.trusted_proxies = "10.0.0.0/8, 127.0.0.1".into();
+        assert!(proxies.validate().is_ok());
+        proxies.serve.trusted_proxies = "10.0.0.0/99".into();
+        assert!(
+            proxies
+                .validate()
+                .unwrap_err()
+                .contains("--trusted-proxies")
+        );
     }
 }

@@ -147,10 +147,19 @@ async fn ingest(
         .parse()
         .map_err(|_| IngestError::ProjectIdSyntax(project_id.chars().take(40).collect()))?;
     let (parts, body) = request.into_parts();
-    let remote_addr = parts
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
+    let forwarded_for = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let remote_addr = state
+        .trusted_proxies
+        .client(peer, forwarded_for)
+        .map(|ip| ip.to_string());
     let header_credentials = auth::from_request(
         header_str(&parts.headers, "x-sentry-auth"),
         header_str(&parts.headers, header::AUTHORIZATION.as_str()),

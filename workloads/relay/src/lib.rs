@@ -6,6 +6,7 @@
 //!        │ body: size limit (413) ─► gzip/deflate ─► envelope parse (400)
 //!        ├─► project_config: memory ─► Redis ─► web (signed, batched)   unknown/disabled: 401/403
 //!        ├─► rate_limit: Redis fixed windows per quota                 exceeded: 429 + headers
+//!        │ client address: TCP peer, or X-Forwarded-For of --trusted-proxies (client_addr)
 //!        ├─► kafka: `ingest-events` (IngestMessage, key = project id), await ack   down: 503
 //!        │     └─► 200 {"id": "<event id>"}
 //!        └─► outcomes: rejections aggregated per second ─► Kafka `outcomes`
@@ -19,6 +20,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod client_addr;
 pub mod envelope;
 pub mod error;
 pub mod ingest;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::client_addr::TrustedProxies;
 use crate::kafka::EventProducer;
 use crate::metrics::RelayMetrics;
 use crate::outcomes::Outcomes;
@@ -24,4 +25,6 @@ pub struct RelayState {
     pub outcomes: Outcomes,
     pub metrics: Arc<RelayMetrics>,
     pub limits: Limits,
+    /// Whose X-Forwarded-For names the client address.
+    pub trusted_proxies: TrustedProxies,
 }
