@@ -63,6 +63,7 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
         postgres: skeleton.postgres.clone(),
         producer,
         events_topic: topics::prefixed(&args.topic_prefix, topics::EVENTS),
+        outcomes_topic: topics::prefixed(&args.topic_prefix, topics::OUTCOMES),
         metrics,
     };
     skeleton.run(args.migrate, &worker).await?;

@@ -29,6 +29,8 @@ pub struct Prepared {
     pub event: NewEvent,
     pub organization_id: u64,
     pub project_id: u64,
+    /// The DSN key that sent it.
+    pub key_id: u64,
     /// Unix seconds.
     pub timestamp: f64,
     pub received: f64,
@@ -88,6 +90,7 @@ pub fn prepare(msg: &IngestMessage) -> Result<Prepared, RejectError> {
         event,
         organization_id: msg.organization_id,
         project_id: msg.project_id,
+        key_id: msg.key_id,
         timestamp: n.timestamp,
         received: msg.received,
     })

@@ -8,6 +8,12 @@
 //!
 //! A message is finished ([`Handled`]) only when its effect is durable: stored and published,
 //! or rejected for good. Until then the skeleton does not commit its offset.
+//!
+//! Relay answered 200 for every message here, so none may vanish silently: a message that can
+//! never be stored is logged and counted (`errors{kind="invalid"}`) and its loss is written to
+//! the `outcomes` topic (`invalid`, reason `invalid_message` when it cannot be read,
+//! `invalid_event` when its fields are unusable, `unstorable` when Postgres refuses it for
+//! good) before its offset is committed.
 
 use std::time::{Duration, Instant};
 
@@ -16,12 +22,12 @@ use futures::future::join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use silo_kafka_consumer::{Attempt, CountErrors, Handler, Interrupted, Postgres, retry};
-use silo_protocol::EventStreamMessage;
+use silo_protocol::{EventStreamMessage, IngestMessage, Outcome, OutcomeKind};
 use silo_store::ingest::{self, SavedEvent};
 use silo_store::{ingest_batch, releases};
 
 use crate::metrics::Metrics;
-use crate::process::{Prepared, decode, prepare, stream_message};
+use crate::process::{Prepared, RejectError, decode, prepare, stream_message};
 
 /// How a message ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +45,8 @@ pub struct Worker {
     pub postgres: Postgres,
     pub producer: FutureProducer,
     pub events_topic: String,
+    /// Where the loss of a message that can never be stored is counted.
+    pub outcomes_topic: String,
     pub metrics: Metrics,
 }
 
@@ -56,12 +64,16 @@ impl Worker {
         payloads: impl IntoIterator<Item = Option<&'a [u8]>>,
     ) -> Result<(), Interrupted> {
         let started = Instant::now();
-        let prepared: Vec<Prepared> = payloads
-            .into_iter()
-            .filter_map(|payload| self.prepare(payload))
-            .collect();
+        let mut lost: Vec<Outcome> = Vec::new();
+        let mut prepared: Vec<Prepared> = Vec::new();
+        for payload in payloads {
+            match self.prepare(payload) {
+                Ok(p) => prepared.push(p),
+                Err(outcome) => lost.push(*outcome),
+            }
+        }
         if prepared.is_empty() {
-            return Ok(());
+            return self.publish_outcomes(&lost).await;
         }
         let events: Vec<ingest::NewEvent> = prepared.iter().map(|p| p.event.clone()).collect();
         self.record_releases(&events).await?;
@@ -89,11 +101,20 @@ impl Worker {
             .iter()
             .zip(saved)
             .map(|(p, saved)| self.publish_stored(p, saved, started));
-        join_all(runs)
+        let handled = join_all(runs)
             .await
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(())
+        for (p, how) in prepared.iter().zip(handled) {
+            if how == Handled::Rejected {
+                lost.push(outcome(
+                    Some((p.organization_id, p.project_id, p.key_id)),
+                    Some(p.event.event_id.simple().to_string()),
+                    "unstorable",
+                ));
+            }
+        }
+        self.publish_outcomes(&lost).await
     }
 
     /// Create and link the releases the batch names (one statement), before its events so
@@ -111,16 +132,47 @@ impl Worker {
             .map(|_| ())
     }
 
-    /// Decode and normalize a message; `None` (logged, counted) when it can never be stored.
-    fn prepare(&self, payload: Option<&[u8]>) -> Option<Prepared> {
-        match decode(payload.unwrap_or_default()).and_then(|m| prepare(&m)) {
-            Ok(prepared) => Some(prepared),
-            Err(error) => {
-                tracing::error!(%error, "skipping an ingest message that can never be stored");
-                self.metrics.error("invalid");
-                None
-            }
+    /// Decode and normalize a message; when it can never be stored (logged, counted), the
+    /// outcome recording its loss.
+    fn prepare(&self, payload: Option<&[u8]>) -> Result<Prepared, Box<Outcome>> {
+        let message = decode(payload.unwrap_or_default()).map_err(|e| self.reject(&e, None))?;
+        prepare(&message).map_err(|e| self.reject(&e, Some(&message)))
+    }
+
+    /// Log and count a message that can never be stored; the outcome recording its loss.
+    fn reject(&self, error: &RejectError, message: Option<&IngestMessage>) -> Box<Outcome> {
+        tracing::error!(
+            %error,
+            event_id = message.map(|m| m.event_id.as_str()),
+            project_id = message.map(|m| m.project_id),
+            "skipping an ingest message that can never be stored"
+        );
+        self.metrics.error("invalid");
+        Box::new(match message {
+            Some(m) => outcome(
+                Some((m.organization_id, m.project_id, m.key_id)),
+                Some(m.event_id.clone()),
+                "invalid_event",
+            ),
+            None => outcome(None, None, "invalid_message"),
+        })
+    }
+
+    /// Count lost messages on the outcomes topic (retried like the eventstream, so the loss is
+    /// recorded before the offsets are committed).
+    async fn publish_outcomes(&self, lost: &[Outcome]) -> Result<(), Interrupted> {
+        for o in lost {
+            let body = match serde_json::to_vec(o) {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::error!(%error, "cannot encode an outcome");
+                    continue;
+                }
+            };
+            let key = o.project_id.map(|p| p.to_string()).unwrap_or_default();
+            self.produce(&self.outcomes_topic, &key, &body).await?;
         }
+        Ok(())
     }
 
     /// Publish the record of a stored event (`None`: rejected for good) and count it.
@@ -175,6 +227,11 @@ impl Worker {
             }
         };
         let key = record.project_id.to_string();
+        self.produce(&self.events_topic, &key, &body).await
+    }
+
+    /// Write one message to `topic`, retrying while Kafka refuses it.
+    async fn produce(&self, topic: &str, key: &str, body: &[u8]) -> Result<(), Interrupted> {
         // Kafka is retried like the database: same backoff ceiling, same shutdown.
         let postgres = &self.postgres;
         retry(postgres.max_backoff, &postgres.shutdown, || async {
@@ -182,9 +239,7 @@ impl Worker {
             let result = self
                 .producer
                 .send(
-                    FutureRecord::to(&self.events_topic)
-                        .key(&key)
-                        .payload(&body),
+                    FutureRecord::to(topic).key(key).payload(body),
                     Timeout::After(Duration::from_secs(10)),
                 )
                 .await;
@@ -192,12 +247,27 @@ impl Worker {
                 Ok(_) => Attempt::Done(()),
                 Err((error, _)) => {
                     self.metrics.error("kafka_produce");
-                    tracing::warn!(%error, topic = %self.events_topic, "publishing to the eventstream failed; retrying");
+                    tracing::warn!(%error, topic, "publishing to Kafka failed; retrying");
                     Attempt::Again
                 }
             }
         })
         .await
         .map(|_| ())
+    }
+}
+
+/// The outcome recording the loss of one accepted event (`scope`: organization, project, key).
+fn outcome(scope: Option<(u64, u64, u64)>, event_id: Option<String>, reason: &str) -> Outcome {
+    Outcome {
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        org_id: scope.map(|s| s.0),
+        project_id: scope.map(|s| s.1),
+        key_id: scope.map(|s| s.2),
+        outcome: OutcomeKind::Invalid,
+        reason: Some(reason.to_owned()),
+        event_id,
+        category: "error".to_owned(),
+        quantity: 1,
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::Message;
 use serde_json::json;
 use silo_pipeline_tests::kafka;
-use silo_protocol::{EventStreamMessage, topics};
+use silo_protocol::{EventStreamMessage, Outcome, OutcomeKind, topics};
 use silo_testkit::wait;
 use support::{Setup, event_id, exception};
 
@@ -130,18 +130,71 @@ async fn groups_events_dedupes_replays_and_publishes_the_eventstream() {
     s.finish().await;
 }
 
+/// The `n` outcomes the consumers wrote (they write nothing else to `outcomes` in these
+/// tests).
+async fn outcomes(s: &Setup, n: usize) -> Vec<Outcome> {
+    let reader = kafka::reader(&s.services, &s.topics.name(topics::OUTCOMES));
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(DEADLINE, reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{n} outcomes within the deadline, got {out:?}"))
+            .expect("kafka receive");
+        out.push(serde_json::from_slice(m.payload().expect("payload")).expect("Outcome JSON"));
+    }
+    out.sort_by(|a: &Outcome, b| a.reason.cmp(&b.reason));
+    out
+}
+
 #[tokio::test]
 async fn invalid_messages_are_skipped_without_blocking_the_partition() {
     let s = Setup::new("invalid").await;
     let _consumers = s.start_consumers().await;
-    // Not a UUID, and a project that does not exist: both skipped, later events still stored.
+    // Not a UUID, a project that does not exist, not a message at all: all skipped, each loss
+    // counted as an outcome; later events still stored.
     s.send(&s.message("not-an-id", exception("E", "x"))).await;
-    let mut unknown = s.message(&event_id(1), exception("E", "x"));
+    let lost = event_id(1);
+    let mut unknown = s.message(&lost, exception("E", "x"));
     unknown.project_id = 999_999;
     s.send(&unknown).await;
+    let topic = s.topics.name(topics::INGEST_EVENTS);
+    s.producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .key("1")
+                .payload("{not json"),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("produce garbage");
     s.send(&s.message(&event_id(2), exception("E", "y"))).await;
     s.wait_events(1, DEADLINE).await;
     assert_eq!(s.issues().await, vec![("E: y".to_owned(), 1)]);
+
+    let got = outcomes(&s, 3).await;
+    let reasons: Vec<&str> = got.iter().filter_map(|o| o.reason.as_deref()).collect();
+    assert_eq!(
+        reasons,
+        ["invalid_event", "invalid_message", "unstorable"],
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .all(|o| o.outcome == OutcomeKind::Invalid && o.quantity == 1 && o.category == "error")
+    );
+    let project = u64::try_from(s.project_id).unwrap();
+    assert_eq!(
+        (got[0].project_id, got[0].event_id.as_deref()),
+        (Some(project), Some("not-an-id"))
+    );
+    assert_eq!(
+        (got[1].project_id, got[1].event_id.as_deref()),
+        (None, None)
+    );
+    assert_eq!(
+        (got[2].project_id, got[2].key_id, got[2].event_id.as_deref()),
+        (Some(999_999), Some(1), Some(lost.as_str()))
+    );
     s.finish().await;
 }
 
@@ -258,5 +311,11 @@ async fn a_poisoned_event_is_rejected_alone_and_the_rest_of_its_batch_stored() {
         )
         .await;
     assert_eq!(s.issues().await, vec![("E: fine".to_owned(), 19)]);
+    let got = outcomes(&s, 1).await;
+    assert_eq!(got[0].reason.as_deref(), Some("unstorable"), "{got:?}");
+    assert_eq!(
+        got[0].project_id,
+        Some(u64::try_from(s.project_id).unwrap())
+    );
     s.finish().await;
 }
