@@ -134,7 +134,7 @@ fn push_term(qb: &mut QueryBuilder<'_, Postgres>, term: &Term) {
     }
 }
 
-fn escape_like(text: &str) -> String {
+pub(crate) fn escape_like(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -5,6 +5,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use silo_store::events::{self, Event};
+use silo_store::groups::Condition;
 use uuid::Uuid;
 
 use super::{ProjectPath, iso};
@@ -172,20 +173,30 @@ pub async fn list_for_issue(
     url: RequestUrl,
 ) -> ApiResult<impl IntoResponse> {
     let group = super::issues::find(&state, issue_id).await?;
-    let page = events::list_for_group(&state.pool, group.id, &url.page_request()?).await?;
+    let conditions = search(&url)?;
+    let page =
+        events::list_for_group(&state.pool, group.id, &conditions, &url.page_request()?).await?;
     let full = url.param("full").is_some_and(|v| v == "1" || v == "true");
     Ok(Paginated::new(&url, page, |e| EventJson::new(e, full)))
 }
 
+/// The event lists' `query`: the issue search syntax, over each event (`is:` is the status
+/// of its issue); default: every event.
+fn search(url: &RequestUrl) -> ApiResult<Vec<Condition>> {
+    super::search::parse(url.param("query").unwrap_or(""))
+}
+
 /// `/api/0/projects/{org}/{project}/events/`: the project's events, newest first
-/// (`full=1` for the detail shape).
+/// (`full=1` for the detail shape, `query` to search them).
 pub async fn list_for_project(
     State(state): State<AppState>,
     Path(path): Path<ProjectPath>,
     url: RequestUrl,
 ) -> ApiResult<impl IntoResponse> {
     let (_, project) = super::project(&state, &path).await?;
-    let page = events::list_for_project(&state.pool, project.id, &url.page_request()?).await?;
+    let conditions = search(&url)?;
+    let page = events::list_for_project(&state.pool, project.id, &conditions, &url.page_request()?)
+        .await?;
     let full = url.param("full").is_some_and(|v| v == "1" || v == "true");
     Ok(Paginated::new(&url, page, |e| EventJson::new(e, full)))
 }

@@ -366,6 +366,279 @@ async fn project_events_list_and_context_from_extra() {
     app.finish().await;
 }
 
+/// (title, status) of every issue of `acme/api`, any status, sorted.
+async fn statuses(app: &TestApp) -> Vec<(String, String)> {
+    let list = app
+        .get("/api/0/projects/acme/api/issues/?query=&per_page=100")
+        .await;
+    let mut out: Vec<(String, String)> = list
+        .body
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {}", list.body))
+        .iter()
+        .map(|i| {
+            let text = |k: &str| i[k].as_str().unwrap_or_default().to_owned();
+            (text("title"), text("status"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every refused bulk request answers 400 with a reason and changes none of the issues it
+/// named, in either scope: an id of another project or organization, an unknown status (in the
+/// body or as a selector), an unbalanced quote or unsupported term in the query, a bad id.
+#[tokio::test]
+async fn refused_bulk_changes_write_nothing() {
+    let app = TestApp::new(SiloMode::Monolith).await;
+    app.org_project_key("acme", "api").await;
+    app.org_project_key("other", "web").await;
+    let api = project_id(&app, "acme", "api").await;
+    let web = project_id(&app, "other", "web").await;
+    let t = || json!({"environment": "prod"});
+    let pool = &app.db.pool;
+    let (a, _) = issue_with_event(pool, api, "A", "error", "prod", "1.0", t()).await;
+    let (b, _) = issue_with_event(pool, api, "B", "error", "prod", "1.0", t()).await;
+    let (foreign, _) = issue_with_event(pool, web, "X", "error", "prod", "1.0", t()).await;
+    // A second project of acme: inside the organization, outside acme/api.
+    let r = app
+        .post(
+            "/api/0/organizations/acme/projects/",
+            json!({"name": "jobs", "slug": "jobs", "platform": "rust"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let jobs = project_id(&app, "acme", "jobs").await;
+    let (sibling, _) = issue_with_event(pool, jobs, "J", "error", "prod", "1.0", t()).await;
+    let before = statuses(&app).await;
+    assert_eq!(
+        before,
+        [
+            ("A".into(), "unresolved".into()),
+            ("B".into(), "unresolved".into())
+        ]
+    );
+
+    let project = "/api/0/projects/acme/api/issues/";
+    let org = "/api/0/organizations/acme/issues/";
+    let resolve = json!({"status": "resolved"});
+    for (path, query, body, needle) in [
+        (
+            project,
+            format!("id={a}&id={b}&id={foreign}"),
+            &resolve,
+            foreign.to_string(),
+        ),
+        (
+            project,
+            format!("id={a}&id={sibling}"),
+            &resolve,
+            sibling.to_string(),
+        ),
+        (
+            org,
+            format!("id={a}&id={b}&id={foreign}"),
+            &resolve,
+            foreign.to_string(),
+        ),
+        (
+            project,
+            format!("id={a}&id=abc"),
+            &resolve,
+            "abc".to_owned(),
+        ),
+        (
+            project,
+            format!("id={a}"),
+            &json!({"status": "sleeping"}),
+            "sleeping".to_owned(),
+        ),
+        (
+            project,
+            format!("id={a}"),
+            &json!({"status": "ignored", "statusDetails": {"ignoreCount": -3}}),
+            "ignoreCount".to_owned(),
+        ),
+        (
+            org,
+            "status=sleeping".to_owned(),
+            &resolve,
+            "sleeping".to_owned(),
+        ),
+        (
+            project,
+            format!("query={}", urlencode(r#"release:"1.0"#)),
+            &resolve,
+            "never closed".to_owned(),
+        ),
+        (
+            org,
+            format!("query={}", urlencode("is:unresolved has:user")),
+            &resolve,
+            "has:user".to_owned(),
+        ),
+    ] {
+        let r = app.put(&format!("{path}?{query}"), body.clone()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{path}?{query}: {}",
+            r.body
+        );
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(&needle), "{path}?{query}: {detail}");
+        assert_eq!(
+            statuses(&app).await,
+            before,
+            "{path}?{query} wrote something"
+        );
+    }
+    // Deletes are refused the same way and delete nothing.
+    for (path, query, needle) in [
+        (project, format!("id={a}&id={foreign}"), foreign.to_string()),
+        (org, format!("id={b}&id={foreign}"), foreign.to_string()),
+        (
+            project,
+            format!("query={}", urlencode(r#"title:"A"#)),
+            "never closed".to_owned(),
+        ),
+        (project, String::new(), "id=".to_owned()),
+    ] {
+        let r = send(
+            &app.router,
+            Method::DELETE,
+            &format!("{path}?{query}"),
+            None,
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "DELETE {path}?{query}: {}",
+            r.body
+        );
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(&needle), "DELETE {path}?{query}: {detail}");
+        assert_eq!(
+            statuses(&app).await,
+            before,
+            "DELETE {path}?{query} deleted something"
+        );
+    }
+    for id in [foreign, sibling] {
+        let other = app.get(&format!("/api/0/issues/{id}/")).await;
+        assert_eq!(other.body["status"], "unresolved", "{}", other.body);
+    }
+    // The same selection without the foreign id is accepted.
+    let r = app
+        .put(&format!("{project}?id={a}&id={b}"), resolve.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        statuses(&app).await,
+        [
+            ("A".into(), "resolved".into()),
+            ("B".into(), "resolved".into())
+        ]
+    );
+    app.finish().await;
+}
+
+/// The event lists take the issue search syntax, applied to each event.
+#[tokio::test]
+async fn event_lists_take_search_queries() {
+    let app = TestApp::new(SiloMode::Region).await;
+    app.org_project_key("acme", "api").await;
+    let p = project_id(&app, "acme", "api").await;
+    let pool = &app.db.pool;
+    let (prod, prod_event) = issue_with_event(
+        pool,
+        p,
+        "Checkout failed",
+        "error",
+        "prod",
+        "app@1.0",
+        json!({"environment": "prod", "release": "app@1.0", "browser": "Firefox 120", "user": "id:7"}),
+    )
+    .await;
+    let (_, staging_event) = issue_with_event(
+        pool,
+        p,
+        "Cache miss",
+        "warning",
+        "staging",
+        "app@2.0",
+        json!({"environment": "staging", "release": "app@2.0", "user": "id:8"}),
+    )
+    .await;
+    let ids = |body: &Value| -> Vec<String> {
+        let mut out: Vec<String> = body
+            .as_array()
+            .unwrap_or_else(|| panic!("a list: {body}"))
+            .iter()
+            .map(|e| e["eventID"].as_str().expect("eventID").to_owned())
+            .collect();
+        out.sort();
+        out
+    };
+    let prod_id = prod_event.simple().to_string();
+    let staging_id = staging_event.simple().to_string();
+    let mut both = vec![prod_id.clone(), staging_id.clone()];
+    both.sort();
+    for (query, want) in [
+        ("", both.clone()),
+        ("environment:prod", vec![prod_id.clone()]),
+        ("!environment:prod", vec![staging_id.clone()]),
+        ("level:warning", vec![staging_id.clone()]),
+        ("release:app@1.0", vec![prod_id.clone()]),
+        ("user.id:8", vec![staging_id.clone()]),
+        (r#"browser:"Firefox 120""#, vec![prod_id.clone()]),
+        ("!browser:Chrome", both.clone()),
+        ("checkout", vec![prod_id.clone()]),
+        ("is:unresolved", both.clone()),
+        ("is:resolved", vec![]),
+    ] {
+        let path = format!(
+            "/api/0/projects/acme/api/events/?query={}",
+            urlencode(query)
+        );
+        let r = app.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.body);
+        assert_eq!(ids(&r.body), want, "{query}");
+    }
+    let issue_events = |q: &str| format!("/api/0/issues/{prod}/events/?query={}", urlencode(q));
+    assert_eq!(
+        ids(&app.get(&issue_events("user.id:7")).await.body),
+        std::slice::from_ref(&prod_id)
+    );
+    assert_eq!(
+        ids(&app.get(&issue_events("user.id:8")).await.body),
+        Vec::<String>::new()
+    );
+    for (query, needle) in [(r#"release:"app"#, "never closed"), ("age:-1h", "age:-1h")] {
+        for path in [
+            format!(
+                "/api/0/projects/acme/api/events/?query={}",
+                urlencode(query)
+            ),
+            issue_events(query),
+        ] {
+            let r = app.get(&path).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+            assert!(
+                r.body["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(needle),
+                "{path}: {}",
+                r.body
+            );
+        }
+    }
+    app.finish().await;
+}
+
 fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
