@@ -214,51 +214,139 @@ fn new_cross_silo_routes_declare_their_silos() {
     );
 }
 
-/// The endpoints of issue 15 (API index, bulk issue changes, project events) declare their
-/// silos: the index is answered everywhere, the rest is region data the gateway proxies.
-#[test]
-fn sentry_compat_routes_declare_their_silos() {
+/// The endpoints of issue 15 with the silos and access each must declare: the API index is
+/// answered everywhere without credentials, the rest is region data.
+fn issue_15_endpoints() -> Vec<(axum::http::Method, &'static str, Silos, Access)> {
     use axum::http::Method as M;
-    let all = routes();
-    let find = |method: M, path: &str| {
-        all.iter()
-            .find(|r| r.method == method && r.path == path)
-            .unwrap_or_else(|| panic!("{method} {path} is not registered"))
+    const ORG: &str = "/api/0/organizations/{organization_id_or_slug}";
+    const PROJECT: &str = "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}";
+    let r = |method: M, path: String, scope: &'static str| {
+        let path: &'static str = Box::leak(path.into_boxed_str());
+        (method, path, Silos::Region, Access::Scope(scope))
     };
-    let index = find(M::GET, "/api/0/");
-    assert_eq!((index.silos, index.access), (Silos::All, Access::Public));
-    for (method, path, scope) in [
-        (
-            M::PUT,
-            "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/issues/",
-            "event:write",
-        ),
-        (
-            M::DELETE,
-            "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/issues/",
-            "event:admin",
-        ),
-        (
-            M::PUT,
-            "/api/0/organizations/{organization_id_or_slug}/issues/",
-            "event:write",
-        ),
-        (
-            M::DELETE,
-            "/api/0/organizations/{organization_id_or_slug}/issues/",
-            "event:admin",
-        ),
-        (
+    vec![
+        (M::GET, "/api/0/", Silos::All, Access::Public),
+        // Releases, deploys, commits, repositories.
+        r(M::GET, format!("{ORG}/releases/"), "project:read"),
+        r(M::POST, format!("{ORG}/releases/"), "project:write"),
+        r(
             M::GET,
-            "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/events/",
+            format!("{ORG}/releases/{{version}}/"),
+            "project:read",
+        ),
+        r(
+            M::PUT,
+            format!("{ORG}/releases/{{version}}/"),
+            "project:write",
+        ),
+        r(
+            M::DELETE,
+            format!("{ORG}/releases/{{version}}/"),
+            "project:admin",
+        ),
+        r(M::GET, format!("{PROJECT}/releases/"), "project:read"),
+        r(M::POST, format!("{PROJECT}/releases/"), "project:write"),
+        r(
+            M::GET,
+            format!("{ORG}/releases/{{version}}/deploys/"),
+            "project:read",
+        ),
+        r(
+            M::POST,
+            format!("{ORG}/releases/{{version}}/deploys/"),
+            "project:write",
+        ),
+        r(
+            M::GET,
+            format!("{ORG}/releases/{{version}}/commits/"),
+            "project:read",
+        ),
+        r(M::GET, format!("{ORG}/repos/"), "org:read"),
+        // Issue lists and bulk changes.
+        r(M::GET, format!("{PROJECT}/issues/"), "event:read"),
+        r(M::PUT, format!("{PROJECT}/issues/"), "event:write"),
+        r(M::DELETE, format!("{PROJECT}/issues/"), "event:admin"),
+        r(M::GET, format!("{ORG}/issues/"), "event:read"),
+        r(M::PUT, format!("{ORG}/issues/"), "event:write"),
+        r(M::DELETE, format!("{ORG}/issues/"), "event:admin"),
+        r(
+            M::PUT,
+            "/api/0/issues/{issue_id}/".to_owned(),
+            "event:write",
+        ),
+        // Events (searchable lists, detail with `context`).
+        r(
+            M::GET,
+            "/api/0/issues/{issue_id}/events/".to_owned(),
             "event:read",
         ),
-    ] {
-        let route = find(method.clone(), path);
+        r(M::GET, format!("{PROJECT}/events/"), "event:read"),
+        r(
+            M::GET,
+            format!("{PROJECT}/events/{{event_id}}/"),
+            "event:read",
+        ),
+    ]
+}
+
+/// Walks the registered routes and the routers built from them: every endpoint of issue 15 is
+/// registered once with its silos and access; each silo mode serves it or names the silo that
+/// does; the CONTROL process authenticates and proxies it (org-scoped ones to the region that
+/// owns the organization, like every other org-scoped route) and answers the index itself.
+#[tokio::test]
+async fn sentry_compat_routes_declare_their_silos() {
+    let all = routes();
+    let pool = unreachable_pool();
+    let gateway = silo_web::app_router(state(pool.clone(), SiloMode::Control));
+    for (method, path, silos, access) in issue_15_endpoints() {
+        let found: Vec<_> = all
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .collect();
+        assert_eq!(found.len(), 1, "{method} {path} registered once");
+        let route = found[0];
         assert_eq!(
             (route.silos, route.access),
-            (Silos::Region, Access::Scope(scope)),
+            (silos, access),
             "{method} {path}"
         );
+        if silos == Silos::Region && !path.starts_with("/api/0/issues/") {
+            assert!(
+                path.contains("{organization_id_or_slug}"),
+                "{method} {path}: the gateway routes region data by organization"
+            );
+        }
+
+        let concrete_path = concrete(path);
+        let body = (method == axum::http::Method::POST || method == axum::http::Method::PUT)
+            .then(|| serde_json::json!({}));
+        for mode in SiloMode::ALL {
+            let router = silo_web::router(state(pool.clone(), mode));
+            let reply = send(&router, method.clone(), &concrete_path, body.clone(), None).await;
+            let want = match (silos.served_by(mode), access) {
+                (true, Access::Public) => StatusCode::OK,
+                (true, _) => StatusCode::UNAUTHORIZED,
+                (false, _) => StatusCode::NOT_FOUND,
+            };
+            assert_eq!(reply.status, want, "{mode} {method} {path}: {}", reply.body);
+            if !silos.served_by(mode) {
+                assert_eq!(reply.body["silo"], silos.to_string(), "{}", reply.body);
+                assert_eq!(reply.body["siloMode"], mode.as_str());
+            }
+        }
+        // Through the gateway: the index is answered by control itself, region routes are
+        // authenticated before anything is proxied (no region is asked without a token).
+        let reply = send(&gateway, method.clone(), &concrete_path, body, None).await;
+        let want = if access == Access::Public {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(
+            reply.status, want,
+            "gateway {method} {path}: {}",
+            reply.body
+        );
+        assert!(reply.body.get("siloMode").is_none(), "{}", reply.body);
     }
 }
