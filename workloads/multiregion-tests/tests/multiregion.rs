@@ -155,6 +155,95 @@ async fn organizations_live_in_their_region_and_the_gateway_routes_to_them() {
         (200, Some("api"))
     );
 
+    // The endpoints of issue 15 route like every org-scoped one: to `de`, with the proxy URL,
+    // Sentry's status codes kept (201, 208, 400, 204) and the data written only there.
+    let de_url = |path: &str| format!("{}{path}", fleet.de.base_url());
+    let releases = "/api/0/organizations/acme-de/releases/";
+    let created = control
+        .post(releases, json!({"version": "app@1.0", "projects": ["api"]}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.header("x-sentry-proxy-url"),
+        Some(de_url(releases).as_str())
+    );
+    let again = control
+        .post(releases, json!({"version": "app@1.0", "projects": ["api"]}))
+        .await;
+    assert_eq!(again.status, 208, "{}", again.body);
+    let bad = control
+        .post(releases, json!({"version": "a/b", "projects": ["api"]}))
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a/b")
+    );
+    let release = "/api/0/organizations/acme-de/releases/app%401.0/";
+    let finalized = control
+        .put(release, json!({"dateReleased": "2026-01-02T03:04:05Z"}))
+        .await;
+    assert_eq!(finalized.status, 200, "{}", finalized.body);
+    assert_eq!(
+        finalized.body["dateReleased"],
+        "2026-01-02T03:04:05.000000Z"
+    );
+    let deploy = control
+        .post(
+            &format!("{release}deploys/"),
+            json!({"environment": "production"}),
+        )
+        .await;
+    assert_eq!(deploy.status, 201, "{}", deploy.body);
+    for path in [
+        releases.to_owned(),
+        "/api/0/projects/acme-de/api/releases/".to_owned(),
+        format!("{release}deploys/"),
+        format!("{release}commits/"),
+        "/api/0/organizations/acme-de/repos/".to_owned(),
+        "/api/0/organizations/acme-de/issues/?query=is:unresolved".to_owned(),
+        "/api/0/projects/acme-de/api/issues/".to_owned(),
+        "/api/0/projects/acme-de/api/events/?query=environment:production".to_owned(),
+    ] {
+        let r = control.get(&path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(r.body.is_array(), "{path}: {}", r.body);
+        assert_eq!(
+            r.header("x-sentry-proxy-url"),
+            Some(de_url(&path).as_str()),
+            "{path}"
+        );
+    }
+    let listed = de.get(releases).await;
+    assert_eq!(listed.body[0]["version"], "app@1.0");
+    assert_eq!(listed.body[0]["deployCount"], 1);
+    assert_eq!(
+        us.get(releases).await.status,
+        404,
+        "nothing of acme-de in us"
+    );
+    // Bulk issue changes with nothing to change, and a search term that is refused.
+    let bulk = control
+        .put(
+            "/api/0/projects/acme-de/api/issues/?status=unresolved",
+            json!({"status": "resolved"}),
+        )
+        .await;
+    assert_eq!(bulk.status, 204, "{}", bulk.body);
+    let refused = control
+        .get("/api/0/organizations/acme-de/issues/?query=has:user")
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let deleted = control.delete(release).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    // The API index is control's own answer.
+    let index = control.get("/api/0/").await;
+    assert_eq!(index.status, 200, "{}", index.body);
+    assert!(index.header("x-sentry-proxy-url").is_none());
+    assert!(index.body["auth"]["scopes"].is_array(), "{}", index.body);
+
     // Org-less region routes go to the monolith region (`us`).
     let orgless = control.get("/api/0/issues/1/").await;
     assert_eq!(orgless.status, 404, "{}", orgless.body);

@@ -47,6 +47,45 @@ impl Api {
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
+    /// Any request with an optional JSON body, with this API's token unless `anonymous`; the
+    /// status and the JSON body (`null` when empty or not JSON).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        anonymous: bool,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if !anonymous {
+            req = req.bearer_auth(&self.token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let r = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// PUT JSON; the status and the JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::PUT, path, Some(body), false)
+            .await
+    }
+
+    /// DELETE; the status and the JSON body.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::DELETE, path, None, false)
+            .await
+    }
+
     /// POST JSON; panics unless the answer is 2xx.
     pub async fn post(&self, path: &str, body: Value) -> Value {
         let r = self

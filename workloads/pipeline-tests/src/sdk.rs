@@ -18,6 +18,11 @@ pub struct Sdk {
 
 impl Sdk {
     pub fn new(dsn: &str) -> Self {
+        Self::with_release(dsn, "pipeline-tests@1.0.0", "test")
+    }
+
+    /// A client that tags every event with `release` and `environment`.
+    pub fn with_release(dsn: &str, release: &str, environment: &str) -> Self {
         // Already installed by an earlier client: fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut options = ClientOptions::new();
@@ -25,8 +30,8 @@ impl Sdk {
             dsn.parse()
                 .unwrap_or_else(|e| panic!("invalid DSN {dsn}: {e}")),
         );
-        options.release = Some("pipeline-tests@1.0.0".into());
-        options.environment = Some("test".into());
+        options.release = Some(release.to_owned().into());
+        options.environment = Some(environment.to_owned().into());
         let options = sentry::apply_defaults(options);
         let client = Arc::new(sentry::Client::from(options));
         let hub = Arc::new(Hub::new(Some(client.clone()), Arc::new(Scope::default())));
@@ -51,6 +56,21 @@ impl Sdk {
             |scope| scope.set_fingerprint(Some(fingerprint)),
             || self.hub.capture_error(error),
         )
+    }
+
+    /// Capture `error` in a scope set up by `configure` (tags, user, ...).
+    pub fn capture_error_with(
+        &self,
+        error: &(dyn Error + 'static),
+        configure: impl FnOnce(&mut Scope),
+    ) -> Uuid {
+        self.hub
+            .with_scope(configure, || self.hub.capture_error(error))
+    }
+
+    /// Capture a whole event (the client adds release, environment and SDK data).
+    pub fn capture_event(&self, event: Event<'static>) -> Uuid {
+        self.hub.capture_event(event)
     }
 
     /// Wait until everything captured was sent; false when `timeout` passed first.
@@ -139,6 +159,14 @@ impl EnvelopeSender {
 
     /// POST one envelope; `Ok` when relay answered 200.
     pub async fn try_send(&self, body: impl Into<reqwest::Body>) -> Result<(), SendError> {
+        self.send_for_answer(body).await.map(|_| ())
+    }
+
+    /// POST one envelope; relay's JSON answer (`{"id": "<event id>"}`) when it answered 200.
+    pub async fn send_for_answer(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<serde_json::Value, SendError> {
         let r = self
             .client
             .post(&self.url)
@@ -150,7 +178,7 @@ impl EnvelopeSender {
             .map_err(SendError::Transport)?;
         let status = r.status();
         if status.is_success() {
-            Ok(())
+            Ok(r.json().await.unwrap_or(serde_json::Value::Null))
         } else {
             Err(SendError::Status {
                 status: status.as_u16(),

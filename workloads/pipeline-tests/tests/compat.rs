@@ -48,9 +48,21 @@ async fn nil_event_ids_are_stored_as_fresh_events_and_processed_like_sentry() {
         String::from_utf8_lossy(&body).contains(NIL),
         "the SDK wrote the nil id"
     );
+    // Relay answers each with the fresh id it gave the event.
+    let mut answered = HashSet::new();
     for _ in 0..10 {
-        sender.send(body.clone()).await.expect("relay accepts it");
+        let answer = sender
+            .send_for_answer(body.clone())
+            .await
+            .expect("relay accepts it");
+        let id = answer["id"]
+            .as_str()
+            .expect("an id in the answer")
+            .to_owned();
+        assert_ne!(id, NIL);
+        answered.insert(id);
     }
+    assert_eq!(answered.len(), 10, "{answered:?}");
 
     let issue = wait::until("10 events in one issue", DEADLINE, || async {
         let issues = region.api.issues(&p.org, &p.slug).await?;
@@ -78,6 +90,11 @@ async fn nil_event_ids_are_stored_as_fresh_events_and_processed_like_sentry() {
         .collect();
     assert_eq!(ids.len(), 10, "{ids:?}");
     assert!(!ids.contains(NIL));
+    let answered: HashSet<&str> = answered.iter().map(String::as_str).collect();
+    assert_eq!(
+        ids, answered,
+        "the stored events are the ids relay answered"
+    );
 
     let (_, event) = region
         .api
