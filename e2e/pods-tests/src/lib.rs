@@ -20,6 +20,7 @@ pub mod kubectl;
 pub mod operator;
 pub mod pods;
 pub mod postgres;
+pub mod probe;
 pub mod scenario;
 pub mod settings;
 pub mod stores;

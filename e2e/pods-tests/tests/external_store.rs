@@ -2,6 +2,7 @@
 //! namespace with Service-Binding keys names it; the operator runs no Postgres of its own for
 //! that region, its migration Job migrates the external database, an SDK event sent to its
 //! relay lands there, and deleting the Region leaves the external database and its data alone.
+//! A Secret with a wrong password gives a `MigrationsComplete` condition that names the refusal.
 //!
 //! Needs what `regions.rs` needs.
 
@@ -22,6 +23,9 @@ const CONTROL_NS: &str = "e2e-external-control";
 /// Where the "platform team's" database runs: a namespace of its own, not the region's.
 const DATABASE_NS: &str = "e2e-external-db";
 const SECRET: &str = "e2e-external-postgres";
+/// The same database with a wrong password, and the Region that uses it.
+const BAD_SECRET: &str = "e2e-external-postgres-wrong";
+const BAD_REGION: &str = "extbad";
 const REGION: &str = "ext";
 const READY: Duration = fleet::READY;
 
@@ -79,7 +83,15 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         REGION,
         json!({
             "snowflakeId": 41,
-            "infrastructure": {"postgres": {"external": {"secretName": SECRET}}},
+            // The region's NetworkPolicies deny egress outside its namespace but to what the
+            // store's spec names: the database's namespace, on Postgres's port.
+            "infrastructure": {"postgres": {"external": {
+                "secretName": SECRET,
+                "egress": [{
+                    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATABASE_NS}}}],
+                    "ports": [{"port": 5432, "protocol": "TCP"}],
+                }],
+            }}},
         }),
     )
     .await?;
@@ -180,8 +192,54 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         "the platform team's Secret is theirs: the operator leaves it"
     );
 
+    // 5. A wrong password: the migration Job fails, and the Region's condition says why (the
+    //    end of the Job's log), not just that it failed.
+    let mut wrong = secret.clone();
+    wrong.metadata.name = Some(BAD_SECRET.to_owned());
+    wrong.string_data = wrong.string_data.map(|mut d| {
+        d.insert("password".to_owned(), "not-the-password".to_owned());
+        d
+    });
+    secrets
+        .patch(BAD_SECRET, &apply, &Patch::Apply(&wrong))
+        .await
+        .step("apply a Secret with a wrong password")?;
+    fleet::apply_region_spec(
+        &client,
+        BAD_REGION,
+        json!({
+            "snowflakeId": 42,
+            "infrastructure": {"postgres": {"external": {
+                "secretName": BAD_SECRET,
+                "egress": [{
+                    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATABASE_NS}}}],
+                    "ports": [{"port": 5432, "protocol": "TCP"}],
+                }],
+            }}},
+        }),
+    )
+    .await?;
+    let refused = fleet::wait_region_condition(
+        &client,
+        BAD_REGION,
+        "MigrationsComplete",
+        "False, naming the refused password",
+        READY,
+        |c| c.status == "False" && c.message.contains("password authentication failed"),
+    )
+    .await?;
+    println!(
+        "wrong external password: {}: {}",
+        refused.reason, refused.message
+    );
+    assert_eq!(refused.reason, "MigrationFailed");
+
     operator::still_ready(&client).await?;
     fleet::clean_fleet(&client).await?;
+    secrets
+        .delete(BAD_SECRET, &DeleteParams::default())
+        .await
+        .step("delete the wrong-password Secret")?;
     secrets
         .delete(SECRET, &DeleteParams::default())
         .await

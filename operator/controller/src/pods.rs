@@ -67,6 +67,33 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
             });
         }
     }
+    // A pod that ran to its end and failed (a migration Job's): the container's exit and its
+    // termination message (the end of its log, see `terminationMessagePolicy`).
+    if status.phase.as_deref() == Some("Failed") {
+        let containers = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten());
+        for container in containers {
+            let Some(ended) = container.state.as_ref().and_then(|s| s.terminated.as_ref()) else {
+                continue;
+            };
+            if ended.exit_code != 0 {
+                let said = ended.message.as_deref().unwrap_or_default().trim();
+                return Some(Problem {
+                    pod: pod.name_any(),
+                    reason: ended.reason.clone().unwrap_or_else(|| "Error".to_owned()),
+                    message: format!(
+                        "container {} exited with {}: {}",
+                        container.name,
+                        ended.exit_code,
+                        last_chars(said, 600)
+                    ),
+                });
+            }
+        }
+    }
     status
         .conditions
         .iter()
@@ -80,6 +107,20 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
                 .unwrap_or_else(|| "Unschedulable".to_owned()),
             message: c.message.clone().unwrap_or_default(),
         })
+}
+
+/// The last `n` characters of `text` (where a log's cause usually is).
+fn last_chars(text: &str, n: usize) -> &str {
+    let count = text.chars().count();
+    if count <= n {
+        return text;
+    }
+    let start = text
+        .char_indices()
+        .nth(count - n)
+        .map(|(i, _)| i)
+        .unwrap_or_default();
+    &text[start..]
 }
 
 /// (namespace, workload) -> pod name -> problem.
@@ -250,6 +291,38 @@ mod tests {
             pod_problem(&pod("e", None, true)).map(|p| p.reason),
             Some("Unschedulable".to_owned())
         );
+    }
+
+    #[test]
+    fn a_failed_pod_names_the_exit_and_the_end_of_its_log() {
+        use k8s_openapi::api::core::v1::ContainerStateTerminated;
+        let mut failed = pod("migrate-1", None, false);
+        let status = failed.status.as_mut().unwrap();
+        status.container_statuses.as_mut().unwrap()[0].state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 1,
+                reason: Some("Error".into()),
+                message: Some(format!(
+                    "{}migrate failed: password authentication failed for user \"silo\"\n",
+                    "x".repeat(2000)
+                )),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        });
+        // Not yet failed for good (a restarting container): no problem from its exit.
+        assert_eq!(pod_problem(&failed), None);
+        failed.status.as_mut().unwrap().phase = Some("Failed".into());
+        let problem = pod_problem(&failed).unwrap();
+        assert_eq!(problem.reason, "Error");
+        assert!(
+            problem
+                .message
+                .ends_with("password authentication failed for user \"silo\""),
+            "{problem:?}"
+        );
+        assert!(problem.message.starts_with("container web exited with 1: "));
+        assert!(problem.message.len() < 700);
     }
 
     #[test]

@@ -194,6 +194,7 @@ pub fn decide(
         .map(|j| job_state(&j));
     let running = running_version(stores, namespace);
     let job_running = job == Some(JobState::Running);
+    let job_failed = matches!(job, Some(JobState::Failed { .. }));
     let mut decision = gate::decide(&GateInput {
         target,
         stores: stores_ready(stores_set, stores, problems),
@@ -210,6 +211,13 @@ pub fn decide(
             problem.message.chars().take(300).collect::<String>()
         );
         decision.migrations.reason = problem.reason;
+    } else if job_failed && let Some(problem) = problems.of(namespace, build::MIGRATE_NAME) {
+        // Why it failed, from the end of its pod's log (e.g. the database refused the
+        // password): the reason stays MigrationFailed.
+        decision.migrations.message = format!(
+            "{} (pod {}: {})",
+            decision.migrations.message, problem.pod, problem.message
+        );
     }
     decision
 }

@@ -81,6 +81,9 @@ pub fn job(silo: &Silo<'_>) -> Job {
     migrate.startup_probe = None;
     migrate.liveness_probe = None;
     migrate.readiness_probe = None;
+    // A failed migration's last log lines become its termination message, which the Region's
+    // MigrationsComplete condition quotes (e.g. a refused password).
+    migrate.termination_message_policy = Some("FallbackToLogsOnError".to_owned());
     let init = silo.infra.kafka.as_ref().map(|kafka| {
         let (secret, key) = connection_secret(Store::Kafka, kafka);
         topics_container(silo, secret_env("KAFKA_BROKERS", &secret, &key))
