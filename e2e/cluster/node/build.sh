@@ -4,6 +4,8 @@
 #   kubelet     kubelet, kube-proxy            (k8s.io/kubernetes, the go.mod written by ../build.sh)
 #   containerd  containerd, containerd-shim-runc-v2, ctr  (Go module github.com/containerd/containerd/v2)
 #   coredns     coredns with the cluster-DNS plugins only (Go module github.com/coredns/coredns)
+#   netpol      kube-router, run as the NetworkPolicy engine only (Go module
+#               github.com/cloudnativelabs/kube-router/v2)
 #   pause       the pod sandbox's pause binary (build/pause/linux/pause.c of k8s.io/kubernetes)
 #   images      OCI archives of pause, coredns and the busybox test image (e2e/images/oci-image.py)
 # Each component lives under $SILO_CACHE/<component>/<version>/ and is rebuilt only when its
@@ -137,6 +139,30 @@ build_coredns() {
     log "coredns: built in $(elapsed "$start")s"
 }
 
+# kube-router enforces NetworkPolicies (its firewall controller: iptables and ipset); start.sh
+# runs it without its router and service proxy.
+build_netpol() {
+    if [[ -f "$KUBE_ROUTER_DIR/.complete" ]]; then return 0; fi
+    local start m=github.com/cloudnativelabs/kube-router/v2 pkg reported
+    start="$(now_s)"
+    pkg="$m/cmd/kube-router"
+    log "building kube-router $KUBE_ROUTER_VERSION (NetworkPolicy enforcement)"
+    go_workdir "$KUBE_ROUTER_DIR/src" kube-router
+    quiet "$KUBE_ROUTER_DIR/go-get.log" go -C "$KUBE_ROUTER_DIR/src" get "$pkg@$KUBE_ROUTER_VERSION" ||
+        die "netpol: resolving $m@$KUBE_ROUTER_VERSION failed, see $KUBE_ROUTER_DIR/go-get.log"
+    rm -rf "${KUBE_ROUTER_DIR:?}/bin"
+    mkdir -p "$KUBE_ROUTER_DIR/bin"
+    (cd "$KUBE_ROUTER_DIR/src" && CGO_ENABLED=0 go build -trimpath \
+        -ldflags="-s -w -X $m/pkg/version.Version=$KUBE_ROUTER_VERSION -X $m/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+        -o "$KUBE_ROUTER_DIR/bin/kube-router" "$pkg") ||
+        die "netpol: go build of $pkg failed (see above)"
+    reported="$("$KUBE_ROUTER_DIR/bin/kube-router" --version 2>&1 || true)"
+    [[ "$reported" == *"version $KUBE_ROUTER_VERSION,"* ]] ||
+        die "netpol: the built $KUBE_ROUTER_DIR/bin/kube-router does not report version $KUBE_ROUTER_VERSION"
+    touch "$KUBE_ROUTER_DIR/.complete"
+    log "netpol: kube-router built in $(elapsed "$start")s"
+}
+
 build_pause() {
     if [[ -f "$PAUSE_DIR/.complete" ]]; then return 0; fi
     local start moddir
@@ -210,9 +236,9 @@ build_images() {
 
 main() {
     local what=("$@") c
-    [[ ${#what[@]} -gt 0 ]] || what=(packages kubelet containerd coredns pause images)
+    [[ ${#what[@]} -gt 0 ]] || what=(packages kubelet containerd coredns netpol pause images)
     for c in "${what[@]}"; do
-        declare -F "build_$c" >/dev/null || die "unknown component '$c' (packages kubelet containerd coredns pause images)"
+        declare -F "build_$c" >/dev/null || die "unknown component '$c' (packages kubelet containerd coredns netpol pause images)"
     done
     require_tool go "install the Go toolchain (1.26 or newer)"
     # kubelet builds in the Kubernetes module directory that ../build.sh prepares (under the same

@@ -4,7 +4,7 @@
 NODE_SCRIPT_DIR="$CLUSTER_SCRIPT_DIR/node"
 # shellcheck source=versions.env
 . "$NODE_SCRIPT_DIR/versions.env"
-for _v in CONTAINERD_VERSION COREDNS_VERSION; do
+for _v in CONTAINERD_VERSION COREDNS_VERSION KUBE_ROUTER_VERSION; do
     [[ -n "${!_v:-}" ]] || die "$_v is not set in node/versions.env"
 done
 unset _v
@@ -13,6 +13,7 @@ unset _v
 KUBELET_DIR="$SILO_CACHE/kubelet/$KUBERNETES_VERSION"      # kubelet, kube-proxy
 CONTAINERD_DIR="$SILO_CACHE/containerd/$CONTAINERD_VERSION" # containerd, shim, ctr
 COREDNS_DIR="$SILO_CACHE/coredns/$COREDNS_VERSION"
+KUBE_ROUTER_DIR="$SILO_CACHE/kube-router/$KUBE_ROUTER_VERSION"
 PAUSE_DIR="$SILO_CACHE/pause/$KUBERNETES_VERSION"
 IMAGES_DIR="$SILO_CACHE/images"                             # images/<name>/<version>/image.tar
 
@@ -39,8 +40,11 @@ NODE_SERVICE_LINK=silo-svc0   # holds the Service range route (see net.sh)
 SERVICE_CIDR=10.96.0.0/12
 CLUSTER_DNS_IP=10.96.0.10
 KWOK_CIDRS=(10.244.0.0/16 10.240.0.0/16)
+# kube-router's health endpoint. It listens on every address (kube-router 2.1 has no bind-address
+# flag for it); the node's nftables table drops it from anything but loopback. Its metrics are off.
+KUBE_ROUTER_HEALTH_PORT=10260
 # Host-wide ports of the node's processes (only one real node per machine).
-NODE_PORTS=(10250 10248 10249 10256)
+NODE_PORTS=(10250 10248 10249 10256 "$KUBE_ROUTER_HEALTH_PORT")
 # Short directory for the containerd shims' sockets (their paths must stay under 42 characters).
 NODE_SOCKET_DIR=/run/silo-real-node
 
