@@ -2,7 +2,8 @@
 # Print what explains pods that do not start in local cluster NAME (default "silo"): which
 # components still run (with the last lines of any that exited), the free disk space, every
 # node's conditions and taints, the real node's allocated resources, the scheduler's reason for
-# each unscheduled pod, and the last warnings of the scheduler, kubelet and containerd logs.
+# each unscheduled pod, and the last warnings of the scheduler, kubelet, containerd and kube-router
+# logs.
 # Read-only; it takes no lock, so it also works while up.sh or a test holds the cluster.
 # e2e/test.sh runs it when the tests fail.
 # Usage: diagnose.sh [NAME]
@@ -50,7 +51,7 @@ section "pods the scheduler has not placed (its reason)"
 "${KUBECTL[@]}" get pods -A -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' 2>/dev/null |
     sort | uniq -c | sed 's/^/  pods per node: /'
 
-for comp in kube-scheduler kubelet containerd; do
+for comp in kube-scheduler kubelet containerd kube-router; do
     logf="$(log_of "$comp")"
     [[ -s "$logf" ]] || continue
     section "last warnings and errors of $comp ($logf)"

@@ -8,9 +8,9 @@
 # again and the failing component, how it ended and its log file are named.
 #
 # With --real-node the cluster also gets one real node, real-node-0 (kubelet, containerd, runc,
-# kube-proxy, CoreDNS; see node/start.sh), where pods with nodeSelector silo.dev/node=real and a
-# toleration of the taint silo.dev/node=real:NoSchedule really run. Only one cluster per machine
-# can have it; it needs root.
+# kube-proxy, kube-router enforcing NetworkPolicies, CoreDNS; see node/start.sh), where pods with
+# nodeSelector silo.dev/node=real and a toleration of the taint silo.dev/node=real:NoSchedule
+# really run. Only one cluster per machine can have it; it needs root.
 #
 # Usage: up.sh [--real-node] [NAME]
 # Environment: SILO_CLUSTER_NODES (fake nodes, default 4), SILO_NODE_CPU (64), SILO_NODE_MEMORY

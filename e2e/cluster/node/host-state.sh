@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Print the host state a real node touches, to compare before `up.sh --real-node` and after
-# `down.sh`: routes, links, addresses, nftables and iptables rules, mounts, cgroups, sysctls,
-# network namespaces, the node's processes and the host directories kubelet/containerd/CNI use.
+# `down.sh`: routes, links, addresses, nftables and iptables rules, ipsets, mounts, cgroups,
+# sysctls, network namespaces, the node's processes and the host directories kubelet/containerd/CNI
+# use.
 # Usage: node/host-state.sh >before.txt; up.sh --real-node; down.sh; node/host-state.sh | diff before.txt -
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -23,6 +24,8 @@ section 'iptables-save / ip6tables-save (no counters)'
 for cmd in iptables-save ip6tables-save; do
     command -v "$cmd" >/dev/null && "$cmd" 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
 done
+section 'ipset list -n'
+command -v ipset >/dev/null && ipset list -n 2>/dev/null | sort
 section 'mounts'
 findmnt -rn -o TARGET,FSTYPE | sort
 section 'cgroups (first level of each hierarchy)'
@@ -37,7 +40,7 @@ done
 grep -H . /proc/sys/net/ipv4/conf/*/forwarding | sort
 section 'node processes'
 # shellcheck disable=SC2009 # the full command lines are the point
-ps -eo args= | grep -E '^[^ ]*(containerd|containerd-shim-runc-v2|kubelet|kube-proxy|coredns|/pause|nc -ll)( |$)' | grep -v grep | sort
+ps -eo args= | grep -E '^[^ ]*(containerd|containerd-shim-runc-v2|kubelet|kube-proxy|kube-router|coredns|/pause|nc -ll)( |$)' | grep -v grep | sort
 section 'host directories'
 for d in /var/lib/kubelet /var/log/pods /var/log/containers /var/lib/cni /etc/cni /opt/cni \
     /var/lib/containerd /run/containerd /etc/containerd /opt/containerd /var/run/nri /run/netns \

@@ -8,8 +8,9 @@
 #            Service IP ends there instead of leaving the machine
 #   routes   blackholes for kwok's fake pod and node ranges (shared with kwok-only clusters)
 #   nftables table inet silo_real_node (node/nftables.nft): the API server and kubelet answer
-#            loopback and the bridge only; nothing is forwarded between the bridge and any
-#            other interface, so pods reach each other and this machine, never the outside
+#            loopback and the bridge only, kube-router's health port loopback only; nothing is
+#            forwarded between the bridge and any other interface, so pods reach each other and
+#            this machine, never the outside
 #   sysctls  ip_forward and bridge-nf-call-iptables on; the previous values of these and of the
 #            ones kubelet and kube-proxy may change are saved in node/sysctl.saved
 # shellcheck shell=bash
@@ -138,7 +139,7 @@ node_net_up() {
     # shellcheck disable=SC2034 # used by render
     local APISERVER_PORT="$1"
     render "$NODE_SCRIPT_DIR/nftables.nft" "$nd/nftables.nft" \
-        NODE_NFT_TABLE NODE_BRIDGE NODE_IP NODE_POD_CIDR APISERVER_PORT
+        NODE_NFT_TABLE NODE_BRIDGE NODE_IP NODE_POD_CIDR APISERVER_PORT KUBE_ROUTER_HEALTH_PORT
     nft -f "$nd/nftables.nft" >>"$logf" 2>&1 ||
         die_component node-network "loading the node's nftables rules ($nd/nftables.nft) failed"
 

@@ -1,11 +1,12 @@
 # Start the real node of a cluster (sourced by ../up.sh for --real-node; uses its sign_cert,
 # write_kubeconfig and KUBECTL). Order inside up.sh:
 #   node_preflight   root, kernel features, host-wide ports, no other cluster owns the node
-#   node_pki         kubelet (client + serving), kube-proxy, API server -> kubelet certificates
+#   node_pki         kubelet (client + serving), kube-proxy, kube-router, API server -> kubelet
+#                    certificates
 #   node_net_up      bridge, Service route, blackholes, nftables, sysctls (net.sh); before the
 #                    API server, which listens on every address once the firewall is in place
 #   node_start       containerd (+ pause/CoreDNS images) -> kubelet (node Ready) -> kube-proxy
-#                    -> CoreDNS (Ready)
+#                    -> kube-router (NetworkPolicies, first sync done) -> CoreDNS (Ready)
 # shellcheck shell=bash disable=SC2153 # names from lib.sh and up.sh
 
 # node_preflight: fail before anything is started when the real node cannot run here.
@@ -48,8 +49,11 @@ node_pki() {
     sign_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
     # Bound to the system:node-proxier ClusterRole by the API server's default RBAC.
     sign_cert kube-proxy "/CN=system:kube-proxy"
+    # Bound to the read-only ClusterRole silo:kube-router (node/kube-router-rbac.yaml).
+    sign_cert kube-router "/CN=silo:kube-router"
     write_kubeconfig "$CDIR/config/kubelet.kubeconfig" kubelet-client
     write_kubeconfig "$CDIR/config/kube-proxy.kubeconfig" kube-proxy
+    write_kubeconfig "$CDIR/config/kube-router.kubeconfig" kube-router
 }
 
 # node_apiserver_flags: the API server flags a real node needs (printed one per line).
@@ -77,6 +81,14 @@ coredns_ready() {
     [[ "$ready" == 1 ]] && return 0
     "${KUBECTL[@]}" -n kube-system describe pods -l k8s-app=kube-dns >"$(log_of coredns)" 2>&1 || true
     return 1
+}
+
+# kube_router_synced: kube-router's first full NetworkPolicy sync is in the filter table. The sync
+# writes the whole table with one iptables-restore, and only its rules end KUBE-ROUTER-FORWARD
+# with the ACCEPT of traffic marked as allowed (its /healthz answers before the first sync).
+kube_router_synced() {
+    iptables -w 5 -t filter -S KUBE-ROUTER-FORWARD 2>/dev/null |
+        grep -qF 'rule to explicitly ACCEPT traffic that comply to network policies'
 }
 
 # shellcheck disable=SC2034 # NODE_DIR, RUNC, ... are used by render
@@ -126,6 +138,31 @@ node_start() {
     wait_for kube-proxy "kube-proxy to report healthy on 127.0.0.1:10256" \
         curl -fsS http://127.0.0.1:10256/healthz
 
+    # --- kube-router: NetworkPolicy enforcement only (iptables filter rules and ipsets) ---
+    # No router, service proxy, load balancer or CNI of its own; IPv4 only like the node;
+    # metrics off. It accepts anything a local address of the node sends to a pod (kubelet
+    # probes, kubectl port-forward), whatever the policies say.
+    "${KUBECTL[@]}" apply -f "$NODE_SCRIPT_DIR/kube-router-rbac.yaml" >>"$CDIR/logs/kubectl.log" 2>&1 ||
+        die_component kube-router "applying $NODE_SCRIPT_DIR/kube-router-rbac.yaml failed (kubectl output in $CDIR/logs/kubectl.log)"
+    start_component kube-router "$KUBE_ROUTER_DIR/bin/kube-router" \
+        --kubeconfig "$CDIR/config/kube-router.kubeconfig" \
+        --hostname-override "$REAL_NODE_NAME" \
+        --run-firewall=true \
+        --run-router=false \
+        --run-service-proxy=false \
+        --run-loadbalancer=false \
+        --enable-cni=false \
+        --enable-ipv4=true \
+        --enable-ipv6=false \
+        --service-cluster-ip-range "$SERVICE_CIDR" \
+        --health-port "$KUBE_ROUTER_HEALTH_PORT" \
+        --metrics-port 0 \
+        --v 1
+    wait_for kube-router "kube-router to answer /healthz on 127.0.0.1:$KUBE_ROUTER_HEALTH_PORT" \
+        curl -fsS "http://127.0.0.1:$KUBE_ROUTER_HEALTH_PORT/healthz"
+    wait_for kube-router "kube-router's first NetworkPolicy sync (KUBE-ROUTER-FORWARD in the iptables filter table)" \
+        kube_router_synced
+
     # --- CoreDNS ---
     render "$NODE_SCRIPT_DIR/coredns.yaml" "$NODE_DIR/coredns.yaml" \
         REAL_NODE_LABEL_KEY REAL_NODE_LABEL_VALUE COREDNS_IMAGE CLUSTER_DNS_IP
@@ -138,7 +175,7 @@ node_start() {
         die_component kubelet "applying $NODE_SCRIPT_DIR/storage.yaml failed"
 
     touch "$NODE_DIR/ready"
-    log "real node $REAL_NODE_NAME is Ready with CoreDNS in $(elapsed "$start")s (pods in $NODE_POD_CIDR on $NODE_BRIDGE)"
+    log "real node $REAL_NODE_NAME is Ready with kube-router and CoreDNS in $(elapsed "$start")s (pods in $NODE_POD_CIDR on $NODE_BRIDGE)"
 }
 
 # node_env: lines for the cluster's env file.

@@ -66,7 +66,9 @@ node_unmount() {
 }
 
 # node_iptables_cleanup: kubelet's own chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, ...), anything
-# kube-proxy --cleanup left and the CNI portmap plugin's CNI-* chains, in IPv4 and IPv6.
+# kube-proxy --cleanup left, kube-router's chains (KUBE-ROUTER-INPUT/FORWARD/OUTPUT, KUBE-POD-FW-*,
+# KUBE-NWPLCY-*, and the jumps to them from INPUT, FORWARD and OUTPUT) and the CNI portmap
+# plugin's CNI-* chains, in IPv4 and IPv6.
 node_iptables_cleanup() {
     local cmd table chain num target
     for cmd in iptables ip6tables; do
@@ -85,6 +87,30 @@ node_iptables_cleanup() {
                 done
             done
         done
+    done
+}
+
+# KUBE_ROUTER_IPSETS: the ipsets kube-router's NetworkPolicy controller creates: KUBE-SRC-* and
+# KUBE-DST-* per policy, TMP-<16 base32 characters> while it swaps a set's contents, an "inet6:"
+# prefix for IPv6 ones; kube-router-* are its router's (not run here, removed all the same).
+KUBE_ROUTER_IPSETS='^(inet6:)?(KUBE-(SRC|DST)-|kube-router-|TMP-[A-Z2-7]{16}$)'
+
+# node_ipsets_cleanup: destroy kube-router's ipsets (after node_iptables_cleanup: a set that a
+# rule still references cannot be destroyed; the kernel may release it a moment after the rule).
+node_ipsets_cleanup() {
+    local deadline=$((SECONDS + 15)) set left
+    command -v ipset >/dev/null 2>&1 || return 0
+    while :; do
+        left=()
+        for set in $(ipset list -n 2>/dev/null | grep -E "$KUBE_ROUTER_IPSETS"); do
+            ipset destroy "$set" 2>/dev/null || left+=("$set")
+        done
+        [[ ${#left[@]} -eq 0 ]] && return 0
+        if [[ $SECONDS -ge $deadline ]]; then
+            log "warning: ipsets still in use, not destroyed: ${left[*]}"
+            return 0
+        fi
+        sleep 0.2
     done
 }
 
@@ -134,9 +160,11 @@ node_stop() {
     logf=/dev/null
     [[ -d "$CDIR/logs" ]] && logf="$CDIR/logs/node-stop.log"
     sock="$nd/containerd/containerd.sock"
-    # The kubelet first, so that it restarts nothing, and kube-proxy.
+    # The kubelet first, so that it restarts nothing, kube-proxy and kube-router (which would
+    # otherwise put its rules back while they are removed below).
     stop_node_component kubelet
     stop_node_component kube-proxy
+    stop_node_component kube-router
     # Pods: their containers through containerd, then whatever is left in their cgroups.
     if [[ -n "$(pid_of containerd)" && -x "$CONTAINERD_DIR/bin/ctr" ]]; then
         ctr=("$CONTAINERD_DIR/bin/ctr" --address "$sock" --namespace k8s.io --timeout 20s)
@@ -161,6 +189,7 @@ node_stop() {
         "$KUBELET_DIR/bin/kube-proxy" --cleanup >>"$logf" 2>&1 || log "warning: kube-proxy --cleanup failed (see $logf)"
     fi
     node_iptables_cleanup
+    node_ipsets_cleanup
     node_unmount
     node_cgroups_remove || log "warning: some kubepods cgroups are still busy (see /sys/fs/cgroup/*/kubepods)"
     node_host_files_cleanup
