@@ -124,7 +124,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 2. Cluster.
+# 2. Cluster. NetworkPolicies are enforced there by kind's own CNI (kindnet, since kind v0.24).
 if "$kind" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     log "reusing kind cluster $CLUSTER ($engine)"
 else

@@ -141,7 +141,7 @@ node_start() {
     # --- kube-router: NetworkPolicy enforcement only (iptables filter rules and ipsets) ---
     # No router, service proxy, load balancer or CNI of its own; IPv4 only like the node;
     # metrics off. It accepts anything a local address of the node sends to a pod (kubelet
-    # probes, kubectl port-forward), whatever the policies say.
+    # probes, connections from this machine), whatever the policies say.
     "${KUBECTL[@]}" apply -f "$NODE_SCRIPT_DIR/kube-router-rbac.yaml" >>"$CDIR/logs/kubectl.log" 2>&1 ||
         die_component kube-router "applying $NODE_SCRIPT_DIR/kube-router-rbac.yaml failed (kubectl output in $CDIR/logs/kubectl.log)"
     start_component kube-router "$KUBE_ROUTER_DIR/bin/kube-router" \
