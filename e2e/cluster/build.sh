@@ -64,7 +64,7 @@ build_kubernetes() {
             buildflags+=" -X $pkg.${key%%:*}=$val"
         done
     done
-    rm -rf "$K8S_DIR/bin"
+    rm -rf "${K8S_DIR:?}/bin"
     mkdir -p "$K8S_DIR/bin"
     (cd "$src" && go build "${GO_BUILD_FLAGS[@]}" -ldflags="$buildflags" -o "$K8S_DIR/bin/" "${pkgs[@]}") ||
         die "kubernetes: go build of ${pkgs[*]} failed (see above)"
@@ -79,7 +79,7 @@ go_tool_build() {
     go_workdir "$dir/src" "$component"
     quiet "$dir/go-get.log" go -C "$dir/src" get "$pkg@$version" ||
         die "$component: resolving $module@$version failed, see $dir/go-get.log"
-    rm -rf "$dir/bin"
+    rm -rf "${dir:?}/bin"
     mkdir -p "$dir/bin"
     (cd "$dir/src" && go build "${GO_BUILD_FLAGS[@]}" -ldflags="$ldflags" -o "$dir/bin/" "$pkg") ||
         die "$component: go build of $pkg@$version failed (see above)"
@@ -163,7 +163,7 @@ build_etcd() {
     path="$(cd "$src" && CARGO_TARGET_DIR="$src/target" cargo run --quiet)" ||
         die "etcd: cargo could not build the etcd-bin-vendored@$ETCD_CRATE_VERSION locator (see above)"
     [[ -x "$path" ]] || die "etcd: crate reported '$path', which is not an executable"
-    rm -rf "$ETCD_DIR/bin"
+    rm -rf "${ETCD_DIR:?}/bin"
     mkdir -p "$ETCD_DIR/bin"
     cp "$path" "$ETCD_DIR/bin/etcd"
     "$ETCD_DIR/bin/etcd" --version >/dev/null || die "etcd: $ETCD_DIR/bin/etcd does not run"

@@ -14,5 +14,6 @@ if [[ ! -d "$CDIR" ]]; then
     log "cluster '$NAME' is not running (no $CDIR)"
     exit 0
 fi
+# shellcheck disable=SC2119 # no argument: remove the whole state, logs included
 cluster_stop
 log "cluster '$NAME' stopped and its state removed"

@@ -6,6 +6,7 @@ CLUSTER_SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$CLUSTER_SCRIPT_DIR/versions.env"
 
 SILO_CACHE="${SILO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/silo}"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 SILO_STATE="${SILO_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/silo}"
 
 K8S_DIR="$SILO_CACHE/kubernetes/$KUBERNETES_VERSION"
