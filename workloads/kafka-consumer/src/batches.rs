@@ -5,6 +5,12 @@
 //! busy topic fills batches at once; a quiet one adds at most the batch wait to latency. Offsets are committed asynchronously after every
 //! finished batch and synchronously once more when the loop ends. A batch interrupted by
 //! shutdown is left uncommitted.
+//!
+//! Kafka readiness turns false on a receive error and true again on the next message, or,
+//! on a quiet topic where none may come, once the broker answers a metadata request (checked
+//! every [`RECOVERY_CHECK`] while not ready): a transient refusal at start (a broker still
+//! starting, a network policy not yet programmed for a new pod) must not leave the pod
+//! unready until the first event arrives.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,6 +38,20 @@ pub trait Handler {
     ) -> impl Future<Output = Result<(), Interrupted>> + Send + 'a;
 }
 
+/// While Kafka is not ready, how often (and how long at most) the broker is asked for
+/// metadata to tell whether it answers again.
+pub const RECOVERY_CHECK: Duration = Duration::from_secs(2);
+
+/// Whether the broker answers a metadata request within [`RECOVERY_CHECK`]. The request
+/// blocks; on a multi-threaded runtime the worker thread is handed over meanwhile.
+fn broker_answers(consumer: &StreamConsumer) -> bool {
+    let fetch = || consumer.fetch_metadata(None, RECOVERY_CHECK).is_ok();
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(fetch),
+        _ => fetch(),
+    }
+}
+
 /// The next offset to read, per `(topic, partition)`.
 pub type Offsets = BTreeMap<(String, i32), i64>;
 
@@ -48,15 +68,25 @@ pub async fn run<H: Handler>(
     let mut processed = Offsets::new();
     let mut backoff = Backoff::new(max_backoff);
     kafka_ready.set(true);
+    let mut ready = true;
     loop {
         let received = tokio::select! {
             _ = shutdown.wait() => break,
             r = consumer.recv() => r,
+            _ = tokio::time::sleep(RECOVERY_CHECK), if !ready => {
+                if broker_answers(consumer) {
+                    tracing::info!("Kafka answers again");
+                    ready = true;
+                    kafka_ready.set(true);
+                }
+                continue;
+            }
         };
         let message = match received {
             Ok(m) => m,
             Err(error) => {
                 errors.error("kafka_consume");
+                ready = false;
                 kafka_ready.set(false);
                 tracing::warn!(%error, "receiving from Kafka failed; retrying");
                 if !backoff.wait(shutdown).await {
@@ -66,6 +96,7 @@ pub async fn run<H: Handler>(
             }
         };
         backoff.reset();
+        ready = true;
         kafka_ready.set(true);
         let batch = fill_batch(consumer, message, batch).await;
         let payloads: Vec<Option<&[u8]>> = batch.iter().map(|m| m.payload()).collect();
