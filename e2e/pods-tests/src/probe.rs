@@ -171,11 +171,9 @@ impl Probe {
 
     /// Send `request` (raw HTTP/1.0) to `host:port` from the pod; the response.
     pub fn http(&self, host: &str, port: u16, request: &str) -> Result<String, Error> {
-        let script = format!(
-            "printf '%s' \"$REQUEST\" | nc -w 10 {host} {port}",
-            host = host,
-            port = port
-        );
+        // busybox nc stops reading the answer once its input ends: the input stays open for
+        // a few seconds after the request (the server answers and closes well within them).
+        let script = format!("(printf '%s' \"$REQUEST\"; sleep 3) | nc -w 10 {host} {port}");
         let env = format!("REQUEST={request}");
         Ok(self.tools.kubectl(&[
             "exec",
