@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::api::Api;
 use kube::core::ObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -45,12 +45,7 @@ pub struct Problem {
 /// The problem of `pod`, if the kubelet or scheduler reports one.
 pub fn pod_problem(pod: &Pod) -> Option<Problem> {
     let status = pod.status.as_ref()?;
-    let containers = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten());
-    for container in containers {
+    for container in containers_of(status) {
         let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
             continue;
         };
@@ -70,12 +65,7 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
     // A pod that ran to its end and failed (a migration Job's): the container's exit and its
     // termination message (the end of its log, see `terminationMessagePolicy`).
     if status.phase.as_deref() == Some("Failed") {
-        let containers = status
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .chain(status.container_statuses.iter().flatten());
-        for container in containers {
+        for container in containers_of(status) {
             let Some(ended) = container.state.as_ref().and_then(|s| s.terminated.as_ref()) else {
                 continue;
             };
@@ -107,6 +97,15 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
                 .unwrap_or_else(|| "Unschedulable".to_owned()),
             message: c.message.clone().unwrap_or_default(),
         })
+}
+
+/// Init containers, then containers.
+fn containers_of(status: &PodStatus) -> impl Iterator<Item = &ContainerStatus> {
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
 }
 
 /// The last `n` characters of `text` (where a log's cause usually is).

@@ -56,6 +56,25 @@ fn control_plane(mode: Mode) -> Arc<ControlPlane> {
     Arc::new(cp)
 }
 
+/// `region`, the only Region of the fleet of `cp`, built on `infra` at the converged gate.
+fn build_alone(cp: &ControlPlane, region: &Arc<Region>, infra: &SiloInfra) -> DesiredSet {
+    let fleet = FleetContext::new(cp);
+    let directory = validate::fleet_directory(
+        std::slice::from_ref(region),
+        &Silos::default(),
+        &Retired::default(),
+    );
+    let validated = validate::validate_region(region, &fleet, &directory).unwrap();
+    build_region(
+        &validated,
+        &fleet,
+        &directory.published,
+        "k1",
+        infra,
+        CONVERGED,
+    )
+}
+
 fn build_for(target: &Region, all: &[Arc<Region>]) -> DesiredSet {
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
     let directory = validate::fleet_directory(all, &Silos::default(), &Retired::default());
@@ -590,22 +609,9 @@ fn public_urls_fill_dsn_host_and_links() {
 #[test]
 fn an_edited_external_connection_rolls_the_workloads() {
     let us = region("us", 1, 1);
-    let fleet = FleetContext::new(&control_plane(Mode::Siloed));
-    let directory = validate::fleet_directory(
-        std::slice::from_ref(&us),
-        &Silos::default(),
-        &Retired::default(),
-    );
-    let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
+    let cp = control_plane(Mode::Siloed);
     let build = |infra: &SiloInfra| {
-        let set = build_region(
-            &validated,
-            &fleet,
-            &directory.published,
-            "k1",
-            infra,
-            CONVERGED,
-        );
+        let set = build_alone(&cp, &us, infra);
         let template = deployment(&set, "web").spec.clone().unwrap().template;
         template
             .metadata

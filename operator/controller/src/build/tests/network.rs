@@ -179,24 +179,9 @@ fn suspended_or_disabled_policies_are_not_built_but_the_identity_is() {
             .any(|c| c.kind() == ChildKind::ServiceAccount)
     );
 
-    let us = region("us", 1, 1);
     let mut cp = (*control_plane(Mode::Siloed)).clone();
     cp.spec.network_policies.enabled = false;
-    let fleet = FleetContext::new(&cp);
-    let directory = validate::fleet_directory(
-        std::slice::from_ref(&us),
-        &Silos::default(),
-        &Retired::default(),
-    );
-    let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
-    let set = build_region(
-        &validated,
-        &fleet,
-        &directory.published,
-        "k1",
-        &managed(&silo_api::Store::ALL),
-        CONVERGED,
-    );
+    let set = build_alone(&cp, &region("us", 1, 1), &managed(&silo_api::Store::ALL));
     assert!(policies(&set).is_empty());
 }
 
@@ -282,22 +267,7 @@ fn the_monolith_admits_the_ingress_path_to_relay_and_web_only() {
 fn no_ingress_path_leaves_only_the_other_silos() {
     let mut cp = (*control_plane(Mode::Siloed)).clone();
     cp.spec.network_policies.ingress = Vec::new();
-    let fleet = FleetContext::new(&cp);
-    let us = region("us", 1, 1);
-    let directory = validate::fleet_directory(
-        std::slice::from_ref(&us),
-        &Silos::default(),
-        &Retired::default(),
-    );
-    let validated = validate::validate_region(&us, &fleet, &directory).unwrap();
-    let set = build_region(
-        &validated,
-        &fleet,
-        &directory.published,
-        "k1",
-        &managed(&silo_api::Store::ALL),
-        CONVERGED,
-    );
+    let set = build_alone(&cp, &region("us", 1, 1), &managed(&silo_api::Store::ALL));
     let ingress = json_of(policy(&set, INGRESS_POLICY));
     assert_eq!(ingress["ingress"].as_array().unwrap().len(), 1, "{ingress}");
 }
