@@ -39,6 +39,12 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
     let (client, tools, settings) = (scenario.client.clone(), &scenario.tools, &scenario.settings);
     let apply = PatchParams::apply("silo-e2e-pods").force();
 
+    // A database left by an interrupted run keeps the password it was initialized with.
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(DATABASE_NS, &DeleteParams::default())
+        .await;
+    fleet::wait_namespace_gone(&client, DATABASE_NS).await?;
+
     // 1. The external database, in a namespace the operator does not manage, and its Secret
     //    (host, port, username, password, database) in the operator's namespace.
     let namespace: Namespace = serde_json::from_value(json!({
