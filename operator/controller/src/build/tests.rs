@@ -75,6 +75,25 @@ fn build_alone(cp: &ControlPlane, region: &Arc<Region>, infra: &SiloInfra) -> De
     )
 }
 
+/// The control silo of `cp` (SILOED) with Region us in the directory, converged.
+fn build_control_for(cp: &Arc<ControlPlane>) -> DesiredSet {
+    let validated = validate::validate_control_plane(cp, std::slice::from_ref(cp)).unwrap();
+    let fleet = FleetContext::new(cp);
+    let directory = validate::fleet_directory(
+        &[region("us", 1, 1)],
+        &Silos::default(),
+        &Retired::default(),
+    )
+    .published;
+    build_control(
+        &validated,
+        &fleet,
+        &directory,
+        &managed(&[silo_api::Store::Postgres]),
+        CONVERGED,
+    )
+}
+
 fn build_for(target: &Region, all: &[Arc<Region>]) -> DesiredSet {
     let fleet = FleetContext::new(&control_plane(Mode::Siloed));
     let directory = validate::fleet_directory(all, &Silos::default(), &Retired::default());
@@ -372,21 +391,7 @@ fn oldest_control_plane_is_active_and_others_are_refused() {
 #[test]
 fn control_silo_runs_web_in_control_mode() {
     let cp = control_plane(Mode::Siloed);
-    let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
-    let fleet = FleetContext::new(&cp);
-    let directory = validate::fleet_directory(
-        &[region("us", 1, 1)],
-        &Silos::default(),
-        &Retired::default(),
-    )
-    .published;
-    let set = build_control(
-        &validated,
-        &fleet,
-        &directory,
-        &managed(&[silo_api::Store::Postgres]),
-        CONVERGED,
-    );
+    let set = build_control_for(&cp);
     let names: Vec<_> = set
         .deployments()
         .map(|d| d.metadata.name.clone().unwrap())

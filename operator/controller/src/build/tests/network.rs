@@ -193,21 +193,7 @@ fn the_control_silo_mirrors_the_regions() {
     ]))
     .unwrap();
     let cp = Arc::new(cp);
-    let validated = validate::validate_control_plane(&cp, std::slice::from_ref(&cp)).unwrap();
-    let fleet = FleetContext::new(&cp);
-    let directory = validate::fleet_directory(
-        &[region("us", 1, 1)],
-        &Silos::default(),
-        &Retired::default(),
-    )
-    .published;
-    let set = build_control(
-        &validated,
-        &fleet,
-        &directory,
-        &managed(&[silo_api::Store::Postgres]),
-        CONVERGED,
-    );
+    let set = build_control_for(&cp);
     let regions_web: NetworkPolicyPeer = serde_json::from_value(json!({
         "namespaceSelector": {"matchExpressions": [{"key": "silo.dev/region", "operator": "Exists"}]},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "web"}}
