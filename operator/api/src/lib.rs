@@ -22,8 +22,8 @@ pub mod workload;
 
 pub use controlplane::{ControlPlane, ControlPlaneSpec, ControlPlaneStatus, ControlSpec, Mode};
 pub use infrastructure::{
-    ControlInfrastructure, ExternalStore, InfrastructureSpec, ManagedStore, PublicUrls, Store,
-    StoreImages, StoreSpec,
+    ControlInfrastructure, ExternalStore, InfrastructureSpec, KafkaSasl, ManagedStore,
+    PostgresSslMode, PublicUrls, SaslMechanism, Store, StoreImages, StoreSpec, StoreTls,
 };
 pub use network::NetworkPolicySettings;
 pub use pods::{PodSettings, PullPolicy};
