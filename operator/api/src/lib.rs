@@ -27,7 +27,10 @@ pub use infrastructure::{
 };
 pub use network::NetworkPolicySettings;
 pub use pods::{PodSettings, PullPolicy};
-pub use region::{Category, Endpoints, Region, RegionSpec, RegionStatus};
+pub use region::{
+    Category, CredentialRotationRequest, CredentialRotationStatus, Endpoints, Region, RegionSpec,
+    RegionStatus, RotationPhase,
+};
 pub use rollout::{
     Approval, FailedRegion, GroupSettings, GroupStatus, OnFailure, RegionRollout, RegionStep,
     RolloutGroup, RolloutPhase, RolloutSpec, RolloutStatus,

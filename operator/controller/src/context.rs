@@ -48,6 +48,8 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    #[error(transparent)]
+    Rotation(#[from] crate::rotation::execute::RotationError),
     #[error("updating the finalizer of {name} failed: {source}")]
     Finalizer {
         name: String,
@@ -64,6 +66,7 @@ impl ReconcileError {
             ReconcileError::Status { .. } => "StatusFailed",
             ReconcileError::Finalizer { .. } => "FinalizerFailed",
             ReconcileError::Retain { .. } => "RetainFailed",
+            ReconcileError::Rotation(_) => "RotationFailed",
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod pacing;
 pub mod pods;
 pub mod region;
 pub mod rollout;
+pub mod rotation;
 pub mod run;
 pub mod silo;
 pub mod status;

@@ -14,18 +14,24 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use silo_api::conditions::{self, reason};
-use silo_api::{ControlPlane, Endpoints, Mode, Region, RegionRollout, RegionStatus, Store};
+use silo_api::{
+    ControlPlane, CredentialRotationStatus, Endpoints, Mode, Region, RegionRollout, RegionStatus,
+    Store,
+};
 
 use crate::build::{self, DesiredSet, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
 use crate::pacing;
 use crate::rollout;
+use crate::rotation;
 use crate::silo::{self, Source};
 use crate::status::{self, Verdict};
 use crate::validate::{self, FleetContext, FleetDirectory, ValidateError, ValidatedRegion};
 
 const CONTROLLER: &str = "region";
+/// How often a Region with a password rotation under way is looked at again.
+const ROTATION_POLL: Duration = Duration::from_secs(2);
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -139,6 +145,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         },
         running: None,
         rollout: None,
+        credentials: None,
     };
     let previous_rollout = region.status.as_ref().and_then(|s| s.rollout.as_ref());
     let now: Time = k8s_openapi::jiff::Timestamp::now().into();
@@ -186,11 +193,43 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         &plan.region.version,
         &stores_only,
     );
-    let set = build(Gate {
+    let previous_credentials = region
+        .status
+        .as_ref()
+        .map(|s| s.credentials.as_slice())
+        .unwrap_or_default();
+    let rotation = rotation::execute::prepare(
+        &ctx.client,
+        &ctx.stores,
+        &ns,
+        &infra,
+        region.spec.rotate_credentials.as_ref(),
+        previous_credentials,
+        now.clone(),
+    )
+    .await?;
+    let mut set = build(Gate {
         run_job: decision.run_job,
         workload_version: decision.workload_version.as_deref(),
     });
+    build::push_rotation(
+        &mut set,
+        &build::RotationContext {
+            owner: &plan.region.owner,
+            namespace: &ns,
+            images: &plan.fleet.images,
+            pods: &plan.fleet.pods,
+        },
+        &rotation.decision.jobs,
+        rotation.revision.as_deref(),
+    );
     let applied = apply(ctx, &plan.region.name, &set).await;
+    let applied = match applied {
+        Ok(()) => rotation::execute::run_steps(&ctx.client, &ns, &rotation.decision.steps)
+            .await
+            .map_err(ReconcileError::from),
+        Err(error) => Err(error),
+    };
     match applied {
         Ok(()) => {
             let ready = status::deployments_ready(
@@ -216,8 +255,17 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 &now,
             ));
             verdicts.push(upgrading(&desired));
+            verdicts.extend(rotation.decision.verdict.clone());
+            desired.credentials = Some(rotation.decision.status.clone());
+            // A rotation step changes the status (not only messages): never held back.
             let held = write_status(ctx, region, verdicts, Some(desired), true).await?;
-            Ok(Action::requeue(held.unwrap_or(ctx.resync)))
+            let next = held.unwrap_or(ctx.resync);
+            if rotation.decision.in_flight {
+                // Pods going away and Jobs finishing are watched, but a rotation is worth a
+                // prompt look.
+                return Ok(Action::requeue(next.min(ROTATION_POLL)));
+            }
+            Ok(Action::requeue(next))
         }
         Err(error) => {
             let verdicts = vec![
@@ -271,6 +319,8 @@ struct Desired {
     running: Option<String>,
     /// The Region's part of the rollout.
     rollout: Option<RegionRollout>,
+    /// `status.credentials` (`None`: as it was).
+    credentials: Option<Vec<CredentialRotationStatus>>,
 }
 
 /// `Upgrading`: whether the Region still moves to the version the rollout gives it.
@@ -326,6 +376,10 @@ async fn write_status(
             Some(d) => d.rollout.clone(),
             None => previous.rollout.clone(),
         },
+        credentials: desired
+            .as_ref()
+            .and_then(|d| d.credentials.clone())
+            .unwrap_or_else(|| previous.credentials.clone()),
         address: desired.and_then(|d| d.address),
         conditions,
     };
