@@ -18,6 +18,7 @@ pub mod network;
 pub mod pods;
 pub mod region;
 pub mod rollout;
+pub mod rpc_rotation;
 pub mod workload;
 
 pub use controlplane::{ControlPlane, ControlPlaneSpec, ControlPlaneStatus, ControlSpec, Mode};
@@ -35,6 +36,7 @@ pub use rollout::{
     Approval, FailedRegion, GroupSettings, GroupStatus, OnFailure, RegionRollout, RegionStep,
     RolloutGroup, RolloutPhase, RolloutSpec, RolloutStatus,
 };
+pub use rpc_rotation::{RpcRotationPhase, RpcSecretRotationRequest, RpcSecretRotationStatus};
 pub use workload::{Workload, WorkloadSpec, WorkloadsSpec};
 
 /// The API group of every silo resource.

@@ -32,6 +32,7 @@ pub mod pods;
 pub mod region;
 pub mod rollout;
 pub mod rotation;
+pub mod rpc_rotation;
 pub mod run;
 pub mod silo;
 pub mod status;

@@ -74,7 +74,7 @@ struct Plan {
 fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
     let control_planes = ctx.stores.control_planes.state();
     let cp = validate::active_control_plane(&control_planes)?;
-    let fleet = FleetContext::new(cp);
+    let mut fleet = FleetContext::new(cp);
     let directory = validate::directory::current(&ctx.stores);
     let mut validated = validate::validate_region(region, &fleet, &directory)?;
     let assignment = rollout::assignment(region, cp);
@@ -84,6 +84,7 @@ fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
             control_plane: cp.name_any(),
         }
     })?;
+    fleet.rpc_hash = crate::rpc_rotation::pod_hash(cp, Some(&rpc_secrets));
     Ok(Plan {
         region: validated,
         assignment,
@@ -225,9 +226,11 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
     );
     let applied = apply(ctx, &plan.region.name, &set).await;
     let applied = match applied {
-        Ok(()) => rotation::execute::run_steps(&ctx.client, &ns, &rotation.decision.steps)
-            .await
-            .map_err(ReconcileError::from),
+        Ok(()) => {
+            rotation::execute::run_steps(&ctx.client, &ctx.stores, &ns, &rotation.decision.steps)
+                .await
+                .map_err(ReconcileError::from)
+        }
         Err(error) => Err(error),
     };
     match applied {
