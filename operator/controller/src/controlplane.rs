@@ -17,6 +17,7 @@ use silo_contract::RegionDirectory;
 use crate::build::{self, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
+use crate::network_check;
 use crate::rollout;
 use crate::rpc_rotation;
 use crate::silo::{self, Source};
@@ -256,6 +257,7 @@ async fn reconcile_control_plane(
         );
     }
     verdicts.extend(rollout_verdict);
+    verdicts.extend(network_check::verdict(&ctx.client, &cp.spec.network_policies).await);
     write_status(ctx, cp, verdicts, counts, running, Some(endpoints), ledger).await?;
     // A key rotation waits on every silo's Deployments, whose changes do not queue the
     // ControlPlane: look again soon while it waits.

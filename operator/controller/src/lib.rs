@@ -26,6 +26,7 @@ pub mod infra;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod network_check;
 pub mod owners;
 pub mod pacing;
 pub mod pods;
