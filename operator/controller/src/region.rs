@@ -14,12 +14,16 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use silo_api::conditions::{self, reason};
-use silo_api::{ControlPlane, Endpoints, Mode, Region, RegionRollout, RegionStatus, Store};
+use silo_api::{
+    ClusterStatus, ControlPlane, Endpoints, Mode, Region, RegionRollout, RegionStatus, Store,
+};
 
+use crate::apply::Applier;
 use crate::build::{self, DesiredSet, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
 use crate::pacing;
+use crate::remote;
 use crate::rollout;
 use crate::silo::{self, Source};
 use crate::status::{self, Verdict};
@@ -71,6 +75,12 @@ fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
     let fleet = FleetContext::new(cp);
     let directory = validate::directory::current(&ctx.stores);
     let mut validated = validate::validate_region(region, &fleet, &directory)?;
+    // A Region in another cluster reaches the control silo at its external address.
+    let fleet = if region.is_remote() {
+        fleet.for_remote()
+    } else {
+        fleet
+    };
     let assignment = rollout::assignment(region, cp);
     validated.version = assignment.version.clone();
     let rpc_secrets = ctx.stores.rpc_secret(&cp.spec.namespace).ok_or_else(|| {
@@ -139,11 +149,21 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         },
         running: None,
         rollout: None,
+        cluster: None,
     };
     let previous_rollout = region.status.as_ref().and_then(|s| s.rollout.as_ref());
     let now: Time = k8s_openapi::jiff::Timestamp::now().into();
     let not_serving = silo_rollout::region_rollout(previous_rollout, &plan.assignment, false, &now);
-    let infra = match silo::resolve(&ctx.stores, &ns, &sources, infra_spec.retain_on_delete) {
+    let target = match remote::target(ctx, region, &ns).await {
+        Ok(target) => target,
+        Err(down) => return unreachable(ctx, region, desired, not_serving, down).await,
+    };
+    let mut cluster_verdicts = Vec::new();
+    if let Some(cluster) = &target.cluster {
+        desired.cluster = Some(remote::cluster_status(cluster));
+        cluster_verdicts = remote::cluster_verdicts(cluster, ctx.credentials_warn_before, now.0);
+    }
+    let infra = match silo::resolve(&target.stores, &ns, &sources, infra_spec.retain_on_delete) {
         Ok(infra) => infra,
         Err(invalid) => {
             ctx.metrics
@@ -153,35 +173,36 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 .as_ref()
                 .and_then(|s| s.running_version.clone());
             desired.rollout = Some(not_serving);
-            write_status(
-                ctx,
-                region,
-                silo::external_invalid(&invalid),
-                Some(desired),
-                false,
-            )
-            .await?;
+            let mut verdicts = silo::external_invalid(&invalid);
+            verdicts.extend(cluster_verdicts);
+            write_status(ctx, region, verdicts, Some(desired), false).await?;
             // The Secret's watch re-runs every Region when it changes.
             return Ok(Action::await_change());
         }
     };
     let build = |gate: Gate<'_>| {
-        build::build_region(
+        let set = build::build_region(
             &plan.region,
             &plan.fleet,
             &plan.directory.published,
             &plan.rpc_secrets,
             &infra,
             gate,
-        )
+        );
+        // The Region does not exist in its customer's cluster to own anything there.
+        if target.cluster.is_some() {
+            set.detached()
+        } else {
+            set
+        }
     };
     let stores_only = build(Gate {
         run_job: false,
         workload_version: None,
     });
     let decision = silo::decide(
-        &ctx.stores,
-        &ctx.pod_problems,
+        &target.stores,
+        &target.pod_problems,
         &ns,
         &plan.region.version,
         &stores_only,
@@ -190,13 +211,13 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         run_job: decision.run_job,
         workload_version: decision.workload_version.as_deref(),
     });
-    let applied = apply(ctx, &plan.region.name, &set).await;
+    let applied = apply(&target.applier, &plan.region.name, &set).await;
     match applied {
         Ok(()) => {
             let ready = status::deployments_ready(
                 set.deployments(),
-                &ctx.stores.deployments,
-                &ctx.pod_problems,
+                &target.stores.deployments,
+                &target.pod_problems,
             );
             if ready.is_ok() {
                 desired.running = decision.workload_version.clone();
@@ -216,10 +237,19 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 &now,
             ));
             verdicts.push(upgrading(&desired));
+            verdicts.extend(cluster_verdicts);
             let held = write_status(ctx, region, verdicts, Some(desired), true).await?;
-            Ok(Action::requeue(held.unwrap_or(ctx.resync)))
+            // Drift in a remote cluster is found by listing it again (it is not watched).
+            let resync = match target.cluster {
+                Some(_) => ctx.clusters.settings.resync.min(ctx.resync),
+                None => ctx.resync,
+            };
+            Ok(Action::requeue(held.map_or(resync, |h| h.min(resync))))
         }
         Err(error) => {
+            if let Some(down) = error.kube_error().and_then(|e| target.write_failed(e, ctx)) {
+                return unreachable(ctx, region, desired, not_serving, down).await;
+            }
             let verdicts = vec![
                 Verdict::new(
                     conditions::READY,
@@ -245,9 +275,32 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
     }
 }
 
-async fn apply(ctx: &Context, name: &str, set: &DesiredSet) -> Result<(), ReconcileError> {
-    let mut report = ctx.applier.apply_set(set).await?;
-    ctx.applier
+/// Write the status of a Region whose cluster cannot be used now; only this Region waits, and
+/// it is tried again after the cluster's backoff.
+async fn unreachable(
+    ctx: &Context,
+    region: &Region,
+    mut desired: Desired,
+    not_serving: RegionRollout,
+    down: remote::Unreachable,
+) -> Result<Action, ReconcileError> {
+    ctx.metrics.error(CONTROLLER, reason::CLUSTER_UNREACHABLE);
+    tracing::warn!(region = %region.name_any(), error = %down.error, retry_in = ?down.retry, "cluster unreachable");
+    let previous = region.status.clone().unwrap_or_default();
+    desired.running = previous.running_version.clone();
+    desired.rollout = Some(not_serving);
+    desired.cluster = Some(ClusterStatus {
+        server: down.server.clone(),
+        ..previous.cluster.clone().unwrap_or_default()
+    });
+    let verdicts = remote::unreachable_verdicts(&down);
+    write_status(ctx, region, verdicts, Some(desired), false).await?;
+    Ok(Action::requeue(down.retry))
+}
+
+async fn apply(applier: &Applier, name: &str, set: &DesiredSet) -> Result<(), ReconcileError> {
+    let mut report = applier.apply_set(set).await?;
+    applier
         .prune(labels::REGION, name, set, &mut report)
         .await?;
     if report.written > 0 || report.deleted > 0 {
@@ -271,6 +324,8 @@ struct Desired {
     running: Option<String>,
     /// The Region's part of the rollout.
     rollout: Option<RegionRollout>,
+    /// The customer-provided cluster, for a Region with `spec.cluster`.
+    cluster: Option<ClusterStatus>,
 }
 
 /// `Upgrading`: whether the Region still moves to the version the rollout gives it.
@@ -326,6 +381,10 @@ async fn write_status(
             Some(d) => d.rollout.clone(),
             None => previous.rollout.clone(),
         },
+        cluster: match &desired {
+            Some(d) => d.cluster.clone(),
+            None => previous.cluster.clone(),
+        },
         address: desired.and_then(|d| d.address),
         conditions,
     };
@@ -359,6 +418,7 @@ async fn write_status(
         source,
     })?;
     ctx.status_pacer.written(&name);
+    remote::publish_warnings(ctx, region, &previous.conditions, &verdicts).await;
     if let Some(ready) = ready {
         status::publish_transition(
             &ctx.recorder,
@@ -532,7 +592,22 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
     // First, while the Region still holds its id: once it is gone, the record alone keeps
     // the next Region with this id from taking it.
     let retired = retire_snowflake_id(region, ctx).await?;
-    if let Some(namespace) = ctx.stores.namespaces.get(&ObjectRef::new(&ns)) {
+    if region.is_remote() {
+        let ns = region.namespace();
+        if remote::abandons_remote(region) {
+            tracing::warn!(region = %name, namespace = %ns, "abandoning the region's objects in its cluster");
+        } else {
+            match remote::delete_namespace(ctx, region, &ns).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(wait),
+                Err(down) => {
+                    let verdicts = remote::delete_blocked(&down, &ns);
+                    write_status(ctx, region, verdicts, None, false).await?;
+                    return Ok(Action::requeue(down.retry));
+                }
+            }
+        }
+    } else if let Some(namespace) = ctx.stores.namespaces.get(&ObjectRef::new(&ns)) {
         if namespace.metadata.deletion_timestamp.is_none() {
             if region.spec.infrastructure.retain_on_delete {
                 retain_volumes(ctx, &ns).await?;

@@ -29,6 +29,7 @@ fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
             infrastructure: Default::default(),
             suspend: false,
             suspend_network_policies: false,
+            cluster: None,
         },
     );
     r.metadata.uid = Some(format!("uid-{name}"));

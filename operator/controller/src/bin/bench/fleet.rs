@@ -57,6 +57,7 @@ pub fn region(i: usize) -> Region {
             infrastructure: Default::default(),
             suspend: false,
             suspend_network_policies: false,
+            cluster: None,
         },
     )
 }
