@@ -62,6 +62,10 @@ pub struct ClusterStatus {
     /// The API server the kubeconfig points at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The resourceVersion of the kubeconfig Secret last used: after a rotation, the new
+    /// credentials are in use once this shows the Secret's new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version: Option<String>,
     /// When the credentials of the kubeconfig Secret expire (its `silo.dev/token-expires-at`
     /// annotation). Renew them with `silo-operator onboard rotate` before then.
     #[serde(default, skip_serializing_if = "Option::is_none")]

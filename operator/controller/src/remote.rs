@@ -159,6 +159,7 @@ pub async fn target(
 pub fn cluster_status(cluster: &Cluster) -> ClusterStatus {
     ClusterStatus {
         server: Some(cluster.server.clone()),
+        secret_version: Some(cluster.resource_version.clone()),
         credentials_expire_at: cluster.expires_at.map(|t| t.to_string()),
         missing_permissions: cluster.missing_permissions().unwrap_or_default(),
     }

@@ -71,7 +71,8 @@ pub struct Cluster {
     pub timeout: Duration,
     /// When the credentials expire (the Secret's annotation), if known.
     pub expires_at: Option<Timestamp>,
-    resource_version: String,
+    /// The kubeconfig Secret's resourceVersion this client was built from.
+    pub resource_version: String,
     permits: Arc<Semaphore>,
     health: Mutex<Health>,
     /// Needed permissions the identity lacks, checked once per credential version.
