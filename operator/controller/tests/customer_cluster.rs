@@ -6,7 +6,9 @@
 //! Ready there, its directory lists every Region and is updated in place; with the customer
 //! API server stopped, local Regions are created as fast as without the outage while `acme`
 //! reports `ClusterReachable=False`; it recovers when the API server is back; rotation
-//! invalidates the old token; the identity cannot read Secrets outside its namespace.
+//! invalidates the old token; the identity cannot read Secrets outside its namespace. A
+//! Region whose kubeconfig Secret is missing, has no `value`, holds no kubeconfig or carries
+//! refused credentials says which, and is deleted by abandoning its remote objects.
 //!
 //! Takes over the management cluster's silo resources; stops and starts the customer cluster's
 //! API server (`e2e/cluster/apiserver.sh`).
@@ -261,6 +263,181 @@ async fn clean_customer(customer: &Client) {
     .await;
 }
 
+/// The reason `ClusterReachable` gives Region `name`, once it is `reason`.
+async fn wait_reachable_reason(regions: &Api<Region>, name: &str, reason: &str) -> String {
+    let r = wait_region(
+        regions,
+        name,
+        &format!("ClusterReachable reason {reason}"),
+        |r| {
+            condition(r, "ClusterReachable")
+                .is_some_and(|c| c.status == "False" && c.reason == reason)
+        },
+    )
+    .await;
+    let ready = condition(&r, "Ready").expect("Ready");
+    assert_eq!(ready.reason, "ClusterUnreachable", "{ready:?}");
+    condition(&r, "ClusterReachable")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn secret_with(data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("it-bad-kubeconfig".to_owned()),
+            ..Default::default()
+        },
+        string_data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+async fn replace_secret(secrets: &Api<Secret>, secret: Secret) {
+    let _ = secrets
+        .delete("it-bad-kubeconfig", &DeleteParams::default())
+        .await;
+    wait_for("the old bad Secret to go", Duration::from_secs(30), || {
+        let secrets = secrets.clone();
+        async move {
+            match secrets
+                .get_opt("it-bad-kubeconfig")
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                None => Ok(()),
+                Some(_) => Err("still there".to_owned()),
+            }
+        }
+    })
+    .await;
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create bad Secret");
+}
+
+/// A Region whose Secret is missing, has no `value`, holds no kubeconfig, or whose
+/// credentials the server refuses; then deleted with its cluster unusable and abandoned.
+async fn bad_secrets(
+    admin: &Client,
+    regions: &Api<Region>,
+    secrets: &Api<Secret>,
+    customer: &std::path::Path,
+) {
+    let bad: Region = serde_json::from_value(serde_json::json!({
+        "apiVersion": "silo.dev/v1alpha1",
+        "kind": "Region",
+        "metadata": {"name": "it-bad"},
+        "spec": {
+            "snowflakeId": 3150,
+            "address": "https://bad.it.example",
+            "cluster": {"kubeconfigSecret": "it-bad-kubeconfig", "requestTimeoutSeconds": 2},
+        }
+    }))
+    .expect("Region fixture");
+    regions
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect("create it-bad");
+    let message = wait_reachable_reason(regions, "it-bad", "SecretMissing").await;
+    assert!(message.contains("does not exist"), "{message}");
+    replace_secret(secrets, secret_with(&[("kubeconfig", "x")])).await;
+    let message = wait_reachable_reason(regions, "it-bad", "SecretHasNoValue").await;
+    assert!(message.contains("key `value`"), "{message}");
+    replace_secret(
+        secrets,
+        secret_with(&[("value", "clusters: [not a kubeconfig")]),
+    )
+    .await;
+    wait_reachable_reason(regions, "it-bad", "InvalidKubeconfig").await;
+    // The customer cluster's address with a token it never issued.
+    let mut yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(customer).expect("read kubeconfig"))
+            .expect("kubeconfig YAML");
+    yaml["users"] =
+        serde_yaml::from_str("[{name: admin, user: {token: not-a-token}}]").expect("users YAML");
+    let context = yaml["current-context"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if let Some(contexts) = yaml["contexts"].as_sequence_mut() {
+        for c in contexts
+            .iter_mut()
+            .filter(|c| c["name"].as_str() == Some(context.as_str()))
+        {
+            c["context"]["user"] = "admin".into();
+        }
+    }
+    let forged = serde_yaml::to_string(&yaml).expect("render kubeconfig");
+    replace_secret(secrets, secret_with(&[("value", &forged)])).await;
+    let message = wait_reachable_reason(regions, "it-bad", "Unauthorized").await;
+    assert!(message.contains("onboard rotate"), "{message}");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(admin.clone());
+    wait_for(
+        "a Warning Event naming the cause",
+        Duration::from_secs(30),
+        || {
+            let events = events.clone();
+            async move {
+                let list = events
+                    .list(&kube::api::ListParams::default().fields("regarding.name=it-bad"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let reasons: Vec<String> =
+                    list.items.iter().filter_map(|e| e.reason.clone()).collect();
+                reasons
+                    .iter()
+                    .any(|r| r == "Unauthorized")
+                    .then_some(())
+                    .ok_or_else(|| format!("{reasons:?}"))
+            }
+        },
+    )
+    .await;
+
+    // Deleting it waits for the cluster, then the annotation abandons the remote objects.
+    regions
+        .delete("it-bad", &DeleteParams::default())
+        .await
+        .expect("delete it-bad");
+    let r = wait_region(regions, "it-bad", "deletion blocked", |r| {
+        condition(r, "Ready").is_some_and(|c| c.reason == "DeleteBlockedClusterUnreachable")
+    })
+    .await;
+    let message = condition(&r, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("silo.dev/abandon-remote"), "{message}");
+    regions
+        .patch(
+            "it-bad",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {"silo.dev/abandon-remote": "true"}}
+            })),
+        )
+        .await
+        .expect("annotate it-bad");
+    wait_for("it-bad to be released", READY_TIMEOUT, || {
+        let regions = regions.clone();
+        async move {
+            match regions.get_opt("it-bad").await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(_) => Err("still there".to_owned()),
+            }
+        }
+    })
+    .await;
+    let _ = secrets
+        .delete("it-bad-kubeconfig", &DeleteParams::default())
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_runs_in_a_customer_cluster() {
     let fleet_size: usize = std::env::var("SILO_CUSTOMER_TEST_REGIONS")
@@ -384,6 +561,10 @@ async fn a_region_runs_in_a_customer_cluster() {
         },
     )
     .await;
+
+    // Bad input: each problem of the kubeconfig Secret is named on the Region and in an
+    // Event, and only that Region waits.
+    bad_secrets(&admin, &regions, &secrets, &customer_path).await;
 
     // Fleet throughput without and with the customer cluster down, in the same run.
     let baseline: Vec<String> = (0..fleet_size).map(|i| format!("it-base-{i}")).collect();
