@@ -87,8 +87,10 @@ pub enum ClusterError {
         class: ErrorClass,
         message: String,
     },
+    // Worded like `Request` without the count or the wait: the status stays unchanged (no
+    // write) while the cluster backs off.
     #[error(
-        "cluster of Secret {secret} ({server}) is backing off after {failures} failures ({last}); next attempt in {retry_in_secs}s"
+        "cluster of Secret {secret} ({server}) failed: {class}: {last}; {}", class.advice()
     )]
     BackingOff {
         secret: String,
