@@ -639,3 +639,30 @@ fn an_edited_external_connection_rolls_the_workloads() {
     assert_eq!(before, same);
     assert_ne!(before, after, "a new password changes the pod template");
 }
+
+#[test]
+fn a_remote_region_has_no_owner_references_and_reaches_control_externally() {
+    let r = region("us", 1, 10);
+    let set = build_for(&r, std::slice::from_ref(&r));
+    let detached = set.clone().detached();
+    assert_eq!(set.children.len(), detached.children.len());
+    for (local, remote) in set.children.iter().zip(&detached.children) {
+        assert!(local.meta().owner_references.is_some(), "{}", local.key());
+        assert!(remote.meta().owner_references.is_none(), "{}", remote.key());
+        assert!(!remote.hash().is_empty());
+        assert_ne!(local.hash(), remote.hash(), "{}", remote.key());
+    }
+    assert!(
+        detached
+            .generated
+            .iter()
+            .all(|g| g.secret.metadata.owner_references.is_none())
+    );
+    let mut fleet = FleetContext::new(&control_plane(Mode::Siloed));
+    assert_eq!(fleet.for_remote().control_address, fleet.control_address);
+    fleet.external_control_address = Some("https://control.example.com".to_owned());
+    assert_eq!(
+        fleet.for_remote().control_address,
+        "https://control.example.com"
+    );
+}
