@@ -365,6 +365,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_rollout_counts_this_ready_reason_apart() {
+        assert_eq!(
+            reason::CLUSTER_UNREACHABLE,
+            crate::rollout::CLUSTER_UNREACHABLE
+        );
+    }
+
+    #[test]
     fn credentials_warn_before_they_expire() {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let week = Duration::from_secs(7 * 24 * 3600);

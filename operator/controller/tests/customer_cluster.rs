@@ -692,6 +692,7 @@ async fn a_region_runs_in_a_customer_cluster() {
     let (old_config, old_token) = token_in_secret(&secrets).await;
     let old_client = client_of(old_config).await;
     assert!(can_i(&old_client, "list", "deployments.apps", ACME_NS).await);
+    let rotation = k8s_openapi::jiff::Timestamp::now();
     let mut rotate = vec!["rotate"];
     rotate.extend(onboard_args);
     onboard(&rotate);
@@ -729,6 +730,14 @@ async fn a_region_runs_in_a_customer_cluster() {
                 == version
     })
     .await;
+
+    // No failed reconcile: acme stayed reachable through the rotation.
+    let acme = regions.get("acme").await.expect("acme");
+    let reachable = condition(&acme, "ClusterReachable").expect("ClusterReachable");
+    assert!(
+        reachable.status == "True" && reachable.last_transition_time.0 < rotation,
+        "acme lost its cluster during the rotation: {reachable:?}"
+    );
 
     // Least privilege: no Secrets outside its namespace, no namespaces of its own making.
     assert!(can_i(&identity, "get", "secrets", ACME_NS).await);

@@ -10,7 +10,9 @@
 //!
 //! Idempotent: everything is server-side applied; an existing token is kept while it is
 //! valid for longer than `--renew-before`. `rotate` always issues a new token, writes it,
-//! then deletes the old anchor Secrets, which invalidates the old tokens at once.
+//! waits until the Regions using the Secret show its new version in status (the operator
+//! uses the new token), then deletes the old anchor Secrets, which invalidates the old
+//! tokens at once.
 
 pub mod objects;
 
@@ -99,6 +101,11 @@ pub struct OnboardArgs {
     /// A plain `onboard` issues a new token when the current one expires within this.
     #[arg(long, env = "SILO_ONBOARD_RENEW_BEFORE", default_value = "168h", value_parser = parse_duration)]
     pub renew_before: Duration,
+
+    /// How long `rotate` (or a renewal) waits for the Regions using the Secret to switch to
+    /// the new token before it revokes the old one.
+    #[arg(long, env = "SILO_ONBOARD_SWITCH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub switch_timeout: Duration,
 
     /// Snowflake id of the Region (for the printed or applied Region).
     #[arg(long, env = "SILO_ONBOARD_SNOWFLAKE_ID", default_value_t = 0)]
@@ -394,7 +401,7 @@ async fn onboard(args: &OnboardArgs, rotate: bool) -> Result<(), OnboardError> {
         .and_then(|t| t.parse::<Timestamp>().ok())
         .is_some_and(|t| t > renew_by);
     if rotate || !still_valid {
-        let expires_at = issue_token(
+        let (expires_at, version) = issue_token(
             args,
             &client,
             &identity,
@@ -405,6 +412,8 @@ async fn onboard(args: &OnboardArgs, rotate: bool) -> Result<(), OnboardError> {
         )
         .await?;
         eprintln!("token for {} expires at {expires_at}", identity.name());
+        // The old token keeps working until the operator uses the new one: no reconcile fails.
+        wait_for_switch(&management, &secret_name, &version, args.switch_timeout).await?;
         remove_old_anchors(&client, &identity, &anchor.name_any()).await?;
     } else {
         eprintln!(
@@ -438,8 +447,60 @@ async fn onboard(args: &OnboardArgs, rotate: bool) -> Result<(), OnboardError> {
     Ok(())
 }
 
+/// Wait until every Region using Secret `secret` shows its version `version` in
+/// `status.cluster.secretVersion` (the operator reconciled with the new credentials), at most
+/// `timeout`.
+async fn wait_for_switch(
+    management: &Client,
+    secret: &str,
+    version: &str,
+    timeout: Duration,
+) -> Result<(), OnboardError> {
+    let regions: Api<silo_api::Region> = Api::all(management.clone());
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let list = regions
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| OnboardError::Api {
+                action: "listing Regions".to_owned(),
+                cluster: "management",
+                source,
+            })?;
+        let waiting: Vec<String> = list
+            .items
+            .iter()
+            .filter(|r| {
+                r.spec
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.kubeconfig_secret == secret)
+            })
+            .filter(|r| {
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.cluster.as_ref())
+                    .and_then(|c| c.secret_version.as_deref())
+                    != Some(version)
+            })
+            .map(|r| r.name_any())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "warning: {} did not switch to the new credentials within {timeout:?}; the old token is revoked anyway",
+                waiting.join(", ")
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Create the anchor Secret, request a token bound to it, and write the kubeconfig Secret;
-/// returns the token's expiry.
+/// returns the token's expiry and the Secret's new resourceVersion.
 async fn issue_token(
     args: &OnboardArgs,
     client: &Client,
@@ -448,7 +509,7 @@ async fn issue_token(
     anchor: &Secret,
     secrets: &Api<Secret>,
     secret_name: &str,
-) -> Result<String, OnboardError> {
+) -> Result<(String, String), OnboardError> {
     let anchors: Api<Secret> = Api::namespaced(client.clone(), &identity.identity_namespace);
     let created = anchors
         .create(&PostParams::default(), anchor)
@@ -504,7 +565,7 @@ async fn issue_token(
         serde_json::to_value(&secret).map_err(|e| OnboardError::Invalid(e.to_string()))?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
-    secrets
+    let written = secrets
         .patch(
             secret_name,
             &PatchParams::apply(MANAGER).force(),
@@ -517,7 +578,7 @@ async fn issue_token(
             source,
         })?;
     eprintln!("wrote Secret {}/{secret_name}", args.operator_namespace);
-    Ok(expires_at)
+    Ok((expires_at, written.resource_version().unwrap_or_default()))
 }
 
 /// Delete every anchor Secret of the identity but `keep`: tokens bound to them stop working.
