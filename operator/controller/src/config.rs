@@ -110,6 +110,11 @@ pub struct ClusterArgs {
     #[arg(long, env = "SILO_OPERATOR_CLUSTER_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
     pub cluster_max_backoff: Duration,
 
+    /// How often the operator reviews again what its identity may do in a customer-provided
+    /// cluster (SelfSubjectAccessReviews; always after new credentials).
+    #[arg(long, env = "SILO_OPERATOR_CLUSTER_PERMISSION_CHECK", default_value = "10m", value_parser = parse_duration)]
+    pub cluster_permission_check: Duration,
+
     /// How long before a cluster's credentials expire its Regions warn (condition
     /// `CredentialsValid=False` and an Event).
     #[arg(long, env = "SILO_OPERATOR_CREDENTIALS_WARN_BEFORE", default_value = "168h", value_parser = parse_duration)]

@@ -160,8 +160,9 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
     };
     let mut cluster_verdicts = Vec::new();
     if let Some(cluster) = &target.cluster {
-        desired.cluster = Some(remote::cluster_status(cluster));
-        cluster_verdicts = remote::cluster_verdicts(cluster, ctx.credentials_warn_before, now.0);
+        desired.cluster = Some(remote::cluster_status(cluster, &ns));
+        cluster_verdicts =
+            remote::cluster_verdicts(cluster, &ns, ctx.credentials_warn_before, now.0);
     }
     let infra = match silo::resolve(&target.stores, &ns, &sources, infra_spec.retain_on_delete) {
         Ok(infra) => infra,
@@ -289,9 +290,14 @@ async fn unreachable(
     let previous = region.status.clone().unwrap_or_default();
     desired.running = previous.running_version.clone();
     desired.rollout = Some(not_serving);
+    let known = previous.cluster.clone().unwrap_or_default();
     desired.cluster = Some(ClusterStatus {
         server: down.server.clone(),
-        ..previous.cluster.clone().unwrap_or_default()
+        missing_permissions: down
+            .missing
+            .clone()
+            .unwrap_or(known.missing_permissions.clone()),
+        ..known
     });
     let verdicts = remote::unreachable_verdicts(&down);
     write_status(ctx, region, verdicts, Some(desired), false).await?;

@@ -48,6 +48,8 @@ pub struct Unreachable {
     pub retry: Duration,
     /// The API server, when the kubeconfig could be read.
     pub server: Option<String>,
+    /// After a refused request (403): the needed permissions the identity lacks.
+    pub missing: Option<Vec<String>>,
 }
 
 impl Target {
@@ -74,6 +76,7 @@ impl Target {
             error,
             retry,
             server: Some(cluster.server.clone()),
+            missing: None,
         })
     }
 }
@@ -98,11 +101,13 @@ pub async fn target(
             // Fixed by a change of the Secret, whose watch re-runs the Region.
             retry: settings.resync,
             server: None,
+            missing: None,
         })?;
     let down = |error: ClusterError, retry: Duration| Unreachable {
         error,
         retry,
         server: Some(cluster.server.clone()),
+        missing: None,
     };
     if let Err(error) = cluster.backing_off() {
         let retry = match &error {
@@ -129,13 +134,21 @@ pub async fn target(
         Ok(view) => view,
         Err(e) => {
             let (error, retry) = cluster.failed(&e, settings.max_backoff);
-            return Err(down(error, retry));
+            let mut down = down(error, retry);
+            // Refused: name what the identity lacks.
+            if classify(&e) == ErrorClass::Forbidden
+                && let Ok(missing) = access::missing(&cluster.client, namespace).await
+            {
+                cluster.set_missing_permissions(namespace, missing.clone());
+                down.missing = Some(missing);
+            }
+            return Err(down);
         }
     };
     cluster.succeeded();
-    if cluster.missing_permissions().is_none() {
+    if cluster.permissions_due(namespace, settings.permission_check) {
         match access::missing(&cluster.client, namespace).await {
-            Ok(missing) => cluster.set_missing_permissions(missing),
+            Ok(missing) => cluster.set_missing_permissions(namespace, missing),
             Err(e) => {
                 tracing::warn!(secret = %cluster.secret, error = %e, "permission review failed; retried next reconcile")
             }
@@ -155,18 +168,23 @@ pub async fn target(
     })
 }
 
-/// `status.cluster` of a reachable remote Region.
-pub fn cluster_status(cluster: &Cluster) -> ClusterStatus {
+/// `status.cluster` of a reachable remote Region whose namespace there is `namespace`.
+pub fn cluster_status(cluster: &Cluster, namespace: &str) -> ClusterStatus {
     ClusterStatus {
         server: Some(cluster.server.clone()),
         secret_version: Some(cluster.resource_version.clone()),
         credentials_expire_at: cluster.expires_at.map(|t| t.to_string()),
-        missing_permissions: cluster.missing_permissions().unwrap_or_default(),
+        missing_permissions: cluster.missing_permissions(namespace).unwrap_or_default(),
     }
 }
 
 /// Conditions of a reachable remote cluster: reachable, credentials, permissions.
-pub fn cluster_verdicts(cluster: &Cluster, warn_before: Duration, now: Timestamp) -> Vec<Verdict> {
+pub fn cluster_verdicts(
+    cluster: &Cluster,
+    namespace: &str,
+    warn_before: Duration,
+    now: Timestamp,
+) -> Vec<Verdict> {
     let mut verdicts = vec![Verdict::new(
         conditions::CLUSTER_REACHABLE,
         true,
@@ -176,7 +194,7 @@ pub fn cluster_verdicts(cluster: &Cluster, warn_before: Duration, now: Timestamp
     if let Some(expires) = cluster.expires_at {
         verdicts.push(credentials_verdict(expires, warn_before, now));
     }
-    match cluster.missing_permissions() {
+    match cluster.missing_permissions(namespace) {
         Some(missing) if !missing.is_empty() => verdicts.push(Verdict::new(
             conditions::PERMISSIONS_SUFFICIENT,
             false,
@@ -232,7 +250,11 @@ pub fn credentials_verdict(expires: Timestamp, warn_before: Duration, now: Times
 /// Conditions of a Region whose cluster cannot be used.
 pub fn unreachable_verdicts(down: &Unreachable) -> Vec<Verdict> {
     let message = down.error.to_string();
-    vec![
+    let mut verdicts = Vec::new();
+    if let Some(missing) = down.missing.as_ref().filter(|m| !m.is_empty()) {
+        verdicts.push(missing_verdict(&down.error, missing));
+    }
+    let mut both = vec![
         Verdict::new(
             conditions::READY,
             false,
@@ -245,7 +267,27 @@ pub fn unreachable_verdicts(down: &Unreachable) -> Vec<Verdict> {
             down.error.reason(),
             message,
         ),
-    ]
+    ];
+    both.append(&mut verdicts);
+    both
+}
+
+fn missing_verdict(error: &ClusterError, missing: &[String]) -> Verdict {
+    let secret = match error {
+        ClusterError::Request { secret, .. } | ClusterError::BackingOff { secret, .. } => {
+            secret.as_str()
+        }
+        _ => "",
+    };
+    Verdict::new(
+        conditions::PERMISSIONS_SUFFICIENT,
+        false,
+        reason::MISSING_PERMISSIONS,
+        format!(
+            "the identity of Secret {secret} lacks: {}; run `silo-operator onboard` again to restore its roles",
+            missing.join(", ")
+        ),
+    )
 }
 
 /// A Warning Event for each cluster condition that turned False (or changed its reason).
@@ -310,6 +352,7 @@ pub async fn delete_namespace(
             error,
             retry: ctx.clusters.settings.resync,
             server: None,
+            missing: None,
         })?;
     let failed = |e: kube::Error| {
         let (error, retry) = cluster.failed(&e, ctx.clusters.settings.max_backoff);
@@ -317,6 +360,7 @@ pub async fn delete_namespace(
             error,
             retry,
             server: Some(cluster.server.clone()),
+            missing: None,
         }
     };
     let api: Api<Namespace> = Api::all(cluster.client.clone());

@@ -259,6 +259,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             max_in_flight: args.clusters.cluster_max_in_flight,
             resync: args.clusters.cluster_resync,
             max_backoff: args.clusters.cluster_max_backoff,
+            permission_check: args.clusters.cluster_permission_check,
         }),
         credentials_warn_before: args.clusters.credentials_warn_before,
     });

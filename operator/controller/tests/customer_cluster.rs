@@ -6,7 +6,8 @@
 //! Ready there, its directory lists every Region and is updated in place; with the customer
 //! API server stopped, local Regions are created as fast as without the outage while `acme`
 //! reports `ClusterReachable=False`; it recovers when the API server is back; rotation
-//! invalidates the old token; the identity cannot read Secrets outside its namespace. A
+//! invalidates the old token; the identity cannot read Secrets outside its namespace; a
+//! permission taken away is named in status until onboarding runs again. A
 //! Region whose kubeconfig Secret is missing, has no `value`, holds no kubeconfig or carries
 //! refused credentials says which, and is deleted by abandoning its remote objects.
 //!
@@ -25,6 +26,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::Role;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
@@ -518,6 +520,8 @@ async fn a_region_runs_in_a_customer_cluster() {
             "4s",
             "--credentials-warn-before",
             "1000h",
+            "--cluster-permission-check",
+            "2s",
         ],
     )
     .await;
@@ -634,6 +638,40 @@ async fn a_region_runs_in_a_customer_cluster() {
             }
         },
     )
+    .await;
+
+    // A permission taken away in the customer cluster is named in status; onboarding again
+    // restores it.
+    let roles: Api<Role> = Api::namespaced(customer.clone(), ACME_NS);
+    let mut role = roles
+        .get("silo-operator")
+        .await
+        .expect("Role silo-operator");
+    for rule in role.rules.iter_mut().flatten() {
+        rule.verbs.retain(|v| v != "delete");
+    }
+    role.metadata.managed_fields = None;
+    roles
+        .replace("silo-operator", &PostParams::default(), &role)
+        .await
+        .expect("take delete away");
+    let acme = wait_region(&regions, "acme", "PermissionsSufficient=False", |r| {
+        condition(r, "PermissionsSufficient").is_some_and(|c| c.status == "False")
+    })
+    .await;
+    let missing = acme
+        .status
+        .and_then(|s| s.cluster)
+        .map(|c| c.missing_permissions)
+        .unwrap_or_default();
+    assert!(
+        missing.contains(&"delete jobs.batch in region-acme".to_owned()),
+        "{missing:?}"
+    );
+    onboard(&onboard_args);
+    wait_region(&regions, "acme", "PermissionsSufficient=True", |r| {
+        condition(r, "PermissionsSufficient").is_some_and(|c| c.status == "True")
+    })
     .await;
 
     // Bad input: each problem of the kubeconfig Secret is named on the Region and in an

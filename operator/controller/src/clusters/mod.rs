@@ -51,6 +51,8 @@ pub struct Settings {
     pub resync: Duration,
     /// Longest wait between attempts to reach a failing cluster.
     pub max_backoff: Duration,
+    /// How often the identity's permissions are reviewed again (always after new credentials).
+    pub permission_check: Duration,
 }
 
 /// Consecutive failures of one cluster.
@@ -75,8 +77,8 @@ pub struct Cluster {
     pub resource_version: String,
     permits: Arc<Semaphore>,
     health: Mutex<Health>,
-    /// Needed permissions the identity lacks, checked once per credential version.
-    missing: Mutex<Option<Vec<String>>>,
+    /// Needed permissions the identity lacks, by Region namespace, and when they were checked.
+    missing: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
 
 impl Cluster {
@@ -136,17 +138,27 @@ impl Cluster {
         *self.health() = Health::default();
     }
 
-    /// The missing permissions found for these credentials, if checked already.
-    pub fn missing_permissions(&self) -> Option<Vec<String>> {
-        self.missing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn missing(&self) -> MutexGuard<'_, HashMap<String, (Instant, Vec<String>)>> {
+        self.missing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Remember the result of the permission check for these credentials.
-    pub fn set_missing_permissions(&self, missing: Vec<String>) {
-        *self.missing.lock().unwrap_or_else(|p| p.into_inner()) = Some(missing);
+    /// The needed permissions in `namespace` these credentials lack, if checked already.
+    pub fn missing_permissions(&self, namespace: &str) -> Option<Vec<String>> {
+        self.missing().get(namespace).map(|(_, m)| m.clone())
+    }
+
+    /// Whether the permissions in `namespace` were never checked with these credentials, or
+    /// longer ago than `interval` (a Role edited in the cluster shows within it).
+    pub fn permissions_due(&self, namespace: &str, interval: Duration) -> bool {
+        self.missing()
+            .get(namespace)
+            .is_none_or(|(at, _)| at.elapsed() >= interval)
+    }
+
+    /// Remember the result of the permission check in `namespace`.
+    pub fn set_missing_permissions(&self, namespace: &str, missing: Vec<String>) {
+        self.missing()
+            .insert(namespace.to_owned(), (Instant::now(), missing));
     }
 }
 
@@ -265,7 +277,7 @@ async fn build(
         resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
         permits: Arc::new(Semaphore::new(permits)),
         health: Mutex::new(Health::default()),
-        missing: Mutex::new(None),
+        missing: Mutex::new(HashMap::new()),
     })
 }
 
