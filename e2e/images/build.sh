@@ -517,6 +517,15 @@ if ((want_workload || want_workload_next || want_operator)); then
     require cargo "install Rust (rustup)"
     require strip "apt-get install -y binutils"
     require ldd "apt-get install -y libc-bin"
+    # The workloads' Kafka client (librdkafka with TLS and SASL) builds against OpenSSL.
+    require_package pkg-config pkg-config
+    if ! pkg-config --exists openssl; then
+        [[ $EUID -eq 0 ]] || die "OpenSSL's headers are missing: apt-get install -y libssl-dev"
+        log "installing Debian package libssl-dev (OpenSSL headers for librdkafka)"
+        { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libssl-dev; } \
+            >"$SILO_CACHE/apt-images.log" 2>&1 ||
+            die "apt-get install libssl-dev failed, see $SILO_CACHE/apt-images.log"
+    fi
     # Always all five binaries: cargo unifies dependency features over the selected packages,
     # so building fewer would give other binaries (and rebuild the dependencies).
     bins=("${WORKLOAD_BINS[@]}" silo-operator) pkgs=("${WORKLOAD_PKGS[@]}" silo-operator)

@@ -14,6 +14,10 @@ PG_PORT="${SILO_PG_PORT:-15432}"
 REDIS_PORT="${SILO_REDIS_PORT:-16379}"
 KAFKA_PORT="${SILO_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${SILO_KAFKA_CONTROLLER_PORT:-19093}"
+# A second listener, SASL_SSL (PLAIN and SCRAM users, a certificate from a CA of its own), for
+# the clients' TLS and SASL tests.
+KAFKA_SASL_PORT="${SILO_KAFKA_SASL_PORT:-19094}"
+KAFKA_SASL_USER=silo
 KAFKA_VERSION="${SILO_KAFKA_VERSION:-4.1.1}"
 KAFKA_HEAP="${SILO_KAFKA_HEAP:--Xms256m -Xmx1g}"
 KAFKA_TOPICS="${SILO_KAFKA_TOPICS:-ingest-events outcomes events}"
@@ -101,6 +105,10 @@ ensure_packages() {
   command -v redis-cli >/dev/null || missing+=(redis-tools)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  # Building the workloads (librdkafka with TLS/SASL) and the TLS tests' certificates.
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  command -v openssl >/dev/null || missing+=(openssl)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
@@ -204,17 +212,46 @@ EOF
 # Short-lived JVMs for the storage and topic tools.
 kafka_java() { java -Xmx256m -XX:TieredStopAtLevel=1 -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2-tools.properties" -cp "$KAFKA_LIBS/*" "$@" 9>&-; }
 
+# The SASL_SSL listener's CA, its certificate for 127.0.0.1 (key in PKCS#8, as Kafka reads
+# PEM) and the SASL password, made once per state directory.
+kafka_tls() {
+  local dir="$KAFKA_DIR/tls"
+  [ -s "$dir/server.pem" ] && [ -s "$dir/sasl-password" ] && return 0
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    openssl req -x509 -days 3650 -subj /CN=silo-services-ca "${ec[@]}" -keyout ca.key -out ca.crt \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+    openssl req -subj /CN=127.0.0.1 "${ec[@]}" -keyout server.key -out server.csr
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.crt
+    openssl pkcs8 -topk8 -nocrypt -in server.key -out server.p8
+    cat server.p8 server.crt >server.pem
+    head -c 18 /dev/urandom | base64 | tr -d '/+=' >sasl-password
+  ) >"$LOGS/kafka-tls.log" 2>&1 || { log "kafka: making the TLS certificate failed; see $LOGS/kafka-tls.log"; return 1; }
+}
+
 kafka_configure() {
   mkdir -p "$KAFKA_DIR/data"
+  local password
+  password="$(cat "$KAFKA_DIR/tls/sasl-password")"
   cat >"$KAFKA_DIR/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$password";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$KAFKA_DIR/tls/server.pem
 log.dirs=$KAFKA_DIR/data
 num.partitions=$KAFKA_PARTITIONS
 default.replication.factor=1
@@ -261,14 +298,35 @@ kafka_format() {
 # The broker logs this line once it serves requests (port binding alone happens earlier).
 kafka_started_since() { tail -c +"$1" "$KAFKA_LOG" 2>/dev/null | grep -q 'Kafka Server started'; }
 
-kafka_ready() { pid_alive "$KAFKA_PID" && port_open "$KAFKA_PORT"; }
+kafka_ready() { pid_alive "$KAFKA_PID" && port_open "$KAFKA_PORT" && port_open "$KAFKA_SASL_PORT"; }
+
+# The SCRAM credentials of the SASL user (stored in the cluster metadata, so once per data dir).
+kafka_scram_users() {
+  [ -f "$KAFKA_DIR/scram.done" ] && return 0
+  local password
+  password="$(cat "$KAFKA_DIR/tls/sasl-password")"
+  local mechanism
+  # One mechanism per request: the broker refuses two changes of one user's credentials at once.
+  for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+    kafka_java kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+      --entity-type users --entity-name "$KAFKA_SASL_USER" --add-config "$mechanism=[password=$password]" \
+      >>"$KAFKA_LOG" 2>&1 || { log "kafka: adding the $mechanism user failed; see $KAFKA_LOG"; return 1; }
+  done
+  touch "$KAFKA_DIR/scram.done"
+}
 
 kafka_start() {
-  if kafka_ready; then return 0; fi
+  if kafka_ready; then kafka_scram_users; return; fi
+  if pid_alive "$KAFKA_PID" && port_open "$KAFKA_PORT"; then
+    log "kafka: restarting a broker started without the SASL_SSL listener"
+    kafka_stop
+  fi
   port_free kafka "$KAFKA_PORT" SILO_KAFKA_PORT || return 1
   port_free kafka "$KAFKA_CONTROLLER_PORT" SILO_KAFKA_CONTROLLER_PORT || return 1
+  port_free kafka "$KAFKA_SASL_PORT" SILO_KAFKA_SASL_PORT || return 1
   mkdir -p "$KAFKA_DIR" "$LOGS"
   kafka_resolve_jars || return 1
+  kafka_tls || return 1
   kafka_configure
   kafka_format || return 1
   touch "$KAFKA_LOG"
@@ -280,7 +338,8 @@ kafka_start() {
     kafka.Kafka "$KAFKA_DIR/server.properties" >>"$KAFKA_LOG" 2>&1 </dev/null 9>&- &
   echo $! >"$KAFKA_PID"
   WAIT_PIDFILE="$KAFKA_PID" wait_until kafka "$KAFKA_LOG" "started" kafka_started_since "$offset" || return 1
-  WAIT_PIDFILE="$KAFKA_PID" wait_until kafka "$KAFKA_LOG" "accepting connections" kafka_ready
+  WAIT_PIDFILE="$KAFKA_PID" wait_until kafka "$KAFKA_LOG" "accepting connections" kafka_ready || return 1
+  kafka_scram_users
 }
 
 kafka_create_topics() {
@@ -314,6 +373,10 @@ write_env() {
 export DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export KAFKA_SASL_SSL_BROKERS=127.0.0.1:$KAFKA_SASL_PORT
+export KAFKA_SASL_SSL_CA=$KAFKA_DIR/tls/ca.crt
+export KAFKA_SASL_SSL_USERNAME=$KAFKA_SASL_USER
+export KAFKA_SASL_SSL_PASSWORD=$(cat "$KAFKA_DIR/tls/sasl-password")
 export SILO_SERVICES_DIR=$SVC
 EOF
   mv "$ENV_FILE.tmp" "$ENV_FILE"

@@ -24,6 +24,7 @@ pub mod probe;
 pub mod scenario;
 pub mod settings;
 pub mod stores;
+pub mod tls;
 
 pub use silo_e2e_cluster::StepContext;
 pub use silo_e2e_cluster::wait::{self, Check};

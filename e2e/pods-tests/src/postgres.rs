@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::pods::wait_ready_on_real_node;
 use crate::settings::Settings;
+use crate::tls::ServerTls;
 use crate::{Error, StepContext};
 
 pub const USER: &str = "silo";
@@ -34,6 +35,19 @@ pub async fn start(
     namespace: &str,
     settings: &Settings,
 ) -> Result<Postgres, Error> {
+    start_with_tls(client, namespace, settings, None).await
+}
+
+/// Name of the Secret holding the server's certificate and key when it serves TLS.
+pub const TLS_SECRET: &str = "postgres-tls";
+
+/// [`start`], serving TLS with `tls`'s certificate when given (`ssl=on`; clients choose).
+pub async fn start_with_tls(
+    client: &Client,
+    namespace: &str,
+    settings: &Settings,
+    tls: Option<&ServerTls>,
+) -> Result<Postgres, Error> {
     let password = hex::encode(rand::random::<[u8; 16]>());
     let url = format!("postgres://{USER}:{password}@{NAME}.{namespace}.svc:5432/{DATABASE}");
     let secret: Secret = serde_json::from_value(json!({
@@ -47,7 +61,7 @@ pub async fn start(
         .await
         .step("apply the database Secret")?;
     let labels = json!({"app.kubernetes.io/name": NAME});
-    let deployment: Deployment = serde_json::from_value(json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": NAME, "namespace": namespace},
         "spec": {
@@ -77,8 +91,12 @@ pub async fn start(
                 },
             },
         },
-    }))
-    .map_err(|e| Error::Unexpected(e.to_string()))?;
+    });
+    if let Some(tls) = tls {
+        serve_tls(client, namespace, settings, tls, &mut deployment).await?;
+    }
+    let deployment: Deployment =
+        serde_json::from_value(deployment).map_err(|e| Error::Unexpected(e.to_string()))?;
     Api::<Deployment>::namespaced(client.clone(), namespace)
         .patch(NAME, &apply_params(), &Patch::Apply(&deployment))
         .await
@@ -102,4 +120,55 @@ pub async fn start(
     )
     .await?;
     Ok(Postgres { password, url })
+}
+
+/// Make `deployment` serve TLS: the certificate and key in a Secret, copied by an init
+/// container into a volume the postgres user owns (postgres refuses a key others can read),
+/// and `ssl=on` with those files.
+async fn serve_tls(
+    client: &Client,
+    namespace: &str,
+    settings: &Settings,
+    tls: &ServerTls,
+    deployment: &mut serde_json::Value,
+) -> Result<(), Error> {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": TLS_SECRET, "namespace": namespace},
+        "stringData": {"server.crt": tls.cert_pem, "server.key": tls.key_pem},
+    }))
+    .map_err(|e| Error::Unexpected(e.to_string()))?;
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .patch(TLS_SECRET, &apply_params(), &Patch::Apply(&secret))
+        .await
+        .step("apply the database's TLS Secret")?;
+    let spec = &mut deployment["spec"]["template"]["spec"];
+    spec["initContainers"] = json!([{
+        "name": "tls",
+        "image": settings.postgres_image,
+        "imagePullPolicy": settings.pull_policy,
+        "command": ["sh", "-c", "cp /tls-secret/server.crt /tls-secret/server.key /tls/ && chown postgres:postgres /tls/server.crt /tls/server.key && chmod 0600 /tls/server.key"],
+        "volumeMounts": [
+            {"name": "tls-secret", "mountPath": "/tls-secret", "readOnly": true},
+            {"name": "tls", "mountPath": "/tls"},
+        ],
+    }]);
+    let container = &mut spec["containers"][0];
+    container["args"] = json!([
+        "postgres",
+        "-c",
+        "ssl=on",
+        "-c",
+        "ssl_cert_file=/tls/server.crt",
+        "-c",
+        "ssl_key_file=/tls/server.key",
+    ]);
+    if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+        mounts.push(json!({"name": "tls", "mountPath": "/tls", "readOnly": true}));
+    }
+    if let Some(volumes) = spec["volumes"].as_array_mut() {
+        volumes.push(json!({"name": "tls-secret", "secret": {"secretName": TLS_SECRET}}));
+        volumes.push(json!({"name": "tls", "emptyDir": {}}));
+    }
+    Ok(())
 }

@@ -2,6 +2,8 @@
 //! namespace with Service-Binding keys names it; the operator runs no Postgres of its own for
 //! that region, its migration Job migrates the external database, an SDK event sent to its
 //! relay lands there, and deleting the Region leaves the external database and its data alone.
+//! The database serves TLS and the Region checks its certificate (`tls.caBundleKey`,
+//! `verify-full`): every session of the region's pods is encrypted.
 //! A Secret with a wrong password gives a `MigrationsComplete` condition that names the refusal.
 //!
 //! Needs what `regions.rs` needs.
@@ -14,7 +16,7 @@ use serde_json::json;
 use silo_api::Region;
 use silo_e2e_pods::fleet;
 use silo_e2e_pods::scenario::Scenario;
-use silo_e2e_pods::{Error, StepContext, operator, postgres, stores};
+use silo_e2e_pods::{Error, StepContext, operator, postgres, stores, tls};
 use silo_pipeline_tests::api::Api as SiloApi;
 use silo_pipeline_tests::sdk::Sdk;
 
@@ -55,16 +57,22 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         .patch(DATABASE_NS, &apply, &Patch::Apply(&namespace))
         .await
         .step("apply the external database's namespace")?;
-    let database = postgres::start(&client, DATABASE_NS, settings).await?;
+    // The database serves TLS with a certificate from a CA of its own; the region is told to
+    // check it (verify-full) against that CA.
+    let host = format!("{}.{DATABASE_NS}.svc", postgres::NAME);
+    let server_tls = tls::server_tls(&[&host])?;
+    let database =
+        postgres::start_with_tls(&client, DATABASE_NS, settings, Some(&server_tls)).await?;
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": SECRET, "namespace": operator::NAMESPACE},
         "stringData": {
-            "host": format!("{}.{DATABASE_NS}.svc", postgres::NAME),
+            "host": host,
             "port": "5432",
             "username": postgres::USER,
             "password": database.password,
             "database": postgres::DATABASE,
+            "ca.crt": server_tls.ca_pem,
         },
     }))
     .map_err(|e| unexpected(e.to_string()))?;
@@ -93,6 +101,7 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
             // store's spec names: the database's namespace, on Postgres's port.
             "infrastructure": {"postgres": {"external": {
                 "secretName": SECRET,
+                "tls": {"caBundleKey": "ca.crt"},
                 "egress": [{
                     "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATABASE_NS}}}],
                     "ports": [{"port": 5432, "protocol": "TCP"}],
@@ -175,6 +184,19 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         "1",
         "the event is in the external database"
     );
+    // Every connection of the region's pods (over TCP; psql here uses the local socket) is
+    // encrypted.
+    let sessions = |ssl: bool| {
+        external_psql(&format!(
+            "select count(*) from pg_stat_activity a join pg_stat_ssl s using (pid) \
+             where a.usename = '{}' and a.client_addr is not null and s.ssl = {ssl}",
+            postgres::USER
+        ))
+    };
+    let (encrypted, plain) = (sessions(true)?, sessions(false)?);
+    println!("region sessions on the external database: {encrypted} over TLS, {plain} in clear");
+    assert_eq!(plain, "0", "no session of the region is unencrypted");
+    assert_ne!(encrypted, "0", "the region's workloads hold TLS sessions");
     drop((relay, gateway));
 
     // 4. Deleting the Region removes what the operator made, never the external data.

@@ -24,6 +24,10 @@ pub const ROLLOUT_VALID: &str = "RolloutValid";
 /// The Region runs a different version than the rollout gives it (Region only).
 pub const UPGRADING: &str = "Upgrading";
 
+/// The password rotation asked by `spec.rotateCredentials` is done (Region only; absent when
+/// none was asked).
+pub const CREDENTIALS_ROTATED: &str = "CredentialsRotated";
+
 /// Reasons used on the conditions above.
 pub mod reason {
     /// All good.
@@ -89,4 +93,13 @@ pub mod reason {
     pub const DELETE_BLOCKED: &str = "DeleteBlockedClusterUnreachable";
     /// The monolith region named by the ControlPlane is not a known region.
     pub const UNKNOWN_MONOLITH_REGION: &str = "UnknownMonolithRegion";
+    /// Every store named by `spec.rotateCredentials` runs on the new password, the old retired.
+    pub const ROTATED: &str = "Rotated";
+    /// A password rotation is under way (the message names each store's phase).
+    pub const ROTATING: &str = "Rotating";
+    /// `spec.rotateCredentials` names a store the operator cannot rotate (unknown, external,
+    /// or without a password).
+    pub const INVALID_ROTATION: &str = "InvalidRotation";
+    /// A rotation step (its Job) failed; the message names it. A new token tries again.
+    pub const ROTATION_FAILED: &str = "RotationFailed";
 }

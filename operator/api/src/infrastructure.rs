@@ -84,6 +84,82 @@ pub struct ExternalStore {
     /// so a store outside the silo's namespace is unreachable without it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<NetworkPolicyEgressRule>,
+    /// Connect over TLS: Postgres with `sslMode`, Redis as `rediss://`, Kafka with the `SSL`
+    /// (or, with `sasl`, `SASL_SSL`) protocol. The server's certificate is checked against
+    /// the CA bundle under `caBundleKey` of the Secret, or the workload image's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<StoreTls>,
+    /// Kafka only: authenticate with SASL, using the Secret's `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
+}
+
+/// TLS to an external store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreTls {
+    /// Key of the store's Secret holding the PEM bundle of the CA(s) that sign the store's
+    /// certificate (for example `ca.crt`). Unset: the workload image's public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub ca_bundle_key: Option<String>,
+    /// Postgres only (libpq's `sslmode`): `require` encrypts without checking the
+    /// certificate, `verify-ca` checks it against the CA, `verify-full` (the default) also
+    /// checks that it names the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<PostgresSslMode>,
+}
+
+/// How a Postgres client checks the server over TLS (libpq's `sslmode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PostgresSslMode {
+    #[serde(rename = "require")]
+    Require,
+    #[serde(rename = "verify-ca")]
+    VerifyCa,
+    #[serde(rename = "verify-full")]
+    VerifyFull,
+}
+
+impl PostgresSslMode {
+    /// The value of `sslmode` in a connection URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostgresSslMode::Require => "require",
+            PostgresSslMode::VerifyCa => "verify-ca",
+            PostgresSslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// SASL authentication to an external Kafka.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSasl {
+    /// The SASL mechanism the brokers accept.
+    pub mechanism: SaslMechanism,
+}
+
+/// SASL mechanisms the workloads' Kafka client supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// librdkafka's `sasl.mechanisms` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 /// How one store is provided: `managed` (the default when neither is given) or `external`.
@@ -111,8 +187,11 @@ impl StoreSpec {
 }
 
 /// The stores of a region silo.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.redis) || !has(self.redis.external) || !has(self.redis.external.tls) || !has(self.redis.external.tls.sslMode)").message("redis.external.tls.sslMode: sslMode is Postgres's setting; Redis over TLS always checks the server's certificate (against caBundleKey, or the image's roots)"))]
+#[x_kube(validation = Rule::new("!has(self.kafka) || !has(self.kafka.external) || !has(self.kafka.external.tls) || !has(self.kafka.external.tls.sslMode)").message("kafka.external.tls.sslMode: sslMode is Postgres's setting; Kafka over TLS always checks the brokers' certificates (against caBundleKey, or the image's roots)"))]
+#[x_kube(validation = Rule::new("(!has(self.postgres) || !has(self.postgres.external) || !has(self.postgres.external.sasl)) && (!has(self.redis) || !has(self.redis.external) || !has(self.redis.external.sasl))").message("external.sasl is Kafka's setting: Postgres and Redis take their username and password from the Secret"))]
 pub struct InfrastructureSpec {
     /// The region's database (organizations, projects, issues, events).
     #[serde(default)]

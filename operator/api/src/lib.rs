@@ -24,12 +24,15 @@ pub mod workload;
 pub use cluster::{ClusterRef, ClusterStatus};
 pub use controlplane::{ControlPlane, ControlPlaneSpec, ControlPlaneStatus, ControlSpec, Mode};
 pub use infrastructure::{
-    ControlInfrastructure, ExternalStore, InfrastructureSpec, ManagedStore, PublicUrls, Store,
-    StoreImages, StoreSpec,
+    ControlInfrastructure, ExternalStore, InfrastructureSpec, KafkaSasl, ManagedStore,
+    PostgresSslMode, PublicUrls, SaslMechanism, Store, StoreImages, StoreSpec, StoreTls,
 };
 pub use network::NetworkPolicySettings;
 pub use pods::{PodSettings, PullPolicy};
-pub use region::{Category, Endpoints, Region, RegionSpec, RegionStatus};
+pub use region::{
+    Category, CredentialRotationRequest, CredentialRotationStatus, Endpoints, Region, RegionSpec,
+    RegionStatus, RotationPhase,
+};
 pub use rollout::{
     Approval, FailedRegion, GroupSettings, GroupStatus, OnFailure, RegionRollout, RegionStep,
     RolloutGroup, RolloutPhase, RolloutSpec, RolloutStatus,

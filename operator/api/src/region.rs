@@ -1,6 +1,6 @@
 //! `Region`: one region silo (namespace `region-<name>` running the four workloads).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,26 @@ pub struct RegionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.cluster is immutable: moving a region between clusters would leave its data behind; create a new Region instead"))]
     pub cluster: Option<ClusterRef>,
+    /// Asks for a rotation of managed stores' passwords: the operator sets a new password in
+    /// the store while the old one still works, updates the connection Secret, rolls every
+    /// workload, and only then retires the old password. Each new `token` rotates once; the
+    /// same token again is a no-op. Progress is in `status.credentials` and the
+    /// `CredentialsRotated` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_credentials: Option<CredentialRotationRequest>,
+}
+
+/// `spec.rotateCredentials`: which managed stores to rotate, and the request's token.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialRotationRequest {
+    /// Any string naming this request (a date, a ticket): a new value rotates again.
+    #[schemars(length(min = 1, max = 63))]
+    pub token: String,
+    /// Stores to rotate (`postgres`, `redis`); empty: every managed store with credentials
+    /// (external stores rotate at their owner, Kafka has no password).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<String>,
 }
 
 fn default_category() -> Category {
@@ -151,6 +171,48 @@ pub struct RegionStatus {
     /// its credentials expire and which needed permissions its identity lacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatus>,
+    /// Per managed store, the last password rotation asked through `spec.rotateCredentials`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<CredentialRotationStatus>,
+}
+
+/// Phases of one store's password rotation, in order.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum RotationPhase {
+    /// Asked for; the new password is being set in the store (the old one still works).
+    Requested,
+    /// The store accepts both passwords and the connection Secret holds the new one: the
+    /// workloads roll.
+    NewCredentialSet,
+    /// No pod that read the old password is left; the old one is being retired.
+    Rolled,
+    /// The old password no longer authenticates: done.
+    OldRetired,
+}
+
+/// One store's password rotation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialRotationStatus {
+    /// `postgres` or `redis`.
+    pub store: String,
+    /// The `spec.rotateCredentials.token` this rotation handles.
+    pub token: String,
+    pub phase: RotationPhase,
+    /// The login the connection Secret holds (Postgres alternates two logins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    /// When this token was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the old password was retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// What the rotation waits for, or why it stopped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// How clients reach a silo.

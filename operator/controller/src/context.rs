@@ -54,6 +54,8 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    #[error(transparent)]
+    Rotation(#[from] crate::rotation::execute::RotationError),
     #[error("updating the finalizer of {name} failed: {source}")]
     Finalizer {
         name: String,
@@ -74,6 +76,7 @@ impl ReconcileError {
             ReconcileError::Status { source, .. }
             | ReconcileError::Retain { source, .. }
             | ReconcileError::Finalizer { source, .. } => Some(source),
+            ReconcileError::Rotation(_) => None,
         }
     }
 
@@ -84,6 +87,7 @@ impl ReconcileError {
             ReconcileError::Status { .. } => "StatusFailed",
             ReconcileError::Finalizer { .. } => "FinalizerFailed",
             ReconcileError::Retain { .. } => "RetainFailed",
+            ReconcileError::Rotation(_) => "RotationFailed",
         }
     }
 }

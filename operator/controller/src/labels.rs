@@ -27,6 +27,14 @@ pub const COMPONENT: &str = "silo.dev/component";
 pub const SPEC_HASH: &str = "silo.dev/spec-hash";
 /// Hash of the external stores' connections a pod template was built with (a change rolls it).
 pub const CONNECTIONS_HASH: &str = "silo.dev/connections-hash";
+/// On a managed store's connection Secret: the `spec.rotateCredentials.token` its password
+/// comes from (absent until the first rotation).
+pub const CREDENTIALS_TOKEN: &str = "silo.dev/credentials-token";
+/// On pod templates: the rotation tokens of the connection Secrets the pods read (a rotation
+/// changes it, which rolls them); absent before any rotation.
+pub const CREDENTIALS_REVISION: &str = "silo.dev/credentials-revision";
+/// On a password rotation's Jobs and their pods: the store rotated.
+pub const ROTATION: &str = "silo.dev/rotation";
 /// Hash of the region directory a directory ConfigMap holds.
 pub const DIRECTORY_HASH: &str = "silo.dev/directory-hash";
 

@@ -34,6 +34,7 @@ pub mod pods;
 pub mod region;
 pub mod remote;
 pub mod rollout;
+pub mod rotation;
 pub mod run;
 pub mod silo;
 pub mod status;

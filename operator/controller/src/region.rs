@@ -15,7 +15,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use silo_api::conditions::{self, reason};
 use silo_api::{
-    ClusterStatus, ControlPlane, Endpoints, Mode, Region, RegionRollout, RegionStatus, Store,
+    ClusterStatus, ControlPlane, CredentialRotationStatus, Endpoints, Mode, Region, RegionRollout,
+    RegionStatus, Store,
 };
 
 use crate::apply::Applier;
@@ -25,11 +26,14 @@ use crate::labels;
 use crate::pacing;
 use crate::remote;
 use crate::rollout;
+use crate::rotation;
 use crate::silo::{self, Source};
 use crate::status::{self, Verdict};
 use crate::validate::{self, FleetContext, FleetDirectory, ValidateError, ValidatedRegion};
 
 const CONTROLLER: &str = "region";
+/// How often a Region with a password rotation under way is looked at again.
+const ROTATION_POLL: Duration = Duration::from_secs(2);
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -150,6 +154,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         running: None,
         rollout: None,
         cluster: None,
+        credentials: None,
     };
     let previous_rollout = region.status.as_ref().and_then(|s| s.rollout.as_ref());
     let now: Time = k8s_openapi::jiff::Timestamp::now().into();
@@ -182,20 +187,14 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         }
     };
     let build = |gate: Gate<'_>| {
-        let set = build::build_region(
+        build::build_region(
             &plan.region,
             &plan.fleet,
             &plan.directory.published,
             &plan.rpc_secrets,
             &infra,
             gate,
-        );
-        // The Region does not exist in its customer's cluster to own anything there.
-        if target.cluster.is_some() {
-            set.detached()
-        } else {
-            set
-        }
+        )
     };
     let stores_only = build(Gate {
         run_job: false,
@@ -208,11 +207,51 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         &plan.region.version,
         &stores_only,
     );
-    let set = build(Gate {
+    let previous_credentials = region
+        .status
+        .as_ref()
+        .map(|s| s.credentials.as_slice())
+        .unwrap_or_default();
+    let rotation = rotation::execute::prepare(
+        &target.applier.client,
+        &target.stores,
+        &ns,
+        &infra,
+        region.spec.rotate_credentials.as_ref(),
+        previous_credentials,
+        now.clone(),
+    )
+    .await?;
+    let mut set = build(Gate {
         run_job: decision.run_job,
         workload_version: decision.workload_version.as_deref(),
     });
+    build::push_rotation(
+        &mut set,
+        &build::RotationContext {
+            owner: &plan.region.owner,
+            namespace: &ns,
+            images: &plan.fleet.images,
+            pods: &plan.fleet.pods,
+        },
+        &rotation.decision.jobs,
+        rotation.revision.as_deref(),
+    );
+    // Nothing the Region does not exist for may own objects in its customer's cluster.
+    let set = if target.cluster.is_some() {
+        set.detached()
+    } else {
+        set
+    };
     let applied = apply(&target.applier, &plan.region.name, &set).await;
+    let applied = match applied {
+        Ok(()) => {
+            rotation::execute::run_steps(&target.applier.client, &ns, &rotation.decision.steps)
+                .await
+                .map_err(ReconcileError::from)
+        }
+        Err(error) => Err(error),
+    };
     match applied {
         Ok(()) => {
             let ready = status::deployments_ready(
@@ -239,13 +278,22 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
             ));
             verdicts.push(upgrading(&desired));
             verdicts.extend(cluster_verdicts);
+            verdicts.extend(rotation.decision.verdict.clone());
+            desired.credentials = Some(rotation.decision.status.clone());
+            // A rotation step changes the status (not only messages): never held back.
             let held = write_status(ctx, region, verdicts, Some(desired), true).await?;
             // Drift in a remote cluster is found by listing it again (it is not watched).
             let resync = match target.cluster {
                 Some(_) => ctx.clusters.settings.resync.min(ctx.resync),
                 None => ctx.resync,
             };
-            Ok(Action::requeue(held.map_or(resync, |h| h.min(resync))))
+            let next = held.map_or(resync, |h| h.min(resync));
+            if rotation.decision.in_flight {
+                // Pods going away and Jobs finishing are watched, but a rotation is worth a
+                // prompt look.
+                return Ok(Action::requeue(next.min(ROTATION_POLL)));
+            }
+            Ok(Action::requeue(next))
         }
         Err(error) => {
             if let Some(down) = error.kube_error().and_then(|e| target.write_failed(e, ctx)) {
@@ -332,6 +380,8 @@ struct Desired {
     rollout: Option<RegionRollout>,
     /// The customer-provided cluster, for a Region with `spec.cluster`.
     cluster: Option<ClusterStatus>,
+    /// `status.credentials` (`None`: as it was).
+    credentials: Option<Vec<CredentialRotationStatus>>,
 }
 
 /// `Upgrading`: whether the Region still moves to the version the rollout gives it.
@@ -391,6 +441,10 @@ async fn write_status(
             Some(d) => d.cluster.clone(),
             None => previous.cluster.clone(),
         },
+        credentials: desired
+            .as_ref()
+            .and_then(|d| d.credentials.clone())
+            .unwrap_or_else(|| previous.credentials.clone()),
         address: desired.and_then(|d| d.address),
         conditions,
     };

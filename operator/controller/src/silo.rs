@@ -79,7 +79,7 @@ pub fn resolve(
                     let data = resolve_external(
                         *store,
                         &stores.operator_namespace,
-                        &external.secret_name,
+                        external,
                         secret.as_deref(),
                     )?;
                     Provided::External {

@@ -78,6 +78,44 @@ async fn invalid_regions_are_rejected_by_the_api_server() {
     .await;
     assert!(message.contains("at most 40 characters"), "{message}");
 
+    // TLS and SASL settings of one store cannot go on another.
+    let message = rejection(
+        &api,
+        region_json(
+            "it-redis-sslmode",
+            serde_json::json!({"snowflakeId": 9, "infrastructure": {"redis": {"external": {
+                "secretName": "cache", "tls": {"sslMode": "verify-full"},
+            }}}}),
+        ),
+    )
+    .await;
+    assert!(
+        message.contains("redis.external.tls.sslMode") && message.contains("Postgres"),
+        "{message}"
+    );
+    let message = rejection(
+        &api,
+        region_json(
+            "it-pg-sasl",
+            serde_json::json!({"snowflakeId": 9, "infrastructure": {"postgres": {"external": {
+                "secretName": "db", "sasl": {"mechanism": "PLAIN"},
+            }}}}),
+        ),
+    )
+    .await;
+    assert!(message.contains("Kafka's setting"), "{message}");
+    let message = rejection(
+        &api,
+        region_json(
+            "it-pg-sslmode",
+            serde_json::json!({"snowflakeId": 9, "infrastructure": {"postgres": {"external": {
+                "secretName": "db", "tls": {"sslMode": "allow"},
+            }}}}),
+        ),
+    )
+    .await;
+    assert!(message.contains("sslMode"), "{message}");
+
     // snowflakeId cannot change once set.
     let _ = api.delete("it-immutable", &DeleteParams::default()).await;
     let region: Region = serde_json::from_value(region_json(

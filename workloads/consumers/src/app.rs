@@ -20,6 +20,8 @@ pub enum AppError {
     Pool(#[from] silo_store::PoolError),
     #[error(transparent)]
     Consumer(#[from] silo_kafka_consumer::Error),
+    #[error(transparent)]
+    KafkaSecurity(#[from] silo_runtime::KafkaSecurityError),
 }
 
 /// Run the consumers until SIGTERM/SIGINT (or `shutdown`) and the drain finished (at most
@@ -28,6 +30,7 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
 
+    let kafka_security = args.kafka_security.client_settings()?;
     let mut settings = PoolSettings::new(&args.database_url);
     settings.max_connections = args.db_max_connections;
     let config = Config {
@@ -40,6 +43,7 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
             session_timeout: args.session_timeout,
             batch_size: args.batch_size,
             batch_wait: args.batch_wait,
+            security: kafka_security.clone(),
         },
         pool: connect_lazy(&settings)?,
         admin_addr: args.admin_addr,
@@ -49,7 +53,11 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
     };
     let skeleton = Skeleton::start(config, &contract, registry, shutdown.clone())?;
 
-    let producer: FutureProducer = ClientConfig::new()
+    let mut producer_config = ClientConfig::new();
+    for (key, value) in &kafka_security {
+        producer_config.set(*key, value);
+    }
+    let producer: FutureProducer = producer_config
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "1")

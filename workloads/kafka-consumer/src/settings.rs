@@ -20,6 +20,8 @@ pub struct KafkaSettings {
     pub batch_size: usize,
     /// Longest wait for more messages after the first of a batch.
     pub batch_wait: Duration,
+    /// TLS and SASL settings (`silo_runtime::KafkaSecurityArgs::client_settings`).
+    pub security: Vec<(&'static str, String)>,
 }
 
 impl KafkaSettings {
@@ -38,6 +40,9 @@ impl KafkaSettings {
                 "session.timeout.ms",
                 self.session_timeout.as_millis().to_string(),
             );
+        for (key, value) in &self.security {
+            config.set(*key, value);
+        }
         config
     }
 
@@ -58,6 +63,7 @@ mod tests {
             topic: "t".into(),
             session_timeout: Duration::from_secs(6),
             batch_size: 1,
+            security: Vec::new(),
             batch_wait: Duration::ZERO,
         };
         let config = settings.client_config();

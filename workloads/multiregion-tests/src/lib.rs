@@ -13,6 +13,7 @@
 //! [`process::ensure_built`] builds it first unless `SILO_SKIP_BUILD=1`.
 
 pub mod api;
+pub mod cpu;
 pub mod fleet;
 pub mod process;
 

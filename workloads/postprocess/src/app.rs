@@ -20,6 +20,8 @@ pub enum AppError {
     #[error(transparent)]
     Consumer(#[from] silo_kafka_consumer::Error),
     #[error(transparent)]
+    KafkaSecurity(#[from] silo_runtime::KafkaSecurityError),
+    #[error(transparent)]
     Webhook(#[from] ClientError),
 }
 
@@ -34,6 +36,7 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
         args.retry_max_backoff,
     )?;
 
+    let kafka_security = args.kafka_security.client_settings()?;
     let mut settings = PoolSettings::new(&args.database_url);
     settings.max_connections = args.db_max_connections;
     let config = Config {
@@ -46,6 +49,7 @@ pub async fn run(args: Args, contract: ContractHandle, shutdown: Shutdown) -> Re
             session_timeout: args.session_timeout,
             batch_size: args.batch_size,
             batch_wait: args.batch_wait,
+            security: kafka_security.clone(),
         },
         pool: connect_lazy(&settings)?,
         admin_addr: args.admin_addr,

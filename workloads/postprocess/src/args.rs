@@ -28,6 +28,9 @@ pub struct Args {
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: String,
 
+    #[command(flatten)]
+    pub kafka_security: silo_runtime::KafkaSecurityArgs,
+
     /// Prefix of every topic name, for regions sharing a broker.
     #[arg(long, env = "SILO_KAFKA_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,

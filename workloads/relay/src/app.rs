@@ -33,6 +33,8 @@ pub enum AppStartError {
     #[error(transparent)]
     Redis(#[from] RedisError),
     #[error(transparent)]
+    KafkaSecurity(#[from] silo_runtime::KafkaSecurityError),
+    #[error(transparent)]
     ProjectConfigs(#[from] ConfigError),
     #[error(transparent)]
     Serve(#[from] silo_runtime::ServeError),
@@ -55,6 +57,7 @@ pub fn build(
     let metrics = Arc::new(RelayMetrics::register(registry));
     let redis = Arc::new(RedisHandle::new(
         &cli.redis.redis_url,
+        cli.redis.redis_ca_file.as_deref(),
         &cli.redis.redis_prefix,
         cli.redis.redis_timeout,
     )?);
@@ -64,6 +67,7 @@ pub fn build(
             delivery_timeout: cli.kafka.kafka_delivery_timeout,
             linger: cli.kafka.kafka_linger,
             topic_prefix: cli.kafka.kafka_topic_prefix.clone(),
+            security: cli.kafka.kafka_security.client_settings()?,
         },
         metrics.clone(),
     )?);

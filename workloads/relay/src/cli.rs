@@ -80,6 +80,9 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: String,
 
+    #[command(flatten)]
+    pub kafka_security: silo_runtime::KafkaSecurityArgs,
+
     /// Prefix of the topic names (for regions sharing a broker).
     #[arg(long, env = "SILO_KAFKA_TOPIC_PREFIX", default_value = "")]
     pub kafka_topic_prefix: String,
@@ -102,6 +105,11 @@ pub struct RedisArgs {
     /// Redis URL for the project-config cache and rate-limit counters.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: String,
+
+    /// PEM bundle of the CA(s) that sign a `rediss://` server's certificate (unset: the
+    /// system's roots).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
 
     /// Prefix of every Redis key relay writes (config cache, quota counters).
     #[arg(long, env = "SILO_RELAY_REDIS_PREFIX", default_value = "relay:")]

@@ -36,6 +36,8 @@ pub struct KafkaSettings {
     pub linger: Duration,
     /// Topic prefix for regions sharing a broker.
     pub topic_prefix: String,
+    /// TLS and SASL settings (`silo_runtime::KafkaSecurityArgs::client_settings`).
+    pub security: Vec<(&'static str, String)>,
 }
 
 impl KafkaSettings {
@@ -54,6 +56,9 @@ impl KafkaSettings {
             .set("reconnect.backoff.max.ms", "1000")
             .set("queue.buffering.max.messages", "200000")
             .set("compression.type", "lz4");
+        for (key, value) in &self.security {
+            config.set(*key, value);
+        }
         config
     }
 }

@@ -1,6 +1,7 @@
 //! One lazily connected, self-reconnecting Redis connection shared by the config cache and the
 //! rate limiter. Relay starts (and serves what it can) while Redis is still unreachable.
 
+use std::path::Path;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -10,6 +11,12 @@ use tokio::sync::Mutex;
 pub enum RedisError {
     #[error("invalid Redis URL: {0}")]
     Url(#[source] redis::RedisError),
+    #[error("cannot read the Redis CA bundle {path}: {source}")]
+    CaFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Redis unavailable: {0}")]
     Unavailable(#[source] redis::RedisError),
 }
@@ -22,10 +29,31 @@ pub struct RedisHandle {
 }
 
 impl RedisHandle {
-    /// `prefix` namespaces every key relay writes (`relay:` by default).
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, RedisError> {
+    /// `prefix` namespaces every key relay writes (`relay:` by default); `ca_file` is the PEM
+    /// bundle a `rediss://` server's certificate is checked against (else the system roots).
+    pub fn new(
+        url: &str,
+        ca_file: Option<&Path>,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, RedisError> {
+        let client = match ca_file {
+            None => redis::Client::open(url),
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|source| RedisError::CaFile {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(url, certificates)
+            }
+        }
+        .map_err(RedisError::Url)?;
         Ok(Self {
-            client: redis::Client::open(url).map_err(RedisError::Url)?,
+            client,
             prefix: prefix.to_owned(),
             timeout,
             conn: Mutex::new(None),

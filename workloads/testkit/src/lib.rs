@@ -26,7 +26,7 @@ pub mod wait;
 pub use binaries::{binary, cargo, ensure_built, free_addr, is_release, profile_dir, repo_root};
 pub use db::TestDb;
 pub use process::Process;
-pub use services::Services;
+pub use services::{KafkaSaslSsl, Services};
 
 /// A short random suffix (`<pid>_<8 hex>`) for names that must not collide between tests
 /// and runs.

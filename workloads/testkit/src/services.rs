@@ -22,6 +22,28 @@ impl Services {
     }
 }
 
+/// The loopback broker's SASL_SSL listener: its address, the CA that signed its certificate,
+/// and the user it knows under PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512.
+#[derive(Clone, Debug)]
+pub struct KafkaSaslSsl {
+    pub brokers: String,
+    pub ca_file: PathBuf,
+    pub username: String,
+    pub password: String,
+}
+
+impl KafkaSaslSsl {
+    /// The settings; panics with what to run when one is missing.
+    pub fn get() -> Self {
+        KafkaSaslSsl {
+            brokers: required("KAFKA_SASL_SSL_BROKERS"),
+            ca_file: PathBuf::from(required("KAFKA_SASL_SSL_CA")),
+            username: required("KAFKA_SASL_SSL_USERNAME"),
+            password: required("KAFKA_SASL_SSL_PASSWORD"),
+        }
+    }
+}
+
 /// The superuser URL of the test Postgres (`DATABASE_URL`), for tests that need only it.
 pub fn database_url() -> String {
     required("DATABASE_URL")

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -16,7 +16,7 @@ use silo_api::{Store, Workload, WorkloadSpec};
 use silo_contract::SiloMode;
 
 use super::pod::{Silo, contract_env, plain_env, region_address, secret_env};
-use crate::infra::connection_secret;
+use crate::infra::{Provided, connection_secret, external};
 use crate::labels;
 
 /// Port of `/healthz`, `/readyz` and `/metrics` for workloads without an HTTP Service.
@@ -43,6 +43,83 @@ fn store_env(silo: &Silo<'_>, store: Store, name: &str) -> Option<EnvVar> {
     Some(secret_env(name, &secret, &key))
 }
 
+/// Kafka's security settings for an external Kafka with TLS or SASL: the protocol, the SASL
+/// mechanism and credentials (read from the connection Secret) and the mounted CA bundle.
+pub fn kafka_security_env(silo: &Silo<'_>) -> Vec<EnvVar> {
+    let Some(provided @ Provided::External { data, .. }) = silo.infra.get(Store::Kafka) else {
+        return Vec::new();
+    };
+    let (secret, _) = connection_secret(Store::Kafka, provided);
+    let mut env = Vec::new();
+    if let Some(protocol) = data.get(external::KAFKA_PROTOCOL_KEY) {
+        env.push(plain_env("KAFKA_SECURITY_PROTOCOL", protocol));
+    }
+    if let Some(mechanism) = data.get(external::KAFKA_MECHANISM_KEY) {
+        env.push(plain_env("KAFKA_SASL_MECHANISM", mechanism));
+        env.push(secret_env(
+            "KAFKA_SASL_USERNAME",
+            &secret,
+            external::KAFKA_USERNAME_KEY,
+        ));
+        env.push(secret_env(
+            "KAFKA_SASL_PASSWORD",
+            &secret,
+            external::KAFKA_PASSWORD_KEY,
+        ));
+    }
+    if data.contains_key(external::CA_BUNDLE_KEY) {
+        env.push(plain_env(
+            "KAFKA_SSL_CA_LOCATION",
+            &external::ca_bundle_path(Store::Kafka),
+        ));
+    }
+    env
+}
+
+/// The CA bundle file of an external Redis, when its Secret names one.
+fn redis_ca_env(silo: &Silo<'_>) -> Option<EnvVar> {
+    match silo.infra.get(Store::Redis)? {
+        Provided::External { data, .. } if data.contains_key(external::CA_BUNDLE_KEY) => Some(
+            plain_env("REDIS_CA_FILE", &external::ca_bundle_path(Store::Redis)),
+        ),
+        _ => None,
+    }
+}
+
+/// The volumes holding the CA bundles of the silo's external stores, and their mounts.
+pub fn ca_volumes(silo: &Silo<'_>) -> Vec<(Volume, VolumeMount)> {
+    silo.infra
+        .stores()
+        .filter_map(|(store, provided)| match provided {
+            Provided::External { data, .. } if data.contains_key(external::CA_BUNDLE_KEY) => {
+                let (secret, _) = connection_secret(store, provided);
+                let name = format!("{}-ca", store.name());
+                let volume = Volume {
+                    name: name.clone(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(secret),
+                        items: Some(vec![KeyToPath {
+                            key: external::CA_BUNDLE_KEY.to_owned(),
+                            path: external::CA_BUNDLE_KEY.to_owned(),
+                            ..KeyToPath::default()
+                        }]),
+                        ..SecretVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                };
+                let mount = VolumeMount {
+                    name,
+                    mount_path: format!("/etc/silo/stores/{}", store.name()),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                };
+                Some((volume, mount))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Settings of `workload` beyond the silo contract: where it listens and what it talks to.
 /// Migrations run in the version's migration Job, not at start.
 pub fn workload_env(silo: &Silo<'_>, workload: Workload) -> Vec<EnvVar> {
@@ -63,7 +140,9 @@ pub fn workload_env(silo: &Silo<'_>, workload: Workload) -> Vec<EnvVar> {
             // The region's own web serves relay its project configs.
             env.push(plain_env("SILO_RELAY_UPSTREAM_URL", &region_address(ns)));
             env.extend(kafka);
+            env.extend(kafka_security_env(silo));
             env.extend(store_env(silo, Store::Redis, "REDIS_URL"));
+            env.extend(redis_ca_env(silo));
         }
         Workload::Web => {
             env.push(plain_env("SILO_WEB_LISTEN", &listen(8000)));
@@ -85,12 +164,14 @@ pub fn workload_env(silo: &Silo<'_>, workload: Workload) -> Vec<EnvVar> {
             env.push(plain_env("SILO_ADMIN_ADDR", &listen(ADMIN_PORT)));
             env.extend(database);
             env.extend(kafka);
+            env.extend(kafka_security_env(silo));
             env.push(plain_env("SILO_MIGRATE", "false"));
         }
         Workload::Postprocess => {
             env.push(plain_env("SILO_ADMIN_ADDR", &listen(ADMIN_PORT)));
             env.extend(database);
             env.extend(kafka);
+            env.extend(kafka_security_env(silo));
             env.push(plain_env("SILO_PUBLIC_URL", silo.api_url));
         }
     }
@@ -174,12 +255,16 @@ pub fn container(
         startup_probe: Some(startup),
         liveness_probe: Some(http_probe("/healthz", probe_name, 10, 3)),
         readiness_probe: Some(http_probe("/readyz", probe_name, 5, 2)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "directory".to_owned(),
-            mount_path: labels::DIRECTORY_MOUNT.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(
+            std::iter::once(VolumeMount {
+                name: "directory".to_owned(),
+                mount_path: labels::DIRECTORY_MOUNT.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            })
+            .chain(ca_volumes(silo).into_iter().map(|(_, mount)| mount))
+            .collect(),
+        ),
         security_context: Some(security_context()),
         ..Container::default()
     }

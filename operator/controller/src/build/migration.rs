@@ -47,21 +47,34 @@ pub fn job_name(version: &str) -> String {
     format!("migrate-{slug}")
 }
 
+/// Writes the Kafka tools' client settings for an external Kafka with TLS or SASL (from the
+/// `KAFKA_*` variables the workloads get) into `$cfg`. SASL credentials are escaped for JAAS
+/// (`\` and `"`) and then for the properties file (`\`).
+const CLIENT_CONFIG_SCRIPT: &str = r#"cfg=/tmp/client.properties; : > "$cfg"; if [ -n "$KAFKA_SECURITY_PROTOCOL" ]; then echo "security.protocol=$KAFKA_SECURITY_PROTOCOL" >> "$cfg"; fi; if [ -n "$KAFKA_SSL_CA_LOCATION" ]; then printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s\n' "$KAFKA_SSL_CA_LOCATION" >> "$cfg"; fi; if [ -n "$KAFKA_SASL_MECHANISM" ]; then case "$KAFKA_SASL_MECHANISM" in PLAIN) module=org.apache.kafka.common.security.plain.PlainLoginModule ;; *) module=org.apache.kafka.common.security.scram.ScramLoginModule ;; esac; esc() { printf '%s' "$1" | sed -e 's/\\/\\\\\\\\/g' -e 's/"/\\\\"/g'; }; printf 'sasl.mechanism=%s\nsasl.jaas.config=%s required username="%s" password="%s";\n' "$KAFKA_SASL_MECHANISM" "$module" "$(esc "$KAFKA_SASL_USERNAME")" "$(esc "$KAFKA_SASL_PASSWORD")" >> "$cfg"; fi"#;
+
 fn topics_container(silo: &Silo<'_>, brokers: EnvVar) -> Container {
     // One JVM per topic, started together (each takes seconds to start on a small node).
     let script = format!(
-        "set -e; pids=''; for topic in {topics}; do /opt/kafka/bin/kafka-topics.sh --bootstrap-server \"$KAFKA_BROKERS\" --create --if-not-exists --topic \"$topic\" --partitions {TOPIC_PARTITIONS} --replication-factor 1 & pids=\"$pids $!\"; done; for pid in $pids; do wait \"$pid\"; done",
+        "set -e; {CLIENT_CONFIG_SCRIPT}; pids=''; for topic in {topics}; do /opt/kafka/bin/kafka-topics.sh --bootstrap-server \"$KAFKA_BROKERS\" --command-config \"$cfg\" --create --if-not-exists --topic \"$topic\" --partitions {TOPIC_PARTITIONS} --replication-factor 1 & pids=\"$pids $!\"; done; for pid in $pids; do wait \"$pid\"; done",
         topics = TOPICS.join(" ")
     );
+    let mut env = vec![
+        brokers,
+        super::pod::plain_env("KAFKA_HEAP_OPTS", "-Xmx128m"),
+    ];
+    env.extend(super::container::kafka_security_env(silo));
+    let mounts: Vec<_> = super::container::ca_volumes(silo)
+        .into_iter()
+        .map(|(_, mount)| mount)
+        .filter(|m| m.name == "kafka-ca")
+        .collect();
     Container {
         name: "topics".to_owned(),
         image: Some(silo.images.get(Store::Kafka).to_owned()),
         image_pull_policy: silo.pods.image_pull_policy.map(|p| p.as_str().to_owned()),
         command: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
-        env: Some(vec![
-            brokers,
-            super::pod::plain_env("KAFKA_HEAP_OPTS", "-Xmx128m"),
-        ]),
+        env: Some(env),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Container::default()
     }
 }

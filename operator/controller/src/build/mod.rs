@@ -9,6 +9,7 @@ mod migration;
 mod network;
 mod pod;
 mod region;
+mod rotation;
 mod store;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub use network::{
 };
 pub use pod::{PublishedDirectory, Silo, control_address, region_address, relay_address};
 pub use region::build_region;
+pub use rotation::{ROTATION_NAME, RotationContext, push_rotation};
 pub use store::{POSTGRES_DATABASE, POSTGRES_USER, kafka_cluster_id, store_host};
 
 /// What the migration gate lets the build include.

@@ -184,14 +184,18 @@ pub fn deployment(
                     termination_grace_period_seconds: Some(container::TERMINATION_GRACE_SECONDS),
                     node_selector: silo.node_selector(),
                     tolerations: silo.tolerations(),
-                    volumes: Some(vec![Volume {
-                        name: "directory".to_owned(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: labels::DIRECTORY_CONFIGMAP.to_owned(),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(
+                        std::iter::once(Volume {
+                            name: "directory".to_owned(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: labels::DIRECTORY_CONFIGMAP.to_owned(),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        })
+                        .chain(container::ca_volumes(silo).into_iter().map(|(v, _)| v))
+                        .collect(),
+                    ),
                     ..PodSpec::default()
                 }),
             },

@@ -30,6 +30,7 @@ fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
             suspend: false,
             suspend_network_policies: false,
             cluster: None,
+            rotate_credentials: None,
         },
     );
     r.metadata.uid = Some(format!("uid-{name}"));
@@ -664,5 +665,126 @@ fn a_remote_region_has_no_owner_references_and_reaches_control_externally() {
     assert_eq!(
         fleet.for_remote().control_address,
         "https://control.example.com"
+    );
+}
+
+#[test]
+fn external_stores_with_tls_mount_their_ca_and_set_kafka_security() {
+    use crate::infra::external::{ca_bundle_path, resolve_external};
+    use k8s_openapi::ByteString;
+    use silo_api::{ExternalStore, KafkaSasl, SaslMechanism, Store, StoreTls};
+
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    let secret = |pairs: &[(&str, &str)]| k8s_openapi::api::core::v1::Secret {
+        data: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let tls = Some(StoreTls {
+        ca_bundle_key: Some("ca.pem".into()),
+        ssl_mode: None,
+    });
+    let spec = |name: &str, sasl| ExternalStore {
+        secret_name: name.into(),
+        egress: Vec::new(),
+        tls: tls.clone(),
+        sasl,
+    };
+    let resolve = |store, spec: &ExternalStore, s| {
+        let data = resolve_external(store, "silo-system", spec, Some(&s)).expect("valid");
+        Provided::External {
+            source: spec.secret_name.clone(),
+            data,
+        }
+    };
+    let mut infra = managed(&Store::ALL);
+    infra.postgres = resolve(
+        Store::Postgres,
+        &spec("db", None),
+        secret(&[("uri", "postgres://u:p@db/silo"), ("ca.pem", pem)]),
+    );
+    infra.kafka = Some(resolve(
+        Store::Kafka,
+        &spec(
+            "events",
+            Some(KafkaSasl {
+                mechanism: SaslMechanism::ScramSha256,
+            }),
+        ),
+        secret(&[
+            ("bootstrap.servers", "k:9093"),
+            ("username", "u"),
+            ("password", "p"),
+            ("ca.pem", pem),
+        ]),
+    ));
+    let set = build_alone(&control_plane(Mode::Siloed), &region("us", 1, 1), &infra);
+    let consumers = deployment(&set, "consumers");
+    let env = env_of(consumers);
+    assert_eq!(
+        env_value(&env, "KAFKA_SECURITY_PROTOCOL").as_deref(),
+        Some("SASL_SSL")
+    );
+    assert_eq!(
+        env_value(&env, "KAFKA_SASL_MECHANISM").as_deref(),
+        Some("SCRAM-SHA-256")
+    );
+    assert_eq!(
+        secret_ref(&env, "KAFKA_SASL_PASSWORD"),
+        Some(("kafka-external".into(), "sasl.password".into()))
+    );
+    assert_eq!(
+        env_value(&env, "KAFKA_SSL_CA_LOCATION"),
+        Some(ca_bundle_path(Store::Kafka))
+    );
+    // Both CA bundles are mounted where the settings point; managed Redis gets nothing.
+    let pod = consumers.spec.clone().unwrap().template.spec.unwrap();
+    let mounts: Vec<_> = pod.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.name, m.mount_path))
+        .collect();
+    assert!(
+        mounts.contains(&("postgres-ca".into(), "/etc/silo/stores/postgres".into()))
+            && mounts.contains(&("kafka-ca".into(), "/etc/silo/stores/kafka".into())),
+        "{mounts:?}"
+    );
+    assert!(!mounts.iter().any(|(name, _)| name == "redis-ca"));
+    let volumes = pod.volumes.unwrap_or_default();
+    let postgres_ca = volumes
+        .iter()
+        .find(|v| v.name == "postgres-ca")
+        .and_then(|v| v.secret.clone())
+        .expect("postgres CA volume");
+    assert_eq!(
+        postgres_ca.secret_name.as_deref(),
+        Some("postgres-external")
+    );
+    let relay = env_of(deployment(&set, "relay"));
+    assert_eq!(env_value(&relay, "REDIS_CA_FILE"), None);
+    // The migration Job's topics step gets the same Kafka settings and CA.
+    let job = set.job().expect("the migration Job").clone();
+    let topics = job
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .init_containers
+        .unwrap();
+    let topics_env = topics[0].env.clone().unwrap_or_default();
+    assert_eq!(
+        env_value(&topics_env, "KAFKA_SECURITY_PROTOCOL").as_deref(),
+        Some("SASL_SSL")
+    );
+    assert!(
+        topics[0].command.as_ref().unwrap()[2].contains("--command-config"),
+        "the topics tool reads the client settings"
     );
 }

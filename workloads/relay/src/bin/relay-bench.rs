@@ -325,6 +325,7 @@ async fn main() -> anyhow::Result<()> {
         delivery_timeout: cli.kafka.kafka_delivery_timeout,
         linger: cli.kafka.kafka_linger,
         topic_prefix: prefix.clone(),
+        security: Vec::new(),
     }
     .client_config()
     .create()?;

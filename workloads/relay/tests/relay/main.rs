@@ -6,3 +6,4 @@ mod common;
 mod config_cache;
 mod ingest;
 mod kafka_outage;
+mod redis_tls;
