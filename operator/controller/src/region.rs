@@ -187,14 +187,21 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         }
     };
     let build = |gate: Gate<'_>| {
-        build::build_region(
+        let set = build::build_region(
             &plan.region,
             &plan.fleet,
             &plan.directory.published,
             &plan.rpc_secrets,
             &infra,
             gate,
-        )
+        );
+        // The Region does not exist in its customer's cluster to own anything there (the
+        // hashes stores_ready compares are those of the objects written there).
+        if target.cluster.is_some() {
+            set.detached()
+        } else {
+            set
+        }
     };
     let stores_only = build(Gate {
         run_job: false,
@@ -237,7 +244,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         &rotation.decision.jobs,
         rotation.revision.as_deref(),
     );
-    // Nothing the Region does not exist for may own objects in its customer's cluster.
+    // The rotation's objects too (detaching is idempotent).
     let set = if target.cluster.is_some() {
         set.detached()
     } else {

@@ -647,6 +647,11 @@ fn a_remote_region_has_no_owner_references_and_reaches_control_externally() {
     let set = build_for(&r, std::slice::from_ref(&r));
     let detached = set.clone().detached();
     assert_eq!(set.children.len(), detached.children.len());
+    assert_eq!(
+        detached.clone().detached(),
+        detached,
+        "detaching twice changes nothing"
+    );
     for (local, remote) in set.children.iter().zip(&detached.children) {
         assert!(local.meta().owner_references.is_some(), "{}", local.key());
         assert!(remote.meta().owner_references.is_none(), "{}", remote.key());
