@@ -12,6 +12,7 @@ use crate::network::NetworkPolicySettings;
 use crate::pods::PodSettings;
 use crate::region::Endpoints;
 use crate::rollout::{RolloutSpec, RolloutStatus};
+use crate::rpc_rotation::{RpcSecretRotationRequest, RpcSecretRotationStatus};
 
 /// How the fleet is laid out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -182,6 +183,11 @@ pub struct ControlPlaneSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 4096), inner(range(min = 0, max = 4095)))]
     pub released_snowflake_ids: Vec<i32>,
+    /// Rotate the fleet's `RPC_SHARED_SECRET` (the key silos sign cross-silo RPC with): a new
+    /// key is first accepted by every silo, then signs, then the old key is dropped, each step
+    /// once every silo's pods run the previous one. Progress is in `status.rpcSecretRotation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_rpc_secret: Option<RpcSecretRotationRequest>,
 }
 
 fn default_image() -> String {
@@ -224,6 +230,9 @@ pub struct ControlPlaneStatus {
     /// deleted; entries are never removed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retired_snowflake_ids: BTreeMap<String, String>,
+    /// The last rotation of `RPC_SHARED_SECRET` asked through `spec.rotateRpcSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_secret_rotation: Option<RpcSecretRotationStatus>,
 }
 
 impl ControlPlaneSpec {

@@ -19,6 +19,7 @@ pub mod network;
 pub mod pods;
 pub mod region;
 pub mod rollout;
+pub mod rpc_rotation;
 pub mod workload;
 
 pub use cluster::{ClusterRef, ClusterStatus};
@@ -37,6 +38,7 @@ pub use rollout::{
     Approval, FailedRegion, GroupSettings, GroupStatus, OnFailure, RegionRollout, RegionStep,
     RolloutGroup, RolloutPhase, RolloutSpec, RolloutStatus,
 };
+pub use rpc_rotation::{RpcRotationPhase, RpcSecretRotationRequest, RpcSecretRotationStatus};
 pub use workload::{Workload, WorkloadSpec, WorkloadsSpec};
 
 /// The API group of every silo resource.

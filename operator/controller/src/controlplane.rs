@@ -18,6 +18,7 @@ use crate::build::{self, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
 use crate::rollout;
+use crate::rpc_rotation;
 use crate::silo::{self, Source};
 use crate::status::{self, Verdict};
 use crate::validate::{self, FleetContext};
@@ -46,6 +47,9 @@ pub fn error_policy(cp: Arc<ControlPlane>, error: &ReconcileError, ctx: Arc<Cont
     tracing::warn!(controlplane = %cp.name_any(), error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }
+
+/// How soon a waiting RPC key rotation looks at the silos again.
+const ROTATION_RECHECK: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn key(cp: &ControlPlane) -> String {
     format!("ControlPlane/{}", cp.name_any())
@@ -86,6 +90,8 @@ async fn reconcile_control_plane(
         }
     };
     let mut fleet = FleetContext::new(cp);
+    fleet.rpc_hash =
+        rpc_rotation::pod_hash(cp, ctx.stores.rpc_secret(&validated.namespace).as_deref());
     // The rollout decides which version the control silo runs: the target only once every
     // region group is done, so that control never runs ahead of a region.
     let (ledger, rollout_verdict, recheck) = step_rollout(cp, ctx, validated.mode).await;
@@ -250,6 +256,20 @@ async fn reconcile_control_plane(
     }
     verdicts.extend(rollout_verdict);
     write_status(ctx, cp, verdicts, counts, running, Some(endpoints), ledger).await?;
+    // A key rotation waits on every silo's Deployments, whose changes do not queue the
+    // ControlPlane: look again soon while it waits.
+    let rotation_recheck = match rpc_rotation::run(cp, ctx).await {
+        Ok(true) => Some(ROTATION_RECHECK),
+        Ok(false) => None,
+        Err(error) => {
+            tracing::warn!(%error, "RPC key rotation step failed; retrying");
+            Some(ROTATION_RECHECK)
+        }
+    };
+    let recheck = match (recheck, rotation_recheck) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(Action::requeue(
         recheck.map_or(ctx.resync, |r| r.min(ctx.resync)),
     ))
@@ -343,11 +363,14 @@ async fn write_status(
         endpoints: endpoints.or(previous.endpoints.clone()),
         rollout: ledger.or(previous.rollout.clone()),
         // Never applied here: Region finalizers record retired ids under their own field
-        // manager, and an apply without the field keeps them.
+        // manager, and an apply without the field keeps them. The same for the RPC key
+        // rotation's record.
         retired_snowflake_ids: Default::default(),
+        rpc_secret_rotation: None,
     };
     let applied = ControlPlaneStatus {
         retired_snowflake_ids: Default::default(),
+        rpc_secret_rotation: None,
         ..previous.clone()
     };
     if cp.status.is_some() && applied == next {

@@ -35,6 +35,9 @@ pub const CREDENTIALS_TOKEN: &str = "silo.dev/credentials-token";
 pub const CREDENTIALS_REVISION: &str = "silo.dev/credentials-revision";
 /// On a password rotation's Jobs and their pods: the store rotated.
 pub const ROTATION: &str = "silo.dev/rotation";
+/// On Deployments and their pod templates: hash of the `RPC_SHARED_SECRET` list the pods read
+/// (absent until the fleet's key is first rotated).
+pub const RPC_SECRETS_HASH: &str = "silo.dev/rpc-secrets-hash";
 /// Hash of the region directory a directory ConfigMap holds.
 pub const DIRECTORY_HASH: &str = "silo.dev/directory-hash";
 

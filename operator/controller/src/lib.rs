@@ -35,6 +35,7 @@ pub mod region;
 pub mod remote;
 pub mod rollout;
 pub mod rotation;
+pub mod rpc_rotation;
 pub mod run;
 pub mod silo;
 pub mod status;

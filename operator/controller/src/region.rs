@@ -80,7 +80,7 @@ fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
     let directory = validate::directory::current(&ctx.stores);
     let mut validated = validate::validate_region(region, &fleet, &directory)?;
     // A Region in another cluster reaches the control silo at its external address.
-    let fleet = if region.is_remote() {
+    let mut fleet = if region.is_remote() {
         fleet.for_remote()
     } else {
         fleet
@@ -92,6 +92,7 @@ fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
             control_plane: cp.name_any(),
         }
     })?;
+    fleet.rpc_hash = crate::rpc_rotation::pod_hash(cp, Some(&rpc_secrets));
     Ok(Plan {
         region: validated,
         assignment,
@@ -252,11 +253,14 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
     };
     let applied = apply(&target.applier, &plan.region.name, &set).await;
     let applied = match applied {
-        Ok(()) => {
-            rotation::execute::run_steps(&target.applier.client, &ns, &rotation.decision.steps)
-                .await
-                .map_err(ReconcileError::from)
-        }
+        Ok(()) => rotation::execute::run_steps(
+            &target.applier.client,
+            &target.stores,
+            &ns,
+            &rotation.decision.steps,
+        )
+        .await
+        .map_err(ReconcileError::from),
         Err(error) => Err(error),
     };
     match applied {

@@ -87,6 +87,7 @@ pub fn build_control(
         images: &fleet.images,
         api_url: &api_url,
         ingest_url: "",
+        rpc_hash: fleet.rpc_hash.as_deref(),
     };
     push_gated(&silo, &mut set, gate, fleet, |silo, set| {
         let sizing = silo_api::WorkloadSpec {
@@ -149,6 +150,7 @@ pub fn build_monolith(
         images: &fleet.images,
         api_url: &api_url,
         ingest_url: &ingest_url,
+        rpc_hash: fleet.rpc_hash.as_deref(),
     };
     push_gated(&silo, &mut set, gate, fleet, |silo, set| {
         for workload in Workload::ALL {

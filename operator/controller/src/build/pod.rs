@@ -42,6 +42,10 @@ pub struct Silo<'a> {
     pub api_url: &'a str,
     /// Public base URL of ingest (the DSN host); unused by the control silo.
     pub ingest_url: &'a str,
+    /// Hash of the `RPC_SHARED_SECRET` list the pods read, once the fleet's key has been
+    /// rotated: on the Deployment and its pod template, so that a new list rolls the pods and
+    /// the rotation sees which silos run it.
+    pub rpc_hash: Option<&'a str>,
 }
 
 impl Silo<'_> {
@@ -159,6 +163,12 @@ pub fn deployment(
     if let Some(l) = metadata.labels.as_mut() {
         l.insert(labels::VERSION.to_owned(), silo.version.to_owned());
     }
+    if let Some(hash) = silo.rpc_hash {
+        metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(labels::RPC_SECRETS_HASH.to_owned(), hash.to_owned());
+    }
     Deployment {
         metadata,
         spec: Some(DeploymentSpec {
@@ -170,9 +180,7 @@ pub fn deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: silo.infra.external_connections().map(|c| {
-                        BTreeMap::from([(labels::CONNECTIONS_HASH.to_owned(), content_hash(&c))])
-                    }),
+                    annotations: template_annotations(silo),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -203,6 +211,22 @@ pub fn deployment(
         }),
         status: None,
     }
+}
+
+/// Pod template annotations whose change rolls the pods: the external stores' connections and
+/// the RPC key list (variables read from Secrets are fixed when a container starts).
+fn template_annotations(silo: &Silo<'_>) -> Option<BTreeMap<String, String>> {
+    let mut annotations = BTreeMap::new();
+    if let Some(connections) = silo.infra.external_connections() {
+        annotations.insert(
+            labels::CONNECTIONS_HASH.to_owned(),
+            content_hash(&connections),
+        );
+    }
+    if let Some(hash) = silo.rpc_hash {
+        annotations.insert(labels::RPC_SECRETS_HASH.to_owned(), hash.to_owned());
+    }
+    (!annotations.is_empty()).then_some(annotations)
 }
 
 /// The Service in front of `workload`, if it serves HTTP.

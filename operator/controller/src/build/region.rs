@@ -40,6 +40,7 @@ pub fn build_region(
         images: &fleet.images,
         api_url: &api_url,
         ingest_url: &ingest_url,
+        rpc_hash: fleet.rpc_hash.as_deref(),
     };
     let mut set = DesiredSet::default();
     set.push(Child::Namespace(Namespace {

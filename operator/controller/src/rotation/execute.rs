@@ -1,7 +1,7 @@
 //! Running a rotation: read the snapshot (connection Secrets and Jobs from the stores, the
 //! region's pods from the API when a rolled password waits to be retired), decide, and apply
-//! the decided Secret steps with optimistic concurrency (each re-reads the Secret and does
-//! nothing when its change is already there).
+//! the decided Secret steps with optimistic concurrency (each checks the Secret as watched,
+//! does nothing when its change is already there, and patches at that resourceVersion).
 
 use std::collections::BTreeMap;
 
@@ -279,9 +279,12 @@ fn step_patch(
     })
 }
 
-/// Apply the decided Secret steps.
+/// Apply the decided Secret steps, each against the Secret as the store shows it (the
+/// operator may watch and patch Secrets, not get them); a stale copy fails on its
+/// resourceVersion and the reconcile is retried.
 pub async fn run_steps(
     client: &kube::Client,
+    stores: &Stores,
     namespace: &str,
     steps: &[SecretStep],
 ) -> Result<(), RotationError> {
@@ -298,7 +301,9 @@ pub async fn run_steps(
             name: name.clone(),
             source,
         };
-        let secret = secrets.get(&name).await.map_err(error)?;
+        let Some(secret) = stores.secrets.get(&ObjectRef::new(&name).within(namespace)) else {
+            continue;
+        };
         let Some(mut patch) = step_patch(step, &secret, namespace)? else {
             continue;
         };

@@ -178,6 +178,9 @@ pub struct FleetContext {
     pub control_namespace: String,
     /// NetworkPolicy settings of every silo namespace.
     pub network: NetworkPolicySettings,
+    /// Hash of the `RPC_SHARED_SECRET` list on pod templates, once the fleet's key has been
+    /// rotated (a change rolls every silo; see `rpc_rotation`); `None` before any rotation.
+    pub rpc_hash: Option<String>,
 }
 
 impl FleetContext {
@@ -197,6 +200,7 @@ impl FleetContext {
             control_infrastructure: cp.spec.infrastructure.clone(),
             control_namespace: cp.spec.namespace.clone(),
             network: cp.spec.network_policies.clone(),
+            rpc_hash: None,
         }
     }
 

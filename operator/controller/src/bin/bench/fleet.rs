@@ -35,6 +35,7 @@ pub fn control_plane() -> ControlPlane {
             urls: Default::default(),
             rollout: Default::default(),
             released_snowflake_ids: Vec::new(),
+            rotate_rpc_secret: None,
         },
     )
 }
