@@ -266,6 +266,25 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         "wrong external password: {}: {}",
         refused.reason, refused.message
     );
+    // The store itself is named as what is not ready: which store, where, and the class.
+    let store = fleet::wait_region_condition(
+        &client,
+        BAD_REGION,
+        "InfrastructureReady",
+        "StoreAuthFailed naming the external Postgres and its host",
+        READY,
+        |c| {
+            c.status == "False"
+                && c.reason == "StoreAuthFailed"
+                && c.message
+                    .contains(&format!("external postgres at {host}:5432: auth error"))
+        },
+    )
+    .await?;
+    println!(
+        "wrong external password: InfrastructureReady {}: {}",
+        store.reason, store.message
+    );
 
     operator::still_ready(&client).await?;
     fleet::clean_fleet(&client).await?;

@@ -60,6 +60,14 @@ pub mod reason {
     pub const STORE_NOT_READY: &str = "StoreNotReady";
     /// An external store's Secret is missing or lacks a key (the message names both).
     pub const EXTERNAL_SECRET_INVALID: &str = "ExternalSecretInvalid";
+    /// An external store refused the silo's credentials.
+    pub const STORE_AUTH_FAILED: &str = "StoreAuthFailed";
+    /// The TLS handshake with an external store failed (certificate, CA, protocol).
+    pub const STORE_TLS_FAILED: &str = "StoreTlsFailed";
+    /// An external store's host name does not resolve.
+    pub const STORE_DNS_FAILED: &str = "StoreDnsFailed";
+    /// An external store refused the connection or did not answer in time.
+    pub const STORE_UNREACHABLE: &str = "StoreUnreachable";
     /// The stores are not ready yet, so migrations wait.
     pub const WAITING_FOR_INFRASTRUCTURE: &str = "WaitingForInfrastructure";
     /// The migration Job is running.

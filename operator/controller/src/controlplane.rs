@@ -165,6 +165,7 @@ async fn reconcile_control_plane(
         &ns,
         &fleet.version,
         &stores_only,
+        &infra,
     );
     let set = build(Gate {
         run_job: decision.run_job,

@@ -214,6 +214,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         &ns,
         &plan.region.version,
         &stores_only,
+        &infra,
     );
     let previous_credentials = region
         .status

@@ -186,6 +186,7 @@ pub fn decide(
     namespace: &str,
     target: &str,
     stores_set: &DesiredSet,
+    infra: &SiloInfra,
 ) -> Decision {
     let job_name = build::job_name(target);
     let job = stores
@@ -218,6 +219,18 @@ pub fn decide(
             "{} (pod {}: {})",
             decision.migrations.message, problem.pod, problem.message
         );
+    }
+    // A migration pod that could not use an external store (refused credentials, TLS, DNS,
+    // no answer) says which store, where, and what went wrong.
+    if (job_running || job_failed)
+        && let Some(problem) = problems.of(namespace, build::MIGRATE_NAME)
+        && let Some((reason, message)) = crate::infra::connection::failure(infra, &problem.message)
+    {
+        decision.infrastructure = gate::GateVerdict {
+            ok: false,
+            reason: reason.to_owned(),
+            message,
+        };
     }
     decision
 }

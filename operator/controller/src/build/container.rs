@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, Lifecycle,
+    LifecycleHandler, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -23,8 +24,13 @@ use crate::labels;
 pub const ADMIN_PORT: i32 = 9000;
 /// How long a binary drains in-flight work after SIGTERM (`SILO_SHUTDOWN_TIMEOUT`).
 pub const SHUTDOWN_TIMEOUT_SECONDS: i64 = 20;
-/// The pod's grace period: the drain plus time for the kubelet and the process to exit.
-pub const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_TIMEOUT_SECONDS + 10;
+/// How long a terminating relay or web pod keeps serving before it is told to stop: the time
+/// for its Service's endpoints to drop it everywhere, so no new connection reaches a pod that
+/// no longer accepts (a rolling update fails no request).
+pub const PRE_STOP_SECONDS: i64 = 5;
+/// The pod's grace period: the pre-stop wait, the drain, and time for the kubelet and the
+/// process to exit.
+pub const TERMINATION_GRACE_SECONDS: i64 = PRE_STOP_SECONDS + SHUTDOWN_TIMEOUT_SECONDS + 10;
 /// The non-root user and group the workload image is built for.
 pub const RUN_AS: i64 = 65532;
 
@@ -266,6 +272,16 @@ pub fn container(
             .collect(),
         ),
         security_context: Some(security_context()),
+        // Workloads behind a Service keep serving until the endpoints have dropped the pod.
+        lifecycle: workload.service_port().map(|_| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         ..Container::default()
     }
 }

@@ -94,6 +94,7 @@ pub fn job(silo: &Silo<'_>) -> Job {
     migrate.startup_probe = None;
     migrate.liveness_probe = None;
     migrate.readiness_probe = None;
+    migrate.lifecycle = None;
     // A failed migration's last log lines become its termination message, which the Region's
     // MigrationsComplete condition quotes (e.g. a refused password).
     migrate.termination_message_policy = Some("FallbackToLogsOnError".to_owned());

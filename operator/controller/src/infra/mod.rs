@@ -11,6 +11,7 @@
 //!   running Deployments' version ────────┘
 //! ```
 
+pub mod connection;
 pub mod external;
 pub mod gate;
 
