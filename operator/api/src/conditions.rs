@@ -11,6 +11,14 @@ pub const MIGRATIONS_COMPLETE: &str = "MigrationsComplete";
 /// The desired child objects were applied (False with the API error otherwise).
 pub const RECONCILED: &str = "Reconciled";
 
+/// The Region's customer-provided cluster answers (Region with `spec.cluster` only); False
+/// with the error class as reason: DNS, TLS, Unauthorized, Forbidden, Timeout, Refused.
+pub const CLUSTER_REACHABLE: &str = "ClusterReachable";
+/// The credentials of the Region's cluster are valid for longer than the warning period.
+pub const CREDENTIALS_VALID: &str = "CredentialsValid";
+/// The identity in the Region's cluster has every permission the operator needs.
+pub const PERMISSIONS_SUFFICIENT: &str = "PermissionsSufficient";
+
 /// `spec.rollout` is usable and every group of it matches a Region (ControlPlane only).
 pub const ROLLOUT_VALID: &str = "RolloutValid";
 /// Every namespace selector of `spec.networkPolicies` matches a namespace (ControlPlane only;
@@ -84,6 +92,19 @@ pub mod reason {
     pub const UPGRADING: &str = "Upgrading";
     /// The Region runs the version the rollout gives it.
     pub const UP_TO_DATE: &str = "UpToDate";
+    /// The Region's customer-provided cluster cannot be reached or used; only this Region
+    /// waits (counted apart by the rollout's failure budget).
+    pub const CLUSTER_UNREACHABLE: &str = "ClusterUnreachable";
+    /// The cluster answered.
+    pub const REACHABLE: &str = "Reachable";
+    /// The credentials expire within the warning period: rotate them.
+    pub const CREDENTIALS_EXPIRING: &str = "CredentialsExpiring";
+    /// The credentials have expired.
+    pub const CREDENTIALS_EXPIRED: &str = "CredentialsExpired";
+    /// The identity lacks permissions the operator needs (the message lists them).
+    pub const MISSING_PERMISSIONS: &str = "MissingPermissions";
+    /// The Region is being deleted and its cluster cannot be reached.
+    pub const DELETE_BLOCKED: &str = "DeleteBlockedClusterUnreachable";
     /// The monolith region named by the ControlPlane is not a known region.
     pub const UNKNOWN_MONOLITH_REGION: &str = "UnknownMonolithRegion";
     /// Every store named by `spec.rotateCredentials` runs on the new password, the old retired.

@@ -26,7 +26,7 @@ pub enum Mode {
 }
 
 /// The control silo's own settings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlSpec {
     /// Pods of the control-silo web Deployment. Defaults to 1.
@@ -38,6 +38,14 @@ pub struct ControlSpec {
     /// control silo in its namespace (sized by `infrastructure.postgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseRef>,
+    /// Externally reachable URL of the control silo's internal API, for Regions in
+    /// customer-provided clusters (`Region.spec.cluster`): their pods get it as
+    /// `SENTRY_CONTROL_ADDRESS` instead of the in-cluster address, which they cannot reach.
+    /// Required as soon as one Region has `spec.cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^https?://[^/ ]+(/.*)?$') && !self.matches('^https?://[^/:]*[.]svc([.:/].*)?$')").message("control.externalAddress must be an http(s) URL reachable from other clusters (not a cluster-internal .svc address), e.g. https://control.sentry.example.com"))]
+    pub external_address: Option<String>,
 }
 
 /// Where a database URL is kept.

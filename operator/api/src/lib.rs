@@ -10,6 +10,7 @@
 //! one [`Region`] per region silo carries its identity (category, snowflake id) and sizing.
 //! No I/O happens here: the operator does the reading and writing.
 
+pub mod cluster;
 pub mod conditions;
 pub mod controlplane;
 pub mod crdgen;
@@ -21,6 +22,7 @@ pub mod rollout;
 pub mod rpc_rotation;
 pub mod workload;
 
+pub use cluster::{ClusterRef, ClusterStatus};
 pub use controlplane::{ControlPlane, ControlPlaneSpec, ControlPlaneStatus, ControlSpec, Mode};
 pub use infrastructure::{
     ControlInfrastructure, ExternalStore, InfrastructureSpec, KafkaSasl, ManagedStore,

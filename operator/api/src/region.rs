@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{ClusterRef, ClusterStatus};
 use crate::infrastructure::InfrastructureSpec;
 use crate::rollout::RegionRollout;
 use crate::workload::WorkloadsSpec;
@@ -53,6 +54,7 @@ impl From<Category> for silo_contract::RegionCategory {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(r"!has(self.cluster) || (has(self.address) && !self.address.matches('^https?://[^/:]*[.]svc([.:/].*)?$'))").message("a Region with spec.cluster runs in another cluster: set spec.address to a URL reachable from the other clusters (not a cluster-internal .svc address), e.g. https://acme.sentry.example.com"))]
 pub struct RegionSpec {
     /// Who the region serves: `MULTI_TENANT` (shared) or `SINGLE_TENANT` (one customer).
     #[serde(default = "default_category")]
@@ -62,9 +64,11 @@ pub struct RegionSpec {
     #[schemars(range(min = 0, max = 4095))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("snowflakeId is immutable: ids already generated embed it; create a new Region instead"))]
     pub snowflake_id: i32,
-    /// Internal base URL of the region's web service, as listed in the region directory: an
-    /// `http://` or `https://` URL without spaces. Derived from the namespace when absent
-    /// (`http://web.region-<name>.svc:8000`).
+    /// Base URL of the region's web service, as listed in the region directory: an `http://`
+    /// or `https://` URL without spaces. Derived from the namespace when absent
+    /// (`http://web.region-<name>.svc:8000`). Required for a Region with `cluster`: the
+    /// externally reachable address it publishes (a cluster-internal `.svc` address is
+    /// refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(r"self.matches('^https?://\\S+$')").message("spec.address must be an http:// or https:// URL without spaces (the base URL of the region's web service); omit it to use http://web.region-<name>.svc:8000"))]
@@ -94,6 +98,15 @@ pub struct RegionSpec {
     /// false to isolate the region again.
     #[serde(default)]
     pub suspend_network_policies: bool,
+    /// The cluster the region runs in. Absent: the operator's own cluster. Set: a
+    /// customer-provided cluster reached through a kubeconfig Secret (see `silo-operator
+    /// onboard`); the Region's objects are applied there, and only this Region degrades
+    /// (`ClusterReachable=False`) when that cluster cannot be reached. Annotate the Region
+    /// `silo.dev/abandon-remote: "true"` to delete it while its cluster is unreachable
+    /// (its objects there are left behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.cluster is immutable: moving a region between clusters would leave its data behind; create a new Region instead"))]
+    pub cluster: Option<ClusterRef>,
     /// Asks for a rotation of managed stores' passwords: the operator sets a new password in
     /// the store while the old one still works, updates the connection Secret, rolls every
     /// workload, and only then retires the old password. Each new `token` rotates once; the
@@ -154,6 +167,10 @@ pub struct RegionStatus {
     /// when it serves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RegionRollout>,
+    /// The customer-provided cluster of a Region with `spec.cluster`: its API server, when
+    /// its credentials expire and which needed permissions its identity lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
     /// Per managed store, the last password rotation asked through `spec.rotateCredentials`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<CredentialRotationStatus>,
@@ -221,6 +238,20 @@ impl Region {
                 .iter()
                 .find(|c| c.type_ == crate::conditions::READY)
         })
+    }
+
+    /// Whether the Region runs in a customer-provided cluster (`spec.cluster`).
+    pub fn is_remote(&self) -> bool {
+        self.spec.cluster.is_some()
+    }
+
+    /// The Region's namespace in the cluster it runs in.
+    pub fn namespace(&self) -> String {
+        let name = self.metadata.name.clone().unwrap_or_default();
+        match &self.spec.cluster {
+            Some(cluster) => cluster.namespace_for(&name),
+            None => format!("{}{name}", crate::cluster::DEFAULT_NAMESPACE_PREFIX),
+        }
     }
 
     /// Whether `Ready` is `True` for the current generation.

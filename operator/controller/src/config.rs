@@ -71,7 +71,54 @@ pub struct Args {
     pub lease_renew_deadline: Duration,
 
     #[command(flatten)]
+    pub clusters: ClusterArgs,
+
+    /// Without a command the operator runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// What else the binary does.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create the operator's least-privilege identity in a customer-provided cluster, write
+    /// its kubeconfig Secret here, and print (or apply) the Region.
+    Onboard(crate::onboard::OnboardCommand),
+}
+
+/// Customer-provided clusters (Regions with `spec.cluster`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// How often a Region in a customer-provided cluster is reconciled again, listing its
+    /// namespace there to find drift (remote clusters are not watched).
+    #[arg(long, env = "SILO_OPERATOR_CLUSTER_RESYNC", default_value = "30s", value_parser = parse_duration)]
+    pub cluster_resync: Duration,
+
+    /// Most requests in flight to one customer-provided cluster.
+    #[arg(
+        long = "cluster-max-in-flight",
+        env = "SILO_OPERATOR_CLUSTER_MAX_IN_FLIGHT",
+        default_value_t = 4
+    )]
+    pub cluster_max_in_flight: usize,
+
+    /// Longest wait between two attempts to reach a failing cluster (attempts double from
+    /// 1s up to it, with jitter).
+    #[arg(long, env = "SILO_OPERATOR_CLUSTER_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    pub cluster_max_backoff: Duration,
+
+    /// How often the operator reviews again what its identity may do in a customer-provided
+    /// cluster (SelfSubjectAccessReviews; always after new credentials).
+    #[arg(long, env = "SILO_OPERATOR_CLUSTER_PERMISSION_CHECK", default_value = "10m", value_parser = parse_duration)]
+    pub cluster_permission_check: Duration,
+
+    /// How long before a cluster's credentials expire its Regions warn (condition
+    /// `CredentialsValid=False` and an Event).
+    #[arg(long, env = "SILO_OPERATOR_CREDENTIALS_WARN_BEFORE", default_value = "168h", value_parser = parse_duration)]
+    pub credentials_warn_before: Duration,
 }
 
 #[cfg(test)]

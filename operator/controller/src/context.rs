@@ -1,4 +1,5 @@
-//! What every reconcile gets: the client, the stores, the applier, metrics, events, backoff.
+//! What every reconcile gets: the client, the stores, the applier, metrics, events, backoff,
+//! the cluster registry.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use kube::runtime::events::Recorder;
 
 use crate::apply::{Applier, ApplyError};
 use crate::backoff::Backoff;
+use crate::clusters::Registry;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::pacing::StatusPacer;
@@ -29,6 +31,10 @@ pub struct Context {
     pub status_pacer: StatusPacer,
     /// Reconciles act only while this replica holds the leader lease.
     pub leadership: Leadership,
+    /// Clients of the customer-provided clusters Regions run in.
+    pub clusters: Registry,
+    /// How long before its credentials expire a remote Region warns.
+    pub credentials_warn_before: Duration,
 }
 
 /// A reconcile step that talked to the API server failed; retried with per-object backoff.
@@ -59,6 +65,21 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// The API error behind a failed write, if it was one.
+    pub fn kube_error(&self) -> Option<&kube::Error> {
+        match self {
+            ReconcileError::Apply(
+                ApplyError::Apply { source, .. }
+                | ApplyError::Create { source, .. }
+                | ApplyError::Delete { source, .. },
+            ) => Some(source),
+            ReconcileError::Status { source, .. }
+            | ReconcileError::Retain { source, .. }
+            | ReconcileError::Finalizer { source, .. } => Some(source),
+            ReconcileError::Rotation(_) => None,
+        }
+    }
+
     /// The metric/condition reason of this error.
     pub fn reason(&self) -> &'static str {
         match self {

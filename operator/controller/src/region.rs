@@ -15,14 +15,16 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use silo_api::conditions::{self, reason};
 use silo_api::{
-    ControlPlane, CredentialRotationStatus, Endpoints, Mode, Region, RegionRollout, RegionStatus,
-    Store,
+    ClusterStatus, ControlPlane, CredentialRotationStatus, Endpoints, Mode, Region, RegionRollout,
+    RegionStatus, Store,
 };
 
+use crate::apply::Applier;
 use crate::build::{self, DesiredSet, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
 use crate::pacing;
+use crate::remote;
 use crate::rollout;
 use crate::rotation;
 use crate::silo::{self, Source};
@@ -74,9 +76,15 @@ struct Plan {
 fn plan(region: &Region, ctx: &Context) -> Result<Plan, ValidateError> {
     let control_planes = ctx.stores.control_planes.state();
     let cp = validate::active_control_plane(&control_planes)?;
-    let mut fleet = FleetContext::new(cp);
+    let fleet = FleetContext::new(cp);
     let directory = validate::directory::current(&ctx.stores);
     let mut validated = validate::validate_region(region, &fleet, &directory)?;
+    // A Region in another cluster reaches the control silo at its external address.
+    let mut fleet = if region.is_remote() {
+        fleet.for_remote()
+    } else {
+        fleet
+    };
     let assignment = rollout::assignment(region, cp);
     validated.version = assignment.version.clone();
     let rpc_secrets = ctx.stores.rpc_secret(&cp.spec.namespace).ok_or_else(|| {
@@ -146,12 +154,23 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         },
         running: None,
         rollout: None,
+        cluster: None,
         credentials: None,
     };
     let previous_rollout = region.status.as_ref().and_then(|s| s.rollout.as_ref());
     let now: Time = k8s_openapi::jiff::Timestamp::now().into();
     let not_serving = silo_rollout::region_rollout(previous_rollout, &plan.assignment, false, &now);
-    let infra = match silo::resolve(&ctx.stores, &ns, &sources, infra_spec.retain_on_delete) {
+    let target = match remote::target(ctx, region, &ns).await {
+        Ok(target) => target,
+        Err(down) => return unreachable(ctx, region, desired, not_serving, down).await,
+    };
+    let mut cluster_verdicts = Vec::new();
+    if let Some(cluster) = &target.cluster {
+        desired.cluster = Some(remote::cluster_status(cluster, &ns));
+        cluster_verdicts =
+            remote::cluster_verdicts(cluster, &ns, ctx.credentials_warn_before, now.0);
+    }
+    let infra = match silo::resolve(&target.stores, &ns, &sources, infra_spec.retain_on_delete) {
         Ok(infra) => infra,
         Err(invalid) => {
             ctx.metrics
@@ -161,35 +180,37 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 .as_ref()
                 .and_then(|s| s.running_version.clone());
             desired.rollout = Some(not_serving);
-            write_status(
-                ctx,
-                region,
-                silo::external_invalid(&invalid),
-                Some(desired),
-                false,
-            )
-            .await?;
+            let mut verdicts = silo::external_invalid(&invalid);
+            verdicts.extend(cluster_verdicts);
+            write_status(ctx, region, verdicts, Some(desired), false).await?;
             // The Secret's watch re-runs every Region when it changes.
             return Ok(Action::await_change());
         }
     };
     let build = |gate: Gate<'_>| {
-        build::build_region(
+        let set = build::build_region(
             &plan.region,
             &plan.fleet,
             &plan.directory.published,
             &plan.rpc_secrets,
             &infra,
             gate,
-        )
+        );
+        // The Region does not exist in its customer's cluster to own anything there (the
+        // hashes stores_ready compares are those of the objects written there).
+        if target.cluster.is_some() {
+            set.detached()
+        } else {
+            set
+        }
     };
     let stores_only = build(Gate {
         run_job: false,
         workload_version: None,
     });
     let decision = silo::decide(
-        &ctx.stores,
-        &ctx.pod_problems,
+        &target.stores,
+        &target.pod_problems,
         &ns,
         &plan.region.version,
         &stores_only,
@@ -201,8 +222,8 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         .map(|s| s.credentials.as_slice())
         .unwrap_or_default();
     let rotation = rotation::execute::prepare(
-        &ctx.client,
-        &ctx.stores,
+        &target.applier.client,
+        &target.stores,
         &ns,
         &infra,
         region.spec.rotate_credentials.as_ref(),
@@ -225,21 +246,30 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         &rotation.decision.jobs,
         rotation.revision.as_deref(),
     );
-    let applied = apply(ctx, &plan.region.name, &set).await;
+    // The rotation's objects too (detaching is idempotent).
+    let set = if target.cluster.is_some() {
+        set.detached()
+    } else {
+        set
+    };
+    let applied = apply(&target.applier, &plan.region.name, &set).await;
     let applied = match applied {
-        Ok(()) => {
-            rotation::execute::run_steps(&ctx.client, &ctx.stores, &ns, &rotation.decision.steps)
-                .await
-                .map_err(ReconcileError::from)
-        }
+        Ok(()) => rotation::execute::run_steps(
+            &target.applier.client,
+            &target.stores,
+            &ns,
+            &rotation.decision.steps,
+        )
+        .await
+        .map_err(ReconcileError::from),
         Err(error) => Err(error),
     };
     match applied {
         Ok(()) => {
             let ready = status::deployments_ready(
                 set.deployments(),
-                &ctx.stores.deployments,
-                &ctx.pod_problems,
+                &target.stores.deployments,
+                &target.pod_problems,
             );
             if ready.is_ok() {
                 desired.running = decision.workload_version.clone();
@@ -259,11 +289,17 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 &now,
             ));
             verdicts.push(upgrading(&desired));
+            verdicts.extend(cluster_verdicts);
             verdicts.extend(rotation.decision.verdict.clone());
             desired.credentials = Some(rotation.decision.status.clone());
             // A rotation step changes the status (not only messages): never held back.
             let held = write_status(ctx, region, verdicts, Some(desired), true).await?;
-            let next = held.unwrap_or(ctx.resync);
+            // Drift in a remote cluster is found by listing it again (it is not watched).
+            let resync = match target.cluster {
+                Some(_) => ctx.clusters.settings.resync.min(ctx.resync),
+                None => ctx.resync,
+            };
+            let next = held.map_or(resync, |h| h.min(resync));
             if rotation.decision.in_flight {
                 // Pods going away and Jobs finishing are watched, but a rotation is worth a
                 // prompt look.
@@ -272,6 +308,9 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
             Ok(Action::requeue(next))
         }
         Err(error) => {
+            if let Some(down) = error.kube_error().and_then(|e| target.write_failed(e, ctx)) {
+                return unreachable(ctx, region, desired, not_serving, down).await;
+            }
             let verdicts = vec![
                 Verdict::new(
                     conditions::READY,
@@ -297,9 +336,37 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
     }
 }
 
-async fn apply(ctx: &Context, name: &str, set: &DesiredSet) -> Result<(), ReconcileError> {
-    let mut report = ctx.applier.apply_set(set).await?;
-    ctx.applier
+/// Write the status of a Region whose cluster cannot be used now; only this Region waits, and
+/// it is tried again after the cluster's backoff.
+async fn unreachable(
+    ctx: &Context,
+    region: &Region,
+    mut desired: Desired,
+    not_serving: RegionRollout,
+    down: remote::Unreachable,
+) -> Result<Action, ReconcileError> {
+    ctx.metrics.error(CONTROLLER, reason::CLUSTER_UNREACHABLE);
+    tracing::warn!(region = %region.name_any(), error = %down.error, retry_in = ?down.retry, "cluster unreachable");
+    let previous = region.status.clone().unwrap_or_default();
+    desired.running = previous.running_version.clone();
+    desired.rollout = Some(not_serving);
+    let known = previous.cluster.clone().unwrap_or_default();
+    desired.cluster = Some(ClusterStatus {
+        server: down.server.clone(),
+        missing_permissions: down
+            .missing
+            .clone()
+            .unwrap_or(known.missing_permissions.clone()),
+        ..known
+    });
+    let verdicts = remote::unreachable_verdicts(&down);
+    write_status(ctx, region, verdicts, Some(desired), false).await?;
+    Ok(Action::requeue(down.retry))
+}
+
+async fn apply(applier: &Applier, name: &str, set: &DesiredSet) -> Result<(), ReconcileError> {
+    let mut report = applier.apply_set(set).await?;
+    applier
         .prune(labels::REGION, name, set, &mut report)
         .await?;
     if report.written > 0 || report.deleted > 0 {
@@ -323,6 +390,8 @@ struct Desired {
     running: Option<String>,
     /// The Region's part of the rollout.
     rollout: Option<RegionRollout>,
+    /// The customer-provided cluster, for a Region with `spec.cluster`.
+    cluster: Option<ClusterStatus>,
     /// `status.credentials` (`None`: as it was).
     credentials: Option<Vec<CredentialRotationStatus>>,
 }
@@ -380,6 +449,10 @@ async fn write_status(
             Some(d) => d.rollout.clone(),
             None => previous.rollout.clone(),
         },
+        cluster: match &desired {
+            Some(d) => d.cluster.clone(),
+            None => previous.cluster.clone(),
+        },
         credentials: desired
             .as_ref()
             .and_then(|d| d.credentials.clone())
@@ -417,6 +490,7 @@ async fn write_status(
         source,
     })?;
     ctx.status_pacer.written(&name);
+    remote::publish_warnings(ctx, region, &previous.conditions, &verdicts).await;
     if let Some(ready) = ready {
         status::publish_transition(
             &ctx.recorder,
@@ -590,7 +664,22 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
     // First, while the Region still holds its id: once it is gone, the record alone keeps
     // the next Region with this id from taking it.
     let retired = retire_snowflake_id(region, ctx).await?;
-    if let Some(namespace) = ctx.stores.namespaces.get(&ObjectRef::new(&ns)) {
+    if region.is_remote() {
+        let ns = region.namespace();
+        if remote::abandons_remote(region) {
+            tracing::warn!(region = %name, namespace = %ns, "abandoning the region's objects in its cluster");
+        } else {
+            match remote::delete_namespace(ctx, region, &ns).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(wait),
+                Err(down) => {
+                    let verdicts = remote::delete_blocked(&down, &ns);
+                    write_status(ctx, region, verdicts, None, false).await?;
+                    return Ok(Action::requeue(down.retry));
+                }
+            }
+        }
+    } else if let Some(namespace) = ctx.stores.namespaces.get(&ObjectRef::new(&ns)) {
         if namespace.metadata.deletion_timestamp.is_none() {
             if region.spec.infrastructure.retain_on_delete {
                 retain_volumes(ctx, &ns).await?;

@@ -19,6 +19,7 @@ use tower::util::MapRequestLayer;
 use crate::apply::Applier;
 use crate::backoff::Backoff;
 use crate::build;
+use crate::clusters::{Registry as ClusterRegistry, Settings as ClusterSettings};
 use crate::config::Args;
 use crate::context::Context;
 use crate::drift::Tracker;
@@ -254,6 +255,13 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         resync: args.resync,
         status_pacer: StatusPacer::new(args.status_message_interval),
         leadership,
+        clusters: ClusterRegistry::new(ClusterSettings {
+            max_in_flight: args.clusters.cluster_max_in_flight,
+            resync: args.clusters.cluster_resync,
+            max_backoff: args.clusters.cluster_max_backoff,
+            permission_check: args.clusters.cluster_permission_check,
+        }),
+        credentials_warn_before: args.clusters.credentials_warn_before,
     });
 
     let shutdown = Shutdown::on_signals();

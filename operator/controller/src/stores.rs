@@ -302,7 +302,11 @@ fn strip_secret(s: &mut Secret) {
 
 fn strip_region(r: &mut Region) {
     r.metadata.managed_fields = None;
-    r.metadata.annotations = None;
+    // Only the annotation the operator reads is kept.
+    r.metadata.annotations = r.metadata.annotations.take().and_then(|mut a| {
+        a.retain(|k, _| k == silo_api::cluster::ABANDON_REMOTE_ANNOTATION);
+        (!a.is_empty()).then_some(a)
+    });
 }
 
 fn strip_control_plane(c: &mut ControlPlane) {

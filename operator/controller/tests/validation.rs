@@ -147,3 +147,50 @@ async fn invalid_regions_are_rejected_by_the_api_server() {
         .await
         .expect("delete test Region");
 }
+
+#[tokio::test]
+async fn a_remote_region_must_publish_an_external_address() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let api: Api<Region> = Api::all(client);
+    let cluster = serde_json::json!({"kubeconfigSecret": "it-kubeconfig"});
+
+    for spec in [
+        serde_json::json!({"snowflakeId": 9, "cluster": cluster}),
+        serde_json::json!({"snowflakeId": 9, "cluster": cluster,
+            "address": "http://web.region-it-remote.svc:8000"}),
+        serde_json::json!({"snowflakeId": 9, "cluster": cluster,
+            "address": "http://web.region-it-remote.svc.cluster.local"}),
+    ] {
+        let message = rejection(&api, region_json("it-remote", spec)).await;
+        assert!(
+            message.contains("spec.address") && message.contains(".svc"),
+            "{message}"
+        );
+    }
+    let message = rejection(
+        &api,
+        region_json(
+            "it-remote",
+            serde_json::json!({"snowflakeId": 9, "address": "https://it.example",
+                "cluster": {"kubeconfigSecret": "it-kubeconfig", "namespacePrefix": "Bad_"}}),
+        ),
+    )
+    .await;
+    assert!(message.contains("namespacePrefix"), "{message}");
+
+    let valid: Region = serde_json::from_value(region_json(
+        "it-remote",
+        serde_json::json!({"snowflakeId": 9, "address": "https://it.example", "cluster": cluster}),
+    ))
+    .expect("fixture");
+    api.create(
+        &PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        },
+        &valid,
+    )
+    .await
+    .expect("a remote Region with an external address is accepted");
+}

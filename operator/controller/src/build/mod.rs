@@ -269,6 +269,35 @@ impl DesiredSet {
     }
 
     /// Whether `key` is part of the set.
+    /// The same objects without owner references, for a cluster where the owner does not
+    /// exist (its garbage collector must not see a dangling owner). Hashes are stamped anew.
+    pub fn detached(self) -> Self {
+        let children = self
+            .children
+            .into_iter()
+            .map(|mut child| {
+                let meta = child.meta_mut();
+                meta.owner_references = None;
+                if let Some(annotations) = meta.annotations.as_mut() {
+                    annotations.remove(labels::SPEC_HASH);
+                }
+                child.stamped()
+            })
+            .collect();
+        let generated = self
+            .generated
+            .into_iter()
+            .map(|mut g| {
+                g.secret.metadata.owner_references = None;
+                g
+            })
+            .collect();
+        Self {
+            children,
+            generated,
+        }
+    }
+
     pub fn contains(&self, key: &ChildKey) -> bool {
         self.children.iter().any(|c| &c.key() == key)
             || self.generated.iter().any(|g| &g.key() == key)

@@ -29,6 +29,7 @@ fn region(name: &str, id: i32, created: i64) -> Arc<Region> {
             infrastructure: Default::default(),
             suspend: false,
             suspend_network_policies: false,
+            cluster: None,
             rotate_credentials: None,
         },
     );
@@ -638,6 +639,38 @@ fn an_edited_external_connection_rolls_the_workloads() {
     let after = build(&external("postgres://u:new@db:5432/silo")).expect("hash");
     assert_eq!(before, same);
     assert_ne!(before, after, "a new password changes the pod template");
+}
+
+#[test]
+fn a_remote_region_has_no_owner_references_and_reaches_control_externally() {
+    let r = region("us", 1, 10);
+    let set = build_for(&r, std::slice::from_ref(&r));
+    let detached = set.clone().detached();
+    assert_eq!(set.children.len(), detached.children.len());
+    assert_eq!(
+        detached.clone().detached(),
+        detached,
+        "detaching twice changes nothing"
+    );
+    for (local, remote) in set.children.iter().zip(&detached.children) {
+        assert!(local.meta().owner_references.is_some(), "{}", local.key());
+        assert!(remote.meta().owner_references.is_none(), "{}", remote.key());
+        assert!(!remote.hash().is_empty());
+        assert_ne!(local.hash(), remote.hash(), "{}", remote.key());
+    }
+    assert!(
+        detached
+            .generated
+            .iter()
+            .all(|g| g.secret.metadata.owner_references.is_none())
+    );
+    let mut fleet = FleetContext::new(&control_plane(Mode::Siloed));
+    assert_eq!(fleet.for_remote().control_address, fleet.control_address);
+    fleet.external_control_address = Some("https://control.example.com".to_owned());
+    assert_eq!(
+        fleet.for_remote().control_address,
+        "https://control.example.com"
+    );
 }
 
 #[test]

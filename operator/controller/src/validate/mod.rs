@@ -54,6 +54,13 @@ pub enum ValidateError {
         "spec.address {address:?} cannot be listed in the region directory ({problem}); set it to the http:// or https:// base URL of the region's web service, or remove it to use the derived address. Until then the Region is left out of every directory and not deployed"
     )]
     InvalidAddress { address: String, problem: String },
+    #[error(
+        "Region {region} runs in another cluster (spec.cluster) but ControlPlane {control_plane} has no spec.control.externalAddress; set it to the control silo's URL as reachable from that cluster, so that the region's pods can reach it"
+    )]
+    NoExternalControlAddress {
+        region: String,
+        control_plane: String,
+    },
     #[error("{kind} {name} has no uid yet; it cannot own objects")]
     MissingUid { kind: &'static str, name: String },
 }
@@ -71,6 +78,7 @@ impl ValidateError {
             ValidateError::RetiredSnowflakeId { .. } => reason::RETIRED_SNOWFLAKE_ID,
             ValidateError::InvalidAddress { .. } => reason::INVALID_ADDRESS,
             ValidateError::InvalidName(_)
+            | ValidateError::NoExternalControlAddress { .. }
             | ValidateError::SnowflakeRange(_)
             | ValidateError::MissingUid { .. } => reason::INVALID_SPEC,
         }
@@ -149,6 +157,8 @@ pub struct FleetContext {
     pub image_repo: String,
     pub version: String,
     pub control_address: String,
+    /// `spec.control.externalAddress`: the control address of Regions in other clusters.
+    pub external_control_address: Option<String>,
     /// `SENTRY_MONOLITH_REGION` of every pod: `spec.monolithRegion` as written, also while
     /// no Region of that name is listed (e.g. it was deleted). The ControlPlane then reports
     /// `UnknownMonolithRegion`, and the pods, which accept a directory without it, answer
@@ -182,6 +192,7 @@ impl FleetContext {
             image_repo: cp.spec.image.clone(),
             version: cp.spec.version.clone(),
             control_address: build::control_address(&cp.spec.namespace),
+            external_control_address: cp.spec.control.external_address.clone(),
             monolith_region: cp.spec.effective_monolith_region().map(str::to_owned),
             pods: cp.spec.pods.clone(),
             images: cp.spec.infrastructure.images.clone(),
@@ -220,6 +231,18 @@ impl FleetContext {
             .control
             .clone()
             .unwrap_or_else(|| self.control_address.clone())
+    }
+
+    /// The fleet as a Region in another cluster sees it: the control silo at its external
+    /// address.
+    pub fn for_remote(&self) -> Self {
+        Self {
+            control_address: self
+                .external_control_address
+                .clone()
+                .unwrap_or_else(|| self.control_address.clone()),
+            ..self.clone()
+        }
     }
 
     /// Full image reference for `version`.
@@ -280,6 +303,12 @@ pub fn validate_region(
             control_plane: fleet.control_plane.clone(),
         });
     }
+    if region.is_remote() && fleet.external_control_address.is_none() {
+        return Err(ValidateError::NoExternalControlAddress {
+            region: name,
+            control_plane: fleet.control_plane.clone(),
+        });
+    }
     let reference = region
         .controller_owner_ref(&())
         .ok_or_else(|| ValidateError::MissingUid {
@@ -287,7 +316,7 @@ pub fn validate_region(
             name: name.clone(),
         })?;
     Ok(ValidatedRegion {
-        namespace: labels::region_namespace(&name),
+        namespace: region.namespace(),
         category: region.spec.category,
         snowflake_id,
         version: region

@@ -58,6 +58,7 @@ pub fn region(i: usize) -> Region {
             infrastructure: Default::default(),
             suspend: false,
             suspend_network_policies: false,
+            cluster: None,
             rotate_credentials: None,
         },
     )
