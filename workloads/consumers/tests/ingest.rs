@@ -207,7 +207,11 @@ async fn sigkill_mid_stream_then_restart_stores_every_event_exactly_once() {
         let kind = format!("Error{}", i % 5);
         s.send(&s.message(id, exception(&kind, "boom"))).await;
     }
-    let mut consumers = s.start_consumers().await;
+    // One event per transaction: the 400 take hundreds of commits, so the kill lands
+    // mid-stream (full batches of 100 could all be stored between two looks).
+    let mut consumers = s
+        .start_consumers_with(&[("SILO_CONSUMER_BATCH_SIZE", "1")])
+        .await;
     wait::until("some events stored before the kill", DEADLINE, || async {
         let c = s.event_count().await;
         if c >= 20 {

@@ -40,11 +40,17 @@ impl Setup {
 
     /// Start the `consumers` binary built for this package's tests and wait until ready.
     pub async fn start_consumers(&self) -> Process {
+        self.start_consumers_with(&[]).await
+    }
+
+    /// [`Setup::start_consumers`] with `extra` settings.
+    pub async fn start_consumers_with(&self, extra: &[(&str, &str)]) -> Process {
         assert!(env!("CARGO_BIN_EXE_consumers").ends_with("consumers"));
-        let settings = [
+        let mut settings = vec![
             ("SILO_KAFKA_SESSION_TIMEOUT", "6s"),
             ("SILO_RETRY_MAX_BACKOFF", "1s"),
         ];
+        settings.extend_from_slice(extra);
         let (services, db, topics) = (&self.services, &self.db, &self.topics);
         binaries::start_consumer("consumers", services, db, topics, &settings).await
     }
