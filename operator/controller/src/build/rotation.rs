@@ -102,6 +102,23 @@ old=$(REDISCLI_AUTH="$OLD_PASSWORD" redis-cli -h "$HOST" -p "$PORT" ping 2>&1 ||
 [ "$old" != PONG ] || { echo "the old password still authenticates"; exit 1; }
 echo "the default user accepts the current password only""#;
 
+/// Waits (up to a minute) until the store accepts connections from this pod: a new pod's
+/// address may reach the policy engine's sets a moment after the pod starts.
+const POSTGRES_WAIT: &str = r#"i=0
+until pg_isready -q -t 2; do
+  i=$((i+1))
+  [ "$i" -lt 60 ] || { echo "postgres at $PGHOST:$PGPORT does not accept connections from this pod"; exit 1; }
+  sleep 1
+done
+"#;
+const REDIS_WAIT: &str = r#"i=0
+until redis-cli -h "$HOST" -p "$PORT" ping 2>&1 | grep -qv -e "Could not connect" -e "Connection refused"; do
+  i=$((i+1))
+  [ "$i" -lt 60 ] || { echo "redis at $HOST:$PORT does not accept connections from this pod"; exit 1; }
+  sleep 1
+done
+"#;
+
 fn rotation_job(at: &RotationContext<'_>, job: &RotationJob) -> Job {
     let store = job.store;
     let secret = format!("{}-credentials", store.name());
@@ -136,6 +153,16 @@ fn rotation_job(at: &RotationContext<'_>, job: &RotationJob) -> Job {
                 plain_env("OWNER", POSTGRES_USER),
             ],
         ),
+    };
+    let wait = if store == Store::Redis {
+        REDIS_WAIT
+    } else {
+        POSTGRES_WAIT
+    };
+    // `set -eu` first, then the wait, then the step.
+    let script = match script.split_once('\n') {
+        Some((first, rest)) => format!("{first}\n{wait}{rest}"),
+        None => format!("{wait}{script}"),
     };
     match (store, job.kind) {
         (Store::Postgres, JobKind::Set) => {
@@ -175,7 +202,7 @@ fn rotation_job(at: &RotationContext<'_>, job: &RotationJob) -> Job {
                         name: job.kind.as_str().to_owned(),
                         image: Some(at.images.get(store).to_owned()),
                         image_pull_policy: at.pods.image_pull_policy.map(|p| p.as_str().to_owned()),
-                        command: Some(vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]),
+                        command: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
                         env: Some(env),
                         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
                         ..Container::default()
