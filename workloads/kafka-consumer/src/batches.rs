@@ -7,10 +7,12 @@
 //! shutdown is left uncommitted.
 //!
 //! Kafka readiness turns false on a receive error and true again on the next message, or,
-//! on a quiet topic where none may come, once the broker answers a metadata request (checked
-//! every [`RECOVERY_CHECK`] while not ready): a transient refusal at start (a broker still
-//! starting, a network policy not yet programmed for a new pod) must not leave the pod
-//! unready until the first event arrives.
+//! on a quiet topic where none may come, once the broker answers a metadata request: a
+//! transient refusal at start (a broker still starting, a network policy not yet programmed
+//! for a new pod) must not leave the pod unready until the first event arrives. The broker is
+//! asked at most every [`RECOVERY_CHECK`], on a timer that runs while not ready and also after
+//! receive errors, so a stream of errors (librdkafka queues one per failed fetch or
+//! reconnect) cannot keep the check from running.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -52,6 +54,60 @@ fn broker_answers(consumer: &StreamConsumer) -> bool {
     }
 }
 
+/// Kafka's readiness as the loop sees it, and when the broker may be asked next.
+struct Readiness<'a> {
+    flag: &'a ReadyFlag,
+    ready: bool,
+    next_check: tokio::time::Instant,
+}
+
+impl<'a> Readiness<'a> {
+    fn new(flag: &'a ReadyFlag) -> Self {
+        flag.set(true);
+        Self {
+            flag,
+            ready: true,
+            next_check: tokio::time::Instant::now(),
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    fn next_check(&self) -> tokio::time::Instant {
+        self.next_check
+    }
+
+    fn set(&mut self, ready: bool) {
+        if self.ready != ready {
+            self.ready = ready;
+            self.flag.set(ready);
+        }
+    }
+
+    /// A message arrived: the broker serves.
+    fn received(&mut self) {
+        self.set(true);
+    }
+
+    /// A receive failed: unready until a message arrives or the broker answers.
+    fn failed(&mut self) {
+        self.set(false);
+    }
+
+    /// Ask the broker now; the next check is due [`RECOVERY_CHECK`] after this one ends.
+    fn check(&mut self, consumer: &StreamConsumer) {
+        if broker_answers(consumer) {
+            if !self.ready {
+                tracing::info!("Kafka answers again");
+            }
+            self.set(true);
+        }
+        self.next_check = tokio::time::Instant::now() + RECOVERY_CHECK;
+    }
+}
+
 /// The next offset to read, per `(topic, partition)`.
 pub type Offsets = BTreeMap<(String, i32), i64>;
 
@@ -67,18 +123,13 @@ pub async fn run<H: Handler>(
 ) {
     let mut processed = Offsets::new();
     let mut backoff = Backoff::new(max_backoff);
-    kafka_ready.set(true);
-    let mut ready = true;
+    let mut ready = Readiness::new(kafka_ready);
     loop {
         let received = tokio::select! {
             _ = shutdown.wait() => break,
             r = consumer.recv() => r,
-            _ = tokio::time::sleep(RECOVERY_CHECK), if !ready => {
-                if broker_answers(consumer) {
-                    tracing::info!("Kafka answers again");
-                    ready = true;
-                    kafka_ready.set(true);
-                }
+            _ = tokio::time::sleep_until(ready.next_check()), if !ready.is_ready() => {
+                ready.check(consumer);
                 continue;
             }
         };
@@ -86,9 +137,11 @@ pub async fn run<H: Handler>(
             Ok(m) => m,
             Err(error) => {
                 errors.error("kafka_consume");
-                ready = false;
-                kafka_ready.set(false);
                 tracing::warn!(%error, "receiving from Kafka failed; retrying");
+                ready.failed();
+                if ready.next_check() <= tokio::time::Instant::now() {
+                    ready.check(consumer);
+                }
                 if !backoff.wait(shutdown).await {
                     break;
                 }
@@ -96,8 +149,7 @@ pub async fn run<H: Handler>(
             }
         };
         backoff.reset();
-        ready = true;
-        kafka_ready.set(true);
+        ready.received();
         let batch = fill_batch(consumer, message, batch).await;
         let payloads: Vec<Option<&[u8]>> = batch.iter().map(|m| m.payload()).collect();
         if handler.handle_batch(&payloads).await.is_err() {
