@@ -232,6 +232,7 @@ async fn helm_installed_operator_runs_the_control_silo_in_real_pods() -> Result<
         url: pg_url,
         max_connections: 1,
         acquire_timeout: Duration::from_secs(10),
+        ping_after_idle: silo_store::PING_AFTER_IDLE,
     })
     .map_err(|e| Error::Unexpected(e.to_string()))?;
     let token = hex::encode(rand::random::<[u8; 24]>());

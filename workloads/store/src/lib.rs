@@ -41,5 +41,5 @@ pub mod snowflake;
 
 pub use error::{Result, StoreError};
 pub use page::{Cursor, Page, PageRequest};
-pub use pool::{MIGRATOR, PoolError, PoolSettings, connect_lazy, migrate, ping};
+pub use pool::{MIGRATOR, PING_AFTER_IDLE, PoolError, PoolSettings, connect_lazy, migrate, ping};
 pub use sqlx::PgPool;
