@@ -4,13 +4,15 @@
 //! relay lands there, and deleting the Region leaves the external database and its data alone.
 //! The database serves TLS and the Region checks its certificate (`tls.caBundleKey`,
 //! `verify-full`): every session of the region's pods is encrypted.
-//! A Secret with a wrong password gives a `MigrationsComplete` condition that names the refusal.
+//! A Secret with a wrong password gives a `MigrationsComplete` condition that names the refusal,
+//! and an external Redis that refuses connections an `InfrastructureReady` condition naming
+//! Redis, its host and the refusal.
 //!
 //! Needs what `regions.rs` needs.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use silo_api::Region;
@@ -28,6 +30,11 @@ const SECRET: &str = "e2e-external-postgres";
 /// The same database with a wrong password, and the Region that uses it.
 const BAD_SECRET: &str = "e2e-external-postgres-wrong";
 const BAD_REGION: &str = "extbad";
+/// A Region whose external Redis refuses connections (a port nothing listens on), its Secret,
+/// and the Service that leads there.
+const REFUSED_REGION: &str = "extredis";
+const REFUSED_SECRET: &str = "e2e-external-redis-refused";
+const REFUSED_SERVICE: &str = "refused";
 const REGION: &str = "ext";
 const READY: Duration = fleet::READY;
 
@@ -286,8 +293,83 @@ async fn a_region_runs_on_an_external_postgres() -> Result<(), Error> {
         store.reason, store.message
     );
 
+    // 6. An external Redis that refuses connections: a Service on the database's pod, on a
+    //    port nothing listens on. The migration Job's Redis step gives up with the client's
+    //    words, and InfrastructureReady names Redis, its host and the refusal.
+    let refused_host = format!("{REFUSED_SERVICE}.{DATABASE_NS}.svc");
+    let service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": REFUSED_SERVICE, "namespace": DATABASE_NS},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": postgres::NAME},
+            "ports": [{"name": "redis", "port": 6379, "targetPort": 6379}],
+        },
+    }))
+    .map_err(|e| unexpected(e.to_string()))?;
+    Api::<Service>::namespaced(client.clone(), DATABASE_NS)
+        .patch(REFUSED_SERVICE, &apply, &Patch::Apply(&service))
+        .await
+        .step("apply the Service to a port nothing listens on")?;
+    let redis_secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": REFUSED_SECRET, "namespace": operator::NAMESPACE},
+        "stringData": {"uri": format!("redis://:unused@{refused_host}:6379/0")},
+    }))
+    .map_err(|e| unexpected(e.to_string()))?;
+    secrets
+        .patch(REFUSED_SECRET, &apply, &Patch::Apply(&redis_secret))
+        .await
+        .step("apply the refusing Redis's Secret")?;
+    let to_database = json!([{
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATABASE_NS}}}],
+        "ports": [{"port": 5432, "protocol": "TCP"}, {"port": 6379, "protocol": "TCP"}],
+    }]);
+    fleet::apply_region_spec(
+        &client,
+        REFUSED_REGION,
+        json!({
+            "snowflakeId": 43,
+            "infrastructure": {
+                "postgres": {"external": {
+                    "secretName": SECRET, "tls": {"caBundleKey": "ca.crt"}, "egress": to_database,
+                }},
+                "redis": {"external": {"secretName": REFUSED_SECRET, "egress": to_database}},
+            },
+        }),
+    )
+    .await?;
+    let unreachable = fleet::wait_region_condition(
+        &client,
+        REFUSED_REGION,
+        "InfrastructureReady",
+        "StoreUnreachable naming the external Redis, its host and the refusal",
+        READY,
+        |c| {
+            c.status == "False"
+                && c.reason == "StoreUnreachable"
+                && c.message.contains(&format!(
+                    "external redis at {refused_host}:6379: refused error"
+                ))
+                && c.message.contains("Connection refused")
+        },
+    )
+    .await?;
+    println!(
+        "refusing external Redis: InfrastructureReady {}: {}",
+        unreachable.reason, unreachable.message
+    );
+    assert!(
+        !unreachable.message.contains("unused@"),
+        "no credentials in status: {}",
+        unreachable.message
+    );
+
     operator::still_ready(&client).await?;
     fleet::clean_fleet(&client).await?;
+    secrets
+        .delete(REFUSED_SECRET, &DeleteParams::default())
+        .await
+        .step("delete the refusing Redis's Secret")?;
     secrets
         .delete(BAD_SECRET, &DeleteParams::default())
         .await

@@ -21,8 +21,9 @@ pub const PERMISSIONS_SUFFICIENT: &str = "PermissionsSufficient";
 
 /// `spec.rollout` is usable and every group of it matches a Region (ControlPlane only).
 pub const ROLLOUT_VALID: &str = "RolloutValid";
-/// Every namespace selector of `spec.networkPolicies` matches a namespace (ControlPlane only;
-/// absent when the operator writes no NetworkPolicies).
+/// Every namespace selector of `spec.networkPolicies` (ControlPlane), or of the external
+/// stores' `egress` (Region), matches a namespace. Absent when the operator writes no
+/// NetworkPolicies, and on a Region whose stores name no namespace selector.
 pub const NETWORK_POLICIES_VALID: &str = "NetworkPoliciesValid";
 /// The Region runs a different version than the rollout gives it (Region only).
 pub const UPGRADING: &str = "Upgrading";
@@ -81,8 +82,8 @@ pub mod reason {
     pub const MIGRATED: &str = "Migrated";
     /// `spec.rollout` names a value the planner cannot use (the message names the field).
     pub const INVALID_ROLLOUT: &str = "InvalidRollout";
-    /// A namespace selector of `spec.networkPolicies` matches no namespace (the policies are
-    /// applied, but admit nothing through that rule).
+    /// A namespace selector of `spec.networkPolicies` or of an external store's `egress`
+    /// matches no namespace (the policies are applied, but admit nothing through that rule).
     pub const SELECTOR_MATCHES_NOTHING: &str = "SelectorMatchesNothing";
     /// A group of `spec.rollout.groups` matches no Region.
     pub const EMPTY_ROLLOUT_GROUP: &str = "EmptyRolloutGroup";

@@ -257,7 +257,9 @@ async fn reconcile_control_plane(
         );
     }
     verdicts.extend(rollout_verdict);
-    verdicts.extend(network_check::verdict(&ctx.client, &cp.spec.network_policies).await);
+    let network = network_check::verdict(&ctx.client, &cp.spec.network_policies).await;
+    let network_recheck = network_check::recheck(network.as_ref());
+    verdicts.extend(network);
     write_status(ctx, cp, verdicts, counts, running, Some(endpoints), ledger).await?;
     // A key rotation waits on every silo's Deployments, whose changes do not queue the
     // ControlPlane: look again soon while it waits.
@@ -269,10 +271,10 @@ async fn reconcile_control_plane(
             Some(ROTATION_RECHECK)
         }
     };
-    let recheck = match (recheck, rotation_recheck) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let recheck = [recheck, rotation_recheck, network_recheck]
+        .into_iter()
+        .flatten()
+        .min();
     Ok(Action::requeue(
         recheck.map_or(ctx.resync, |r| r.min(ctx.resync)),
     ))

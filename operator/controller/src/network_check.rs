@@ -1,45 +1,86 @@
 //! Whether the namespace selectors of `ControlPlane.spec.networkPolicies` (the ingress path,
-//! DNS, the control silo's extra egress) match any namespace: a selector that matches nothing
-//! still gives valid NetworkPolicies, which then admit nothing through that rule, so it is
-//! reported in status instead of passing silently.
+//! DNS, the control silo's extra egress) and of a Region's external stores
+//! (`spec.infrastructure.<store>.external.egress`) match any namespace: a selector that
+//! matches nothing still gives valid NetworkPolicies, which then admit nothing through that
+//! rule, so it is reported in status instead of passing silently.
 //!
 //! ```text
-//!  spec.networkPolicies ─► selectors (field path, LabelSelector) ─► label query
-//!     ─► list namespaces (limit 1) ─► NetworkPoliciesValid (False names each empty one)
+//!  spec.networkPolicies | spec.infrastructure ─► selectors (field path, LabelSelector)
+//!     ─► label query ─► list namespaces (limit 1) of the cluster the policies go to
+//!     ─► NetworkPoliciesValid (False names each empty one)
 //! ```
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+use k8s_openapi::api::networking::v1::{NetworkPolicyEgressRule, NetworkPolicyPeer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use silo_api::NetworkPolicySettings;
 use silo_api::conditions::{self, reason};
+use silo_api::{InfrastructureSpec, NetworkPolicySettings, Store};
 
 use crate::status::Verdict;
+
+/// How soon status is checked again while a selector matches nothing: labelling a namespace
+/// queues no reconcile, so the condition clears by looking again.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// When to look again after `verdict`: soon while it is false.
+pub fn recheck(verdict: Option<&Verdict>) -> Option<std::time::Duration> {
+    verdict.is_some_and(|v| !v.ok).then_some(RECHECK)
+}
+
+/// The namespace selectors of `peers`, named `<field>[i].namespaceSelector`.
+fn peer_selectors(
+    field: &str,
+    peers: &[NetworkPolicyPeer],
+    out: &mut Vec<(String, LabelSelector)>,
+) {
+    for (i, peer) in peers.iter().enumerate() {
+        if let Some(selector) = &peer.namespace_selector {
+            out.push((format!("{field}[{i}].namespaceSelector"), selector.clone()));
+        }
+    }
+}
+
+/// The namespace selectors of egress `rules`, named `<field>[i].to[j].namespaceSelector`.
+fn egress_selectors(
+    field: &str,
+    rules: &[NetworkPolicyEgressRule],
+    out: &mut Vec<(String, LabelSelector)>,
+) {
+    for (i, rule) in rules.iter().enumerate() {
+        peer_selectors(
+            &format!("{field}[{i}].to"),
+            rule.to.as_deref().unwrap_or_default(),
+            out,
+        );
+    }
+}
 
 /// Every namespace selector of `settings`, with the field it comes from.
 pub fn selectors(settings: &NetworkPolicySettings) -> Vec<(String, LabelSelector)> {
     let mut out = Vec::new();
-    let mut peers = |field: String, peers: &[NetworkPolicyPeer]| {
-        for (i, peer) in peers.iter().enumerate() {
-            if let Some(selector) = &peer.namespace_selector {
-                out.push((format!("{field}[{i}].namespaceSelector"), selector.clone()));
-            }
+    peer_selectors("spec.networkPolicies.ingress", &settings.ingress, &mut out);
+    egress_selectors("spec.networkPolicies.dns", &settings.dns, &mut out);
+    egress_selectors(
+        "spec.networkPolicies.controlEgress",
+        &settings.control_egress,
+        &mut out,
+    );
+    out
+}
+
+/// Every namespace selector of a Region's external stores' egress, with its field.
+pub fn region_selectors(infrastructure: &InfrastructureSpec) -> Vec<(String, LabelSelector)> {
+    let mut out = Vec::new();
+    for store in Store::ALL {
+        if let Some(external) = &infrastructure.get(store).external {
+            egress_selectors(
+                &format!("spec.infrastructure.{}.external.egress", store.name()),
+                &external.egress,
+                &mut out,
+            );
         }
-    };
-    peers("spec.networkPolicies.ingress".into(), &settings.ingress);
-    for (i, rule) in settings.dns.iter().enumerate() {
-        peers(
-            format!("spec.networkPolicies.dns[{i}].to"),
-            rule.to.as_deref().unwrap_or_default(),
-        );
-    }
-    for (i, rule) in settings.control_egress.iter().enumerate() {
-        peers(
-            format!("spec.networkPolicies.controlEgress[{i}].to"),
-            rule.to.as_deref().unwrap_or_default(),
-        );
     }
     out
 }
@@ -65,14 +106,13 @@ pub fn query(selector: &LabelSelector) -> Result<String, String> {
     Ok(terms.join(","))
 }
 
-/// The `NetworkPoliciesValid` verdict of `settings` (`None` when no policies are written).
-pub async fn verdict(client: &Client, settings: &NetworkPolicySettings) -> Option<Verdict> {
-    if !settings.enabled {
-        return None;
-    }
+/// The selectors of `selectors` that match no namespace of `client`'s cluster, each as
+/// `<field> (<query>) matches no namespace`. A failed list counts as matching (unknown this
+/// time; the next reconcile looks again).
+async fn matching_nothing(client: &Client, selectors: Vec<(String, LabelSelector)>) -> Vec<String> {
     let api: Api<Namespace> = Api::all(client.clone());
     let mut empty = Vec::new();
-    for (field, selector) in selectors(settings) {
+    for (field, selector) in selectors {
         let Ok(labels) = query(&selector) else {
             continue; // the API server refuses such policies; the apply reports it
         };
@@ -82,10 +122,18 @@ pub async fn verdict(client: &Client, settings: &NetworkPolicySettings) -> Optio
                 empty.push(format!("{field} ({labels}) matches no namespace"));
             }
             Ok(_) => {}
-            // Unknown this time; the next reconcile looks again.
             Err(error) => tracing::debug!(%error, %field, "listing namespaces failed"),
         }
     }
+    empty
+}
+
+/// The `NetworkPoliciesValid` verdict of `settings` (`None` when no policies are written).
+pub async fn verdict(client: &Client, settings: &NetworkPolicySettings) -> Option<Verdict> {
+    if !settings.enabled {
+        return None;
+    }
+    let empty = matching_nothing(client, selectors(settings)).await;
     Some(if empty.is_empty() {
         Verdict::new(
             conditions::NETWORK_POLICIES_VALID,
@@ -100,6 +148,39 @@ pub async fn verdict(client: &Client, settings: &NetworkPolicySettings) -> Optio
             reason::SELECTOR_MATCHES_NOTHING,
             format!(
                 "{}: the NetworkPolicies admit nothing through those rules; label the namespaces (for the ingress path: kubectl label namespace <ns> silo.dev/ingress=true) or change the selectors",
+                empty.join("; ")
+            ),
+        )
+    })
+}
+
+/// A Region's `NetworkPoliciesValid` verdict: whether the namespace selectors of its external
+/// stores' egress match a namespace of the cluster it runs in (`client`). `None` when its
+/// NetworkPolicies are not written (`policies` false) or no such selector exists.
+pub async fn region_verdict(
+    client: &Client,
+    policies: bool,
+    infrastructure: &InfrastructureSpec,
+) -> Option<Verdict> {
+    let selectors = region_selectors(infrastructure);
+    if !policies || selectors.is_empty() {
+        return None;
+    }
+    let empty = matching_nothing(client, selectors).await;
+    Some(if empty.is_empty() {
+        Verdict::new(
+            conditions::NETWORK_POLICIES_VALID,
+            true,
+            reason::VALID,
+            "every namespace selector of the external stores' egress matches a namespace",
+        )
+    } else {
+        Verdict::new(
+            conditions::NETWORK_POLICIES_VALID,
+            false,
+            reason::SELECTOR_MATCHES_NOTHING,
+            format!(
+                "{}: the region's pods cannot reach that store; label the store's namespace or change the selector",
                 empty.join("; ")
             ),
         )
@@ -128,6 +209,40 @@ mod tests {
                 .any(|f| f.starts_with("spec.networkPolicies.dns[0].to[")),
             "{fields:?}"
         );
+    }
+
+    #[test]
+    fn a_regions_external_egress_selectors_are_named_by_field() {
+        let infrastructure: InfrastructureSpec = serde_json::from_value(serde_json::json!({
+            "postgres": {"external": {"secretName": "db", "egress": [
+                {"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}},
+                        {"namespaceSelector": {"matchLabels": {"team": "data"}}}]},
+            ]}},
+            "kafka": {"external": {"secretName": "events", "egress": [
+                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kafka"}}}]},
+            ]}},
+        }))
+        .unwrap();
+        let found: Vec<(String, String)> = region_selectors(&infrastructure)
+            .into_iter()
+            .map(|(field, selector)| (field, query(&selector).unwrap()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "spec.infrastructure.postgres.external.egress[0].to[1].namespaceSelector"
+                        .to_owned(),
+                    "team=data".to_owned()
+                ),
+                (
+                    "spec.infrastructure.kafka.external.egress[0].to[0].namespaceSelector"
+                        .to_owned(),
+                    "kubernetes.io/metadata.name=kafka".to_owned()
+                ),
+            ]
+        );
+        assert!(region_selectors(&InfrastructureSpec::default()).is_empty());
     }
 
     #[test]

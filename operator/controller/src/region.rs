@@ -23,6 +23,7 @@ use crate::apply::Applier;
 use crate::build::{self, DesiredSet, Gate};
 use crate::context::{Context, ReconcileError};
 use crate::labels;
+use crate::network_check;
 use crate::pacing;
 use crate::remote;
 use crate::rollout;
@@ -289,6 +290,14 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 &now,
             ));
             verdicts.push(upgrading(&desired));
+            let network = network_check::region_verdict(
+                &target.applier.client,
+                plan.fleet.network.enabled && !plan.region.suspend_network_policies,
+                infra_spec,
+            )
+            .await;
+            let network_recheck = network_check::recheck(network.as_ref());
+            verdicts.extend(network);
             verdicts.extend(cluster_verdicts);
             verdicts.extend(rotation.decision.verdict.clone());
             desired.credentials = Some(rotation.decision.status.clone());
@@ -300,6 +309,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
                 None => ctx.resync,
             };
             let next = held.map_or(resync, |h| h.min(resync));
+            let next = network_recheck.map_or(next, |r| r.min(next));
             if rotation.decision.in_flight {
                 // Pods going away and Jobs finishing are watched, but a rotation is worth a
                 // prompt look.

@@ -1,6 +1,9 @@
-//! The migration Job of a version (`migrate-<version>`): creates the Kafka topics (from the
-//! Kafka image, idempotently) and applies the schema migrations (`web migrate`), once per
-//! silo and version, before that version's workloads start.
+//! The migration Job of a version (`migrate-<version>`): checks that Redis answers (from the
+//! Redis image), creates the Kafka topics (from the Kafka image, idempotently) and applies
+//! the schema migrations (`web migrate`), once per silo and version, before that version's
+//! workloads start. Each step's container is named for its store (`redis`, `topics`,
+//! `migrate`) and ends its log with the client's error, so that a failed Job tells which
+//! store refused and why.
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
@@ -9,7 +12,7 @@ use silo_api::{Store, Workload};
 
 use super::container;
 use super::pod::{Silo, secret_env};
-use crate::infra::connection_secret;
+use crate::infra::{connection_secret, external};
 use crate::labels;
 
 /// The `app.kubernetes.io/name` of migration pods (their problems are reported by it).
@@ -52,6 +55,40 @@ pub fn job_name(version: &str) -> String {
 /// (`\` and `"`) and then for the properties file (`\`).
 const CLIENT_CONFIG_SCRIPT: &str = r#"cfg=/tmp/client.properties; : > "$cfg"; if [ -n "$KAFKA_SECURITY_PROTOCOL" ]; then echo "security.protocol=$KAFKA_SECURITY_PROTOCOL" >> "$cfg"; fi; if [ -n "$KAFKA_SSL_CA_LOCATION" ]; then printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s\n' "$KAFKA_SSL_CA_LOCATION" >> "$cfg"; fi; if [ -n "$KAFKA_SASL_MECHANISM" ]; then case "$KAFKA_SASL_MECHANISM" in PLAIN) module=org.apache.kafka.common.security.plain.PlainLoginModule ;; *) module=org.apache.kafka.common.security.scram.ScramLoginModule ;; esac; esc() { printf '%s' "$1" | sed -e 's/\\/\\\\\\\\/g' -e 's/"/\\\\"/g'; }; printf 'sasl.mechanism=%s\nsasl.jaas.config=%s required username="%s" password="%s";\n' "$KAFKA_SASL_MECHANISM" "$module" "$(esc "$KAFKA_SASL_USERNAME")" "$(esc "$KAFKA_SASL_PASSWORD")" >> "$cfg"; fi"#;
 
+/// How long the `redis` step waits for Redis to answer `PING` (refused, timed out or not yet
+/// resolvable: a managed Redis still starting, a network policy not yet programmed).
+pub const REDIS_WAIT_SECONDS: u32 = 60;
+
+/// Pings `$REDIS_URL` (TLS with the mounted CA when the store has one) until it answers
+/// `PONG`; gives up at once on a refused password or a certificate problem, after
+/// [`REDIS_WAIT_SECONDS`] on anything else, with the client's last words as its last line.
+/// A URL's empty user (`redis://:password@`, the password alone, as relay reads it) is
+/// dropped first: redis-cli would send `AUTH "" password`, which no server accepts.
+fn redis_script() -> String {
+    let ca = external::ca_bundle_path(Store::Redis);
+    format!(
+        r#"url="$REDIS_URL"; case "$url" in redis://:*) url="redis://${{url#redis://:}}" ;; rediss://:*) url="rediss://${{url#rediss://:}}" ;; esac; tls=''; if [ -f {ca} ]; then tls='--tls --cacert {ca}'; fi; deadline=$(( $(date +%s) + {REDIS_WAIT_SECONDS} )); while :; do out=$(timeout 5 redis-cli --no-auth-warning -u "$url" $tls ping 2>&1); code=$?; if [ "$out" = PONG ]; then echo "redis answers"; exit 0; fi; if [ "$code" = 124 ]; then out="connection timed out after 5s"; fi; case "$out" in *WRONGPASS*|*NOAUTH*|*"invalid password"*|*ertificate*|*SSL*|*TLS*) echo "redis: $out"; exit 1 ;; esac; if [ "$(date +%s)" -ge "$deadline" ]; then echo "redis did not answer within {REDIS_WAIT_SECONDS}s: $out"; exit 1; fi; sleep 2; done"#
+    )
+}
+
+fn redis_container(silo: &Silo<'_>, url: EnvVar) -> Container {
+    let mounts: Vec<_> = super::container::ca_volumes(silo)
+        .into_iter()
+        .map(|(_, mount)| mount)
+        .filter(|m| m.name == "redis-ca")
+        .collect();
+    Container {
+        name: "redis".to_owned(),
+        image: Some(silo.images.get(Store::Redis).to_owned()),
+        image_pull_policy: silo.pods.image_pull_policy.map(|p| p.as_str().to_owned()),
+        command: Some(vec!["sh".to_owned(), "-c".to_owned(), redis_script()]),
+        env: Some(vec![url]),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
 fn topics_container(silo: &Silo<'_>, brokers: EnvVar) -> Container {
     // One JVM per topic, started together (each takes seconds to start on a small node).
     let script = format!(
@@ -75,6 +112,7 @@ fn topics_container(silo: &Silo<'_>, brokers: EnvVar) -> Container {
         command: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
         env: Some(env),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     }
 }
@@ -98,10 +136,15 @@ pub fn job(silo: &Silo<'_>) -> Job {
     // A failed migration's last log lines become its termination message, which the Region's
     // MigrationsComplete condition quotes (e.g. a refused password).
     migrate.termination_message_policy = Some("FallbackToLogsOnError".to_owned());
-    let init = silo.infra.kafka.as_ref().map(|kafka| {
+    let redis = silo.infra.redis.as_ref().map(|redis| {
+        let (secret, key) = connection_secret(Store::Redis, redis);
+        redis_container(silo, secret_env("REDIS_URL", &secret, &key))
+    });
+    let topics = silo.infra.kafka.as_ref().map(|kafka| {
         let (secret, key) = connection_secret(Store::Kafka, kafka);
         topics_container(silo, secret_env("KAFKA_BROKERS", &secret, &key))
     });
+    let init: Vec<Container> = redis.into_iter().chain(topics).collect();
     let mut template = super::pod::deployment(silo, Workload::Web, None, Vec::new())
         .spec
         .map(|s| s.template)
@@ -118,7 +161,7 @@ pub fn job(silo: &Silo<'_>) -> Job {
     });
     if let Some(spec) = template.spec.as_mut() {
         spec.containers = vec![migrate];
-        spec.init_containers = init.map(|c| vec![c]);
+        spec.init_containers = (!init.is_empty()).then_some(init);
         spec.restart_policy = Some("Never".to_owned());
     }
     let name = job_name(silo.version);

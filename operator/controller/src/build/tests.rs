@@ -534,10 +534,35 @@ fn the_gate_holds_back_the_job_and_the_workloads() {
         pod.containers[0].image.as_deref(),
         Some("ghcr.io/silo-dev/silo:1.4.0")
     );
-    let topics = &pod.init_containers.as_ref().expect("topics step")[0];
-    let script = topics.command.as_ref().unwrap().join(" ");
+    let init = pod.init_containers.as_ref().expect("store steps");
+    let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["redis", "topics"],
+        "Redis is checked, then topics created"
+    );
+    let script = init[1].command.as_ref().unwrap().join(" ");
     for topic in TOPICS {
         assert!(script.contains(topic), "{script}");
+    }
+    // The Redis step pings the workloads' own URL and gives up with the client's words.
+    let redis = &init[0];
+    assert_eq!(
+        secret_ref(redis.env.as_ref().unwrap(), "REDIS_URL"),
+        Some(("redis-credentials".to_owned(), "uri".to_owned()))
+    );
+    let ping = &redis.command.as_ref().unwrap()[2];
+    assert!(
+        ping.contains("redis-cli") && ping.contains("ping"),
+        "{ping}"
+    );
+    for step in init {
+        assert_eq!(
+            step.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError"),
+            "{} ends its log with the reason it failed",
+            step.name
+        );
     }
     for d in migrating.deployments() {
         let image = d
@@ -775,7 +800,7 @@ fn external_stores_with_tls_mount_their_ca_and_set_kafka_security() {
     assert_eq!(env_value(&relay, "REDIS_CA_FILE"), None);
     // The migration Job's topics step gets the same Kafka settings and CA.
     let job = set.job().expect("the migration Job").clone();
-    let topics = job
+    let init = job
         .spec
         .unwrap()
         .template
@@ -783,6 +808,7 @@ fn external_stores_with_tls_mount_their_ca_and_set_kafka_security() {
         .unwrap()
         .init_containers
         .unwrap();
+    let topics: Vec<_> = init.iter().filter(|c| c.name == "topics").collect();
     let topics_env = topics[0].env.clone().unwrap_or_default();
     assert_eq!(
         env_value(&topics_env, "KAFKA_SECURITY_PROTOCOL").as_deref(),

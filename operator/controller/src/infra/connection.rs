@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  "container migrate exited with 1: ... password authentication failed ..."
-//!     ─► store of the container (migrate: postgres, topics: kafka) ─► host from its Secret
+//!     ─► store of the container (migrate: postgres, redis: redis, topics: kafka)
+//!     ─► host from its Secret
 //!     ─► class (auth, TLS, DNS, refused, timeout) ─► StoreAuthFailed: external postgres db:5432 ...
 //! ```
 
@@ -93,6 +94,8 @@ pub fn classify(message: &str) -> Option<ErrorClass> {
 fn store_of(message: &str) -> Option<Store> {
     if message.starts_with("container topics") {
         Some(Store::Kafka)
+    } else if message.starts_with("container redis") {
+        Some(Store::Redis)
     } else if message.starts_with("container migrate") {
         Some(Store::Postgres)
     } else {
@@ -193,6 +196,18 @@ mod tests {
                 "Timed out waiting for a node assignment. Call: createTopics",
                 ErrorClass::Timeout,
             ),
+            (
+                "redis: AUTH failed: WRONGPASS invalid username-password pair or user is disabled.",
+                ErrorClass::Auth,
+            ),
+            (
+                "redis did not answer within 60s: Could not connect to Redis at cache:6379: Connection refused",
+                ErrorClass::Refused,
+            ),
+            (
+                "redis: Could not negotiate a TLS connection: SSL_connect failed: certificate verify failed",
+                ErrorClass::Tls,
+            ),
         ];
         for (message, class) in cases {
             assert_eq!(classify(message), Some(class), "{message}");
@@ -217,6 +232,25 @@ mod tests {
         assert!(
             !message.contains("secret@"),
             "no credentials in status: {message}"
+        );
+        // The Redis step names Redis (its host from the Secret's uri).
+        let mut with_redis = infra.clone();
+        with_redis.redis = Some(Provided::External {
+            source: "cache".into(),
+            data: BTreeMap::from([(
+                "uri".to_owned(),
+                "rediss://:pw@cache.example:6380/0".to_owned(),
+            )]),
+        });
+        let (reason, message) = failure(
+            &with_redis,
+            "container redis exited with 1: redis did not answer within 60s: Could not connect to Redis at cache.example:6380: Connection refused",
+        )
+        .expect("a Redis connection failure");
+        assert_eq!(reason, reason::STORE_UNREACHABLE);
+        assert!(
+            message.starts_with("external redis at cache.example:6380: refused error"),
+            "{message}"
         );
         // A managed Kafka's failure, or a failure that is no connection problem, is not one.
         assert_eq!(
