@@ -7,13 +7,16 @@
 //! ```
 //!
 //! Only pods with a problem are kept, so the index stays small at any fleet size.
+//!
+//! A Region in a customer-provided cluster is not watched: each of its reconciles lists the
+//! pods of its namespace there ([`list`]) into an index of its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::core::ObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -173,6 +176,18 @@ impl PodProblems {
         let rebuilt = std::mem::take(&mut *fresh.lock());
         *self.lock() = rebuilt;
     }
+}
+
+/// The problems of the operator's pods in `namespace`, listed once (for a Region in a
+/// customer-provided cluster, through that cluster's client).
+pub async fn list(client: &Client, namespace: &str) -> Result<PodProblems, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let params = ListParams::default().labels(&labels::managed_selector());
+    let problems = PodProblems::default();
+    for pod in api.list(&params).await?.items {
+        problems.update(&pod, false);
+    }
+    Ok(problems)
 }
 
 /// Watch the operator's pods, keep `problems` current and queue the owner (by its label) of

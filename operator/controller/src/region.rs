@@ -170,6 +170,7 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
         desired.cluster = Some(remote::cluster_status(cluster, &ns));
         cluster_verdicts =
             remote::cluster_verdicts(cluster, &ns, ctx.credentials_warn_before, now.0);
+        cluster_verdicts.push(remote::directory_verdict(&plan.directory.cluster_internal));
     }
     let infra = match silo::resolve(&target.stores, &ns, &sources, infra_spec.retain_on_delete) {
         Ok(infra) => infra,

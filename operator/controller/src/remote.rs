@@ -5,6 +5,7 @@
 //! ```text
 //!   Region ─► local?  ─► Target { ctx.stores, ctx.applier }
 //!          └► remote ─► Registry::cluster ─► backing off? ─► permit ─► snapshot::view
+//!                         │                                           + pods::list (problems)
 //!                         │ error: ClusterReachable=False (class), Ready=False ClusterUnreachable
 //!                         └► Target { view, Applier(remote client) } + cluster verdicts
 //! ```
@@ -26,7 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::apply::Applier;
 use crate::clusters::{Cluster, ClusterError, ErrorClass, access, classify, snapshot};
 use crate::context::Context;
-use crate::pods::PodProblems;
+use crate::pods::{self, PodProblems};
 use crate::status::Verdict;
 use crate::stores::Stores;
 
@@ -145,6 +146,16 @@ pub async fn target(
             return Err(down);
         }
     };
+    let pod_problems = match pods::list(&cluster.client, namespace).await {
+        Ok(problems) => problems,
+        // An identity onboarded before pods were readable: status lacks the pods' problems
+        // and `PermissionsSufficient` names the missing `list pods`.
+        Err(kube::Error::Api(status)) if status.code == 403 => PodProblems::default(),
+        Err(e) => {
+            let (error, retry) = cluster.failed(&e, settings.max_backoff);
+            return Err(down(error, retry));
+        }
+    };
     cluster.succeeded();
     if cluster.permissions_due(namespace, settings.permission_check) {
         match access::missing(&cluster.client, namespace).await {
@@ -162,7 +173,7 @@ pub async fn target(
             metrics: ctx.applier.metrics.clone(),
         },
         stores: view,
-        pod_problems: PodProblems::default(),
+        pod_problems,
         cluster: Some(cluster),
         _permit: Some(permit),
     })
@@ -214,6 +225,47 @@ pub fn cluster_verdicts(
         None => {}
     }
     verdicts
+}
+
+/// Condition of a remote Region: whether every Region in the directory written to its
+/// cluster has an address pods there can reach.
+pub const DIRECTORY_ADDRESSES_REACHABLE: &str = "DirectoryAddressesReachable";
+/// Its reason when some Regions are listed at a cluster-internal address.
+pub const CLUSTER_INTERNAL_ADDRESSES: &str = "ClusterInternalAddresses";
+/// At most this many Regions are named in its message.
+const NAMED_AT_MOST: usize = 20;
+
+/// `DirectoryAddressesReachable` of a remote Region, from the local Regions the directory
+/// lists at a cluster-internal address (`internal`, by name). The directory keeps them (every
+/// entry needs an address, and the silos there still learn their names and ids); the
+/// condition says which ones pods in the customer cluster cannot reach and what to set.
+pub fn directory_verdict(internal: &[String]) -> Verdict {
+    if internal.is_empty() {
+        return Verdict::new(
+            DIRECTORY_ADDRESSES_REACHABLE,
+            true,
+            reason::READY,
+            "every Region in this cluster's directory has an address outside the operator's cluster",
+        );
+    }
+    let mut named = internal
+        .iter()
+        .take(NAMED_AT_MOST)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if internal.len() > NAMED_AT_MOST {
+        named.push_str(&format!(" and {} more", internal.len() - NAMED_AT_MOST));
+    }
+    Verdict::new(
+        DIRECTORY_ADDRESSES_REACHABLE,
+        false,
+        CLUSTER_INTERNAL_ADDRESSES,
+        format!(
+            "this cluster's directory lists {} Region(s) of the operator's cluster at a cluster-internal .svc address its pods cannot reach: {named}; set spec.address of each to a URL reachable from this cluster (e.g. https://<region>.sentry.example.com)",
+            internal.len()
+        ),
+    )
 }
 
 /// `CredentialsValid`: False within `warn_before` of the expiry.
@@ -414,6 +466,25 @@ mod tests {
             reason::CLUSTER_UNREACHABLE,
             crate::rollout::CLUSTER_UNREACHABLE
         );
+    }
+
+    #[test]
+    fn the_directory_condition_names_unreachable_regions_and_the_fix() {
+        assert!(directory_verdict(&[]).ok);
+        let two = directory_verdict(&["de".to_owned(), "us".to_owned()]);
+        assert!(!two.ok);
+        assert_eq!(two.reason, CLUSTER_INTERNAL_ADDRESSES);
+        assert!(two.message.contains("2 Region(s)"), "{}", two.message);
+        assert!(two.message.contains(": de, us;"), "{}", two.message);
+        assert!(two.message.contains("spec.address"), "{}", two.message);
+        let many: Vec<String> = (0..25).map(|i| format!("r{i}")).collect();
+        let capped = directory_verdict(&many);
+        assert!(
+            capped.message.contains("r19 and 5 more"),
+            "{}",
+            capped.message
+        );
+        assert!(!capped.message.contains("r20,"), "{}", capped.message);
     }
 
     #[test]

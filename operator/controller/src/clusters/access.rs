@@ -2,7 +2,8 @@
 //! (what `silo-operator onboard` grants) and as access reviews (what status verifies).
 //!
 //! ```text
-//!   needs(namespace) ─► onboarding: Role (namespace) + ClusterRole (named namespace, classes)
+//!   needs(namespace) ─► onboarding: Role (namespace: read-write kinds, pods read-only)
+//!                    │              + ClusterRole (named namespace, classes)
 //!                    └► review: one SelfSubjectAccessReview per permission ─► missing list
 //! ```
 //!
@@ -13,6 +14,9 @@
 //!   (workloads and managed stores), Jobs (migrations) and NetworkPolicies (isolation):
 //!   server-side apply is a `patch` (and a `create` for a new object), drift and status
 //!   are read by `list`, pruning is `delete`, generated secrets are a `create`;
+//! - in the Region's namespace only, read only: `get list` on Pods: status names why a pod
+//!   cannot run (image pull, crash loop, unschedulable), and a password rotation waits until
+//!   no pod started with the old password is left before it retires it;
 //! - cluster-wide, restricted by name to the Region's namespace (a ClusterRole): `get patch
 //!   delete` on that Namespace: the operator labels it, reads it and deletes it with the
 //!   Region. Creating namespaces is not granted: onboarding creates it with the admin
@@ -40,6 +44,10 @@ pub const NAMESPACED: [(&str, &str); 8] = [
 ];
 /// Verbs on them.
 pub const NAMESPACED_VERBS: [&str; 5] = ["get", "list", "create", "patch", "delete"];
+/// Resources in the Region's namespace the operator only reads: (API group, resource).
+pub const NAMESPACED_READ: [(&str, &str); 1] = [("", "pods")];
+/// Verbs on them.
+pub const READ_VERBS: [&str; 2] = ["get", "list"];
 /// Verbs on the Region's own Namespace object.
 pub const NAMESPACE_VERBS: [&str; 3] = ["get", "patch", "delete"];
 
@@ -87,6 +95,17 @@ pub fn needs(namespace: &str) -> Vec<Need> {
             });
         }
     }
+    for (group, resource) in NAMESPACED_READ {
+        for verb in READ_VERBS {
+            needs.push(Need {
+                verb,
+                group,
+                resource,
+                namespace: Some(namespace.to_owned()),
+                name: None,
+            });
+        }
+    }
     for verb in NAMESPACE_VERBS {
         needs.push(Need {
             verb,
@@ -106,22 +125,29 @@ pub fn needs(namespace: &str) -> Vec<Need> {
     needs
 }
 
-/// The rules of the Role in the Region's namespace.
+/// The rules of the Role in the Region's namespace: one per API group and set of verbs.
 pub fn namespace_rules() -> Vec<PolicyRule> {
-    let mut groups: Vec<&str> = NAMESPACED.iter().map(|(g, _)| *g).collect();
+    let mut rules = rules_of(&NAMESPACED, &NAMESPACED_VERBS);
+    rules.extend(rules_of(&NAMESPACED_READ, &READ_VERBS));
+    rules
+}
+
+/// One rule per API group of `resources`, each granting `verbs`.
+fn rules_of(resources: &[(&str, &str)], verbs: &[&str]) -> Vec<PolicyRule> {
+    let mut groups: Vec<&str> = resources.iter().map(|(g, _)| *g).collect();
     groups.dedup();
     groups
         .into_iter()
         .map(|group| PolicyRule {
             api_groups: Some(vec![group.to_owned()]),
             resources: Some(
-                NAMESPACED
+                resources
                     .iter()
                     .filter(|(g, _)| *g == group)
                     .map(|(_, r)| (*r).to_owned())
                     .collect(),
             ),
-            verbs: NAMESPACED_VERBS.iter().map(|v| (*v).to_owned()).collect(),
+            verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
             ..PolicyRule::default()
         })
         .collect()
@@ -180,7 +206,17 @@ mod tests {
     #[test]
     fn needs_cover_every_kind_and_name_the_namespace() {
         let needs = needs("region-acme");
-        assert_eq!(needs.len(), 8 * 5 + 3 + 1);
+        assert_eq!(needs.len(), 8 * 5 + 2 + 3 + 1);
+        assert!(
+            needs
+                .iter()
+                .any(|n| n.to_string() == "list pods in region-acme")
+        );
+        assert!(
+            !needs
+                .iter()
+                .any(|n| n.resource == "pods" && n.verb != "get" && n.verb != "list")
+        );
         assert_eq!(needs[0].to_string(), "get configmaps in region-acme",);
         assert!(
             needs
@@ -202,6 +238,17 @@ mod tests {
             Some(&["region-acme".to_owned()][..])
         );
         assert!(!rules[0].verbs.contains(&"create".to_owned()));
-        assert_eq!(namespace_rules().len(), 4);
+        let rules = namespace_rules();
+        assert_eq!(rules.len(), 5);
+        let pods = rules
+            .iter()
+            .find(|r| {
+                r.resources
+                    .as_ref()
+                    .is_some_and(|r| r.contains(&"pods".to_owned()))
+            })
+            .expect("a rule for pods");
+        assert_eq!(pods.verbs, vec!["get".to_owned(), "list".to_owned()]);
+        assert_eq!(pods.resources.as_ref().map(Vec::len), Some(1));
     }
 }

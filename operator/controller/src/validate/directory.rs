@@ -60,6 +60,7 @@ pub fn fingerprint(
         meta(&mut h, &r.metadata);
         let s = &r.spec;
         (s.snowflake_id, &s.address, s.category, s.visible, s.suspend).hash(&mut h);
+        s.cluster.is_some().hash(&mut h);
     }
     namespaces.len().hash(&mut h);
     for n in namespaces {
@@ -193,6 +194,10 @@ pub struct FleetDirectory {
     /// Region name -> the entry it would publish and why the directory refuses it (a
     /// `spec.address` that is not an http(s) URL). Only that Region is left out.
     pub refused: BTreeMap<String, Refused>,
+    /// Listed Regions of the operator's own cluster whose address is cluster-internal (a
+    /// `.svc` host, the derived one when `spec.address` is absent): pods in a customer
+    /// cluster find them in their directory but cannot reach them there.
+    pub cluster_internal: Vec<String>,
 }
 
 impl FleetDirectory {
@@ -231,6 +236,36 @@ fn region_info(region: &Region) -> Option<RegionInfo> {
     })
 }
 
+/// Whether `address` is only reachable inside its own cluster: its host is a Service name
+/// (`<name>.<namespace>.svc`, optionally followed by the cluster domain). The same test as
+/// the Region schema's rule for `spec.address` of a Region with `spec.cluster`.
+pub fn is_cluster_internal(address: &str) -> bool {
+    let Some(rest) = address
+        .strip_prefix("http://")
+        .or_else(|| address.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    host.ends_with(".svc") || host.contains(".svc.")
+}
+
+/// The listed Regions in the operator's own cluster that pods in another cluster cannot reach
+/// at their directory address, by name.
+pub fn cluster_internal(regions: &[&Region], directory: &RegionDirectory) -> Vec<String> {
+    let local: BTreeSet<String> = regions
+        .iter()
+        .filter(|r| !r.is_remote())
+        .map(|r| r.name_any())
+        .collect();
+    directory
+        .regions()
+        .iter()
+        .filter(|info| local.contains(&info.name) && is_cluster_internal(&info.address))
+        .map(|info| info.name.clone())
+        .collect()
+}
+
 /// Whether `region` is listed. A Region that is not suspended is listed from the start: the
 /// operator creates its silo while the directories are written. A suspended one is listed
 /// only while its silo exists: one that never ran has no Service behind its address, one that
@@ -267,7 +302,7 @@ pub fn fleet_directory(
     let mut duplicates = BTreeMap::new();
     let mut retired_regions = BTreeMap::new();
     let mut refused = BTreeMap::new();
-    for region in fleet {
+    for &region in &fleet {
         let Some(info) = region_info(region) else {
             continue;
         };
@@ -311,6 +346,7 @@ pub fn fleet_directory(
     let directory = RegionDirectory::new(entries).unwrap_or_default();
     FleetDirectory {
         published: PublishedDirectory::of(&directory),
+        cluster_internal: cluster_internal(&fleet, &directory),
         directory,
         holders,
         duplicates,
@@ -368,6 +404,69 @@ mod tests {
         for good in [&regions[0], &regions[2]] {
             assert!(validate_region(good, &fleet(), &fleet_dir).is_ok());
         }
+    }
+
+    #[test]
+    fn cluster_internal_addresses_are_service_hosts() {
+        for internal in [
+            "http://web.region-de.svc:8000",
+            "http://web.region-de.svc",
+            "https://web.region-de.svc/",
+            "http://web.region-de.svc.cluster.local:8000/api",
+        ] {
+            assert!(is_cluster_internal(internal), "{internal}");
+        }
+        for external in [
+            "https://de.sentry.example.com",
+            "http://svc.example.com:8000",
+            "https://web.svcs.example.com",
+            "http://10.89.0.7:8000",
+            "web.region-de.svc:8000",
+        ] {
+            assert!(!is_cluster_internal(external), "{external}");
+        }
+    }
+
+    #[test]
+    fn local_regions_without_an_external_address_are_named_for_remote_directories() {
+        let mut remote = (*region("acme", 4, 40, Some("https://acme.example.com"))).clone();
+        remote.spec.cluster = Some(
+            serde_json::from_value(serde_json::json!({"kubeconfigSecret": "acme-kubeconfig"}))
+                .unwrap(),
+        );
+        let regions = [
+            region("de", 1, 10, None),
+            region("us", 2, 20, Some("https://us.sentry.example.com")),
+            region(
+                "it",
+                3,
+                30,
+                Some("http://web.region-it.svc.cluster.local:8000"),
+            ),
+            Arc::new(remote),
+            region("broken", 5, 50, Some(" ")),
+        ];
+        let fleet_dir = fleet_directory(&regions, &Silos::default(), &Retired::default());
+        // Every Region stays listed (the directory's contract needs an address for each; a
+        // remote silo still learns their names and ids); the unreachable ones are named.
+        assert_eq!(
+            fleet_dir.directory.names().collect::<Vec<_>>(),
+            vec!["acme", "de", "it", "us"]
+        );
+        assert_eq!(fleet_dir.cluster_internal, vec!["de", "it"]);
+        // Giving them an external address clears them.
+        let fixed: Vec<Arc<Region>> = regions
+            .iter()
+            .map(|r| {
+                let mut r = (**r).clone();
+                if r.spec.address.as_deref().is_none_or(is_cluster_internal) {
+                    r.spec.address = Some(format!("https://{}.sentry.example.com", r.name_any()));
+                }
+                Arc::new(r)
+            })
+            .collect();
+        let fleet_dir = fleet_directory(&fixed, &Silos::default(), &Retired::default());
+        assert!(fleet_dir.cluster_internal.is_empty());
     }
 
     #[test]
