@@ -268,6 +268,11 @@ async fn reconcile_region(region: &Region, ctx: &Context) -> Result<Action, Reco
     };
     match applied {
         Ok(()) => {
+            if target.cluster.is_some() {
+                ctx.clusters
+                    .directories
+                    .written(&plan.region.name, &plan.directory.published.hash);
+            }
             let ready = status::deployments_ready(
                 set.deployments(),
                 &target.stores.deployments,
@@ -552,10 +557,26 @@ async fn set_finalizers(
 }
 
 /// Directory ConfigMaps that will keep serving and do not yet hold `hash`: those of the
-/// ControlPlane and of live, unsuspended Regions. Regions being deleted themselves are skipped
+/// ControlPlane and of live, unsuspended Regions (in customer clusters: of those whose cluster
+/// answers, see [`crate::clusters::directories`]). Regions being deleted themselves are skipped
 /// (their directories are never rewritten and go away with their namespaces), so deleting many
 /// Regions at once does not make each wait for all the others' namespaces.
 fn stale_directories(ctx: &Context, deleted: &str, hash: &str) -> Vec<String> {
+    let regions = ctx.stores.regions.state();
+    // A healthy remote Region writes every resync; one silent for longer is not waited for.
+    let remote_max_age =
+        (3 * ctx.clusters.settings.resync.min(ctx.resync)).max(Duration::from_secs(60));
+    let mut stale = ctx.clusters.directories.behind(
+        regions.iter().map(AsRef::as_ref),
+        deleted,
+        hash,
+        remote_max_age,
+    );
+    stale.extend(stale_local_directories(ctx, deleted, hash));
+    stale
+}
+
+fn stale_local_directories(ctx: &Context, deleted: &str, hash: &str) -> Vec<String> {
     let siloed_control: Vec<String> = ctx
         .stores
         .control_planes
@@ -724,6 +745,7 @@ async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, ReconcileErro
         .collect();
     set_finalizers(ctx, region, remaining).await?;
     ctx.status_pacer.forget(&name);
+    ctx.clusters.directories.forget(&name);
     tracing::info!(region = %name, "region cleaned up");
     Ok(Action::await_change())
 }

@@ -8,6 +8,7 @@
 //!        │
 //!        ├─► snapshot: list the Region's namespace there ─► a Stores view (drift, status)
 //!        ├─► apply: the same Applier, with that client and view
+//!        ├─► directories: the directory each remote Region last wrote (deletions wait on it)
 //!        └─► health: failures ─► backoff with jitter for the whole cluster; success resets
 //! ```
 //!
@@ -20,6 +21,7 @@
 //! the new credentials (the cache key holds the Secret's resourceVersion).
 
 pub mod access;
+pub mod directories;
 pub mod error;
 pub mod snapshot;
 
@@ -172,6 +174,8 @@ pub fn jittered(base: Duration, unit: f64) -> Duration {
 pub struct Registry {
     pub settings: Settings,
     clusters: Mutex<HashMap<String, Arc<Cluster>>>,
+    /// The directory each remote Region last wrote to its cluster.
+    pub directories: directories::WrittenDirectories,
 }
 
 impl Registry {
@@ -179,6 +183,7 @@ impl Registry {
         Self {
             settings,
             clusters: Mutex::new(HashMap::new()),
+            directories: directories::WrittenDirectories::default(),
         }
     }
 
