@@ -6,6 +6,8 @@
 //!   Ready and gets its directory ConfigMap there;
 //! - its directory names the local Regions that pods there cannot reach (a `.svc` address)
 //!   in `DirectoryAddressesReachable` until they set `spec.address`;
+//! - an identity that may not read pods there is named in `PermissionsSufficient` and the
+//!   Region keeps working;
 //! - its managed stores' passwords rotate to the end (the rolling step reads its pods there);
 //! - a local Region deleted is gone from the directory there by the time it is released (its
 //!   finalizer waits for the directories in customer clusters too);
@@ -24,6 +26,7 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::Role;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -237,7 +240,7 @@ async fn a_prefixed_customer_region_reports_pods_rotates_and_follows_the_fleet()
     // Onboarded with a namespace prefix: the Region's namespace there is <prefix><name>.
     let m = management_path.to_string_lossy().into_owned();
     let c = customer_path.to_string_lossy().into_owned();
-    onboard(&[
+    let onboard_args = [
         "--kubeconfig",
         c.as_str(),
         "--management-kubeconfig",
@@ -250,8 +253,10 @@ async fn a_prefixed_customer_region_reports_pods_rotates_and_follows_the_fleet()
         "https://beta.it.example",
         "--namespace-prefix",
         PREFIX,
-        "--apply",
-    ]);
+    ];
+    let mut with_apply = onboard_args.to_vec();
+    with_apply.push("--apply");
+    onboard(&with_apply);
     let beta = wait_region(&regions, REGION, "Ready", Region::is_ready).await;
     let status = beta.status.clone().unwrap_or_default();
     assert_eq!(status.namespace.as_deref(), Some(REMOTE_NS));
@@ -280,6 +285,49 @@ async fn a_prefixed_customer_region_reports_pods_rotates_and_follows_the_fleet()
         directory_names(&configmaps).await.expect("directory"),
         vec!["it-beta", "it-gone", "it-home"]
     );
+
+    // An identity that may not read pods (onboarded by an older release) is named in
+    // PermissionsSufficient; the Region keeps working without pod problems in its status, and
+    // onboarding again restores the rule.
+    let roles: Api<Role> = Api::namespaced(customer.clone(), REMOTE_NS);
+    let mut role = roles
+        .get("silo-operator")
+        .await
+        .expect("Role silo-operator");
+    role.rules
+        .get_or_insert_default()
+        .retain(|rule| !rule.resources.iter().flatten().any(|r| r == "pods"));
+    role.metadata.managed_fields = None;
+    roles
+        .replace("silo-operator", &PostParams::default(), &role)
+        .await
+        .expect("take pods away");
+    let beta = wait_region(&regions, REGION, "PermissionsSufficient=False", |r| {
+        condition(r, "PermissionsSufficient").is_some_and(|c| c.status == "False")
+    })
+    .await;
+    let missing = beta
+        .status
+        .as_ref()
+        .and_then(|s| s.cluster.as_ref())
+        .map(|c| c.missing_permissions.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        missing,
+        vec![
+            format!("get pods in {REMOTE_NS}"),
+            format!("list pods in {REMOTE_NS}")
+        ]
+    );
+    wait_region(&regions, REGION, "Ready without reading pods", |r| {
+        r.is_ready() && condition(r, "PermissionsSufficient").is_some_and(|c| c.status == "False")
+    })
+    .await;
+    onboard(&onboard_args);
+    wait_region(&regions, REGION, "PermissionsSufficient=True", |r| {
+        condition(r, "PermissionsSufficient").is_some_and(|c| c.status == "True")
+    })
+    .await;
 
     // The directory there lists the local Regions at addresses its pods cannot reach: named,
     // with the fix; a Region that sets spec.address is no longer named.
