@@ -45,7 +45,7 @@ pub async fn run(mut cli: Cli) -> Result<(), AppStartError> {
         url: cli.database.database_url.clone(),
         max_connections: cli.database.database_max_connections,
         acquire_timeout: cli.database.database_acquire_timeout,
-        ping_after_idle: silo_store::PING_AFTER_IDLE,
+        ping_after_idle: cli.database.database_ping_after_idle,
     })?;
     let wait = cli.database.database_wait;
     match cli.command.take().unwrap_or(Command::Serve) {

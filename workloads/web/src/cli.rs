@@ -48,6 +48,11 @@ pub struct DatabaseArgs {
     #[arg(long, env = "SILO_WEB_DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub database_acquire_timeout: Duration,
 
+    /// A pooled connection idle at least this long is pinged before use, so one that died
+    /// while idle is replaced instead of failing a request (`0s`: ping before every use).
+    #[arg(long, env = "SILO_WEB_DATABASE_PING_AFTER_IDLE", default_value = "1s", value_parser = parse_duration)]
+    pub database_ping_after_idle: Duration,
+
     /// How long start-up (migrations, bootstrap token) waits for an unreachable database.
     #[arg(long, env = "SILO_WEB_DATABASE_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub database_wait: Duration,

@@ -48,6 +48,10 @@ struct Args {
     /// Control's SILO_GATEWAY_TOKEN_CACHE_TTL in the second phase (`0s`: no second phase).
     #[arg(long, env = "BENCH_TOKEN_CACHE_TTL", default_value = "5s")]
     token_cache_ttl: String,
+    /// Every web process's SILO_WEB_DATABASE_PING_AFTER_IDLE (`0s`: a ping before every
+    /// pooled query, as sqlx does by default).
+    #[arg(long, env = "BENCH_DATABASE_PING_AFTER_IDLE", default_value = "1s")]
+    database_ping_after_idle: String,
 }
 
 /// CPU time used by the processes on a request's way.
@@ -252,6 +256,10 @@ async fn main() -> anyhow::Result<()> {
         env: vec![
             ("RUST_LOG".into(), "warn".into()),
             (TOKEN_CACHE_TTL.into(), "0s".into()),
+            (
+                "SILO_WEB_DATABASE_PING_AFTER_IDLE".into(),
+                args.database_ping_after_idle.clone(),
+            ),
         ],
         ..FleetOptions::default()
     })
@@ -273,8 +281,8 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
     println!(
         "org-scoped GET {path}: {} rounds x {} requests per target and phase, concurrency {}, \
-         loopback; CPU from /proc (µs per request)",
-        args.rounds, args.requests, args.concurrency
+         loopback; pooled connections pinged after {} idle; CPU from /proc (µs per request)",
+        args.rounds, args.requests, args.concurrency, args.database_ping_after_idle
     );
     let (mut direct, mut gateway) = compare(&fleet, &client, &args, path).await?;
     let (ratio, delta) = report(
