@@ -128,30 +128,37 @@ async fn matching_nothing(client: &Client, selectors: Vec<(String, LabelSelector
     empty
 }
 
-/// The `NetworkPoliciesValid` verdict of `settings` (`None` when no policies are written).
-pub async fn verdict(client: &Client, settings: &NetworkPolicySettings) -> Option<Verdict> {
-    if !settings.enabled {
-        return None;
-    }
-    let empty = matching_nothing(client, selectors(settings)).await;
-    Some(if empty.is_empty() {
+/// `NetworkPoliciesValid` from the selectors that match nothing (`empty`): true with `fine`,
+/// else false naming each, then `consequence`.
+fn verdict_of(empty: &[String], fine: &str, consequence: &str) -> Verdict {
+    if empty.is_empty() {
         Verdict::new(
             conditions::NETWORK_POLICIES_VALID,
             true,
             reason::VALID,
-            "every namespace selector of spec.networkPolicies matches a namespace",
+            fine,
         )
     } else {
         Verdict::new(
             conditions::NETWORK_POLICIES_VALID,
             false,
             reason::SELECTOR_MATCHES_NOTHING,
-            format!(
-                "{}: the NetworkPolicies admit nothing through those rules; label the namespaces (for the ingress path: kubectl label namespace <ns> silo.dev/ingress=true) or change the selectors",
-                empty.join("; ")
-            ),
+            format!("{}: {consequence}", empty.join("; ")),
         )
-    })
+    }
+}
+
+/// The `NetworkPoliciesValid` verdict of `settings` (`None` when no policies are written).
+pub async fn verdict(client: &Client, settings: &NetworkPolicySettings) -> Option<Verdict> {
+    if !settings.enabled {
+        return None;
+    }
+    let empty = matching_nothing(client, selectors(settings)).await;
+    Some(verdict_of(
+        &empty,
+        "every namespace selector of spec.networkPolicies matches a namespace",
+        "the NetworkPolicies admit nothing through those rules; label the namespaces (for the ingress path: kubectl label namespace <ns> silo.dev/ingress=true) or change the selectors",
+    ))
 }
 
 /// A Region's `NetworkPoliciesValid` verdict: whether the namespace selectors of its external
@@ -167,24 +174,11 @@ pub async fn region_verdict(
         return None;
     }
     let empty = matching_nothing(client, selectors).await;
-    Some(if empty.is_empty() {
-        Verdict::new(
-            conditions::NETWORK_POLICIES_VALID,
-            true,
-            reason::VALID,
-            "every namespace selector of the external stores' egress matches a namespace",
-        )
-    } else {
-        Verdict::new(
-            conditions::NETWORK_POLICIES_VALID,
-            false,
-            reason::SELECTOR_MATCHES_NOTHING,
-            format!(
-                "{}: the region's pods cannot reach that store; label the store's namespace or change the selector",
-                empty.join("; ")
-            ),
-        )
-    })
+    Some(verdict_of(
+        &empty,
+        "every namespace selector of the external stores' egress matches a namespace",
+        "the region's pods cannot reach that store; label the store's namespace or change the selector",
+    ))
 }
 
 #[cfg(test)]
