@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use silo_api::conditions::reason;
+use silo_api::conditions::{self, reason};
 use silo_api::{ControlPlane, Region, RolloutStatus};
 use silo_rollout::{Assignment, Plan, RegionView, Snapshot, Strategy, StrategyError};
 
@@ -58,6 +58,13 @@ fn view(region: &Region) -> RegionView {
         rollout: status.and_then(|s| s.rollout.clone()),
         failure,
         unreachable: ready.is_some_and(|c| c.reason == CLUSTER_UNREACHABLE),
+        reachable_since: status
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == conditions::CLUSTER_REACHABLE && c.status == "True")
+            })
+            .map(|c| c.last_transition_time.clone()),
     }
 }
 
@@ -195,5 +202,67 @@ pub async fn moves_task(
             }
         }
         last = ledger;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(conditions: serde_json::Value) -> Region {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "silo.dev/v1alpha1",
+            "kind": "Region",
+            "metadata": {"name": "acme", "generation": 2},
+            "spec": {"snowflakeId": 1},
+            "status": {"observedGeneration": 2, "conditions": conditions},
+        }))
+        .expect("Region fixture")
+    }
+
+    fn condition(type_: &str, status: &str, reason: &str, at: &str) -> serde_json::Value {
+        serde_json::json!({
+            "type": type_, "status": status, "reason": reason, "message": "",
+            "lastTransitionTime": at,
+        })
+    }
+
+    #[test]
+    fn a_remote_region_is_unreachable_or_reachable_since_its_cluster_answered() {
+        let down = view(&region(serde_json::json!([
+            condition(
+                "Ready",
+                "False",
+                CLUSTER_UNREACHABLE,
+                "2026-01-01T00:00:00Z"
+            ),
+            condition(
+                "ClusterReachable",
+                "False",
+                "Refused",
+                "2026-01-01T00:00:00Z"
+            ),
+        ])));
+        assert!(down.unreachable);
+        assert_eq!(down.reachable_since, None);
+        let back = view(&region(serde_json::json!([
+            condition("Ready", "False", "Progressing", "2026-01-01T00:00:00Z"),
+            condition(
+                "ClusterReachable",
+                "True",
+                "Reachable",
+                "2026-01-01T00:05:00Z"
+            ),
+        ])));
+        assert!(!back.unreachable);
+        let since = back.reachable_since.map(|t| t.0.to_string());
+        assert_eq!(since.as_deref(), Some("2026-01-01T00:05:00Z"));
+        let local = view(&region(serde_json::json!([condition(
+            "Ready",
+            "True",
+            "Available",
+            "2026-01-01T00:00:00Z"
+        )])));
+        assert_eq!((local.unreachable, local.reachable_since), (false, None));
     }
 }

@@ -1,6 +1,6 @@
 //! One planning step: observe the Regions in flight, then start, pause, fail or roll back.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -28,6 +28,10 @@ pub struct RegionView {
     pub failure: Option<(String, String)>,
     /// The cluster the Region runs in cannot be reached.
     pub unreachable: bool,
+    /// Since when the cluster of a Region in another cluster answers (its `ClusterReachable`
+    /// condition turned True). A move's `progressDeadline` runs from this when it is later
+    /// than the move: time the cluster could not be reached does not count against it.
+    pub reachable_since: Option<Time>,
 }
 
 /// Everything one step reads.
@@ -192,7 +196,11 @@ fn observe(
             message: message.clone(),
         };
     }
-    let at = time::plus(&step.started, deadline);
+    // The deadline runs from the move, or from the cluster's return when that came later.
+    let back = view
+        .and_then(|v| v.reachable_since.as_ref())
+        .map_or(i64::MIN, time::millis);
+    let at = time::add(time::millis(&step.started).max(back), deadline);
     if time::millis(now) >= at {
         return Observed::Failed {
             reason: "ProgressDeadlineExceeded".to_owned(),
@@ -376,12 +384,22 @@ impl Step<'_> {
             .iter()
             .filter(|n| places.get(*n) == Some(&Place::InFlight))
             .count();
-        let pending: Vec<&str> = members
+        let mut pending: Vec<&str> = members
             .iter()
             .copied()
             .filter(|n| !places.contains_key(n))
             .collect();
         drop(places);
+        // Regions whose cluster answers go first: one that cannot be reached would hold a slot
+        // without moving. It starts when no reachable one waits, and is counted unreachable.
+        let down: HashSet<&str> = self
+            .s
+            .regions
+            .iter()
+            .filter(|r| r.unreachable)
+            .map(|r| r.name.as_str())
+            .collect();
+        pending.sort_by_key(|n| down.contains(n));
         let starting = cap.saturating_sub(in_flight).min(pending.len());
         if starting > 0 && !started {
             self.events.push(Event::GroupStarted {

@@ -1,6 +1,6 @@
 //! A simulated fleet driven by the planner: Regions become available some time after they are
-//! moved (never at a broken version), the ledger is the only memory between steps, and the
-//! checks run on every step.
+//! moved (never at a broken version, nor while their cluster cannot be reached), the ledger is
+//! the only memory between steps, and the checks run on every step.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,8 @@ use crate::assignment::{region_rollout, version_for};
 use crate::plan::{Event, RegionView, Snapshot, step};
 use crate::strategy::Strategy;
 use crate::time;
+
+mod unreachable;
 
 const TICK: i64 = 500;
 
@@ -86,6 +88,7 @@ impl Fleet {
                 rollout: None,
                 failure: None,
                 unreachable: false,
+                reachable_since: None,
             },
             built: None,
             built_at: 0,
@@ -113,6 +116,12 @@ impl Fleet {
                 version: self.version.clone(),
                 started: None,
             });
+            if r.view.unreachable {
+                // Nothing can be built there; its reconciler reports it not serving.
+                let previous = r.view.rollout.clone();
+                r.view.rollout = Some(region_rollout(previous.as_ref(), &a, false, &now));
+                continue;
+            }
             let key = (a.version.clone(), a.started.as_ref().map(time::millis));
             let rebuilt = r.built.as_ref().map(|b| &b.0) != Some(&a.version);
             if rebuilt {
@@ -181,6 +190,18 @@ impl Fleet {
 
     fn phase(&self) -> RolloutPhase {
         self.ledger.as_ref().map(|l| l.phase).unwrap_or_default()
+    }
+
+    /// The cluster of Region `name` stops (or starts again) answering now.
+    fn set_reachable(&mut self, name: &str, reachable: bool) {
+        let now = time::at(self.now);
+        let r = self
+            .regions
+            .iter_mut()
+            .find(|r| r.view.name == name)
+            .expect("region");
+        r.view.unreachable = !reachable;
+        r.view.reachable_since = reachable.then_some(now);
     }
 
     fn region(&self, name: &str) -> &SimRegion {

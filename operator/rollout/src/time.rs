@@ -8,10 +8,6 @@ pub fn millis(t: &Time) -> i64 {
     t.0.as_millisecond()
 }
 
-pub fn plus(t: &Time, d: Duration) -> i64 {
-    add(millis(t), d)
-}
-
 pub fn add(ms: i64, d: Duration) -> i64 {
     ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
