@@ -16,10 +16,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::customer::{Outage, cluster_name, condition, customer_kubeconfig, onboard};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
@@ -38,82 +37,11 @@ const CONTROL_NS: &str = "it-control";
 const ACME_NS: &str = "region-acme";
 const SECRET: &str = "acme-kubeconfig";
 
-fn customer_kubeconfig() -> PathBuf {
-    let path = std::env::var_os("SILO_KUBECONFIG_2")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs a second cluster: run `e2e/cluster/up.sh silo-2` and set SILO_KUBECONFIG_2 to the kubeconfig it prints"
-            )
-        });
-    assert!(
-        path.exists(),
-        "SILO_KUBECONFIG_2 {} does not exist",
-        path.display()
-    );
-    path
-}
-
-/// The cluster's name: its state directory (`.../clusters/<name>/kubeconfig`).
-fn cluster_name(kubeconfig: &std::path::Path) -> String {
-    kubeconfig
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .expect("kubeconfig lives in the cluster's state directory")
-}
-
 async fn client_of(kubeconfig: Kubeconfig) -> Client {
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("usable kubeconfig");
     Client::try_from(config).expect("client")
-}
-
-fn apiserver(action: &str, cluster: &str) {
-    let status = Command::new(repo_root().join("e2e/cluster/apiserver.sh"))
-        .args([cluster, action])
-        .status()
-        .expect("run e2e/cluster/apiserver.sh");
-    assert!(status.success(), "apiserver.sh {cluster} {action} failed");
-}
-
-/// Starts the customer API server again when dropped, so that a failing test never leaves the
-/// shared cluster without one.
-struct Outage<'a>(&'a str);
-
-impl Outage<'_> {
-    fn begin(cluster: &str) -> Outage<'_> {
-        apiserver("stop", cluster);
-        Outage(cluster)
-    }
-}
-
-impl Drop for Outage<'_> {
-    fn drop(&mut self) {
-        // No panic here: this may run while a failed assertion unwinds.
-        let started = Command::new(repo_root().join("e2e/cluster/apiserver.sh"))
-            .args([self.0, "start"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !started {
-            eprintln!("starting the API server of {} again failed", self.0);
-        }
-    }
-}
-
-fn onboard(args: &[&str]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_silo-operator"))
-        .arg("onboard")
-        .args(args)
-        .output()
-        .expect("run silo-operator onboard");
-    eprintln!(
-        "onboard {args:?}:\n{}{}",
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    assert!(output.status.success(), "onboard {args:?} failed");
 }
 
 fn control_plane() -> ControlPlane {
@@ -138,17 +66,6 @@ fn local_region(name: &str, id: i32) -> Region {
         "spec": {"snowflakeId": id}
     }))
     .expect("Region fixture")
-}
-
-fn condition<'a>(
-    r: &'a Region,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
 }
 
 async fn wait_region<F>(regions: &Api<Region>, name: &str, what: &str, check: F) -> Region
