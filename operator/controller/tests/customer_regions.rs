@@ -19,18 +19,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
+use common::customer::{condition, customer_client, customer_kubeconfig, onboard};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::Role;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use silo_api::{ControlPlane, Region};
 use silo_contract::RegionDirectory;
 
@@ -41,44 +38,6 @@ const PREFIX: &str = "tenant-";
 const REMOTE_NS: &str = "tenant-it-beta";
 /// The kwok stage keeps pods of this release in ImagePullBackOff.
 const UNPULLABLE: &str = "0.0.0-unpullable";
-
-fn customer_kubeconfig() -> PathBuf {
-    let path = std::env::var_os("SILO_KUBECONFIG_2")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs a second cluster: run `e2e/cluster/up.sh silo-2` and set SILO_KUBECONFIG_2 to the kubeconfig it prints"
-            )
-        });
-    assert!(
-        path.exists(),
-        "SILO_KUBECONFIG_2 {} does not exist",
-        path.display()
-    );
-    path
-}
-
-async fn client_of(path: &std::path::Path) -> Client {
-    let kubeconfig = Kubeconfig::read_from(path).expect("customer kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("usable kubeconfig");
-    Client::try_from(config).expect("client")
-}
-
-fn onboard(args: &[&str]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_silo-operator"))
-        .arg("onboard")
-        .args(args)
-        .output()
-        .expect("run silo-operator onboard");
-    eprintln!(
-        "onboard {args:?}:\n{}{}",
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    assert!(output.status.success(), "onboard {args:?} failed");
-}
 
 fn control_plane() -> ControlPlane {
     serde_json::from_value(serde_json::json!({
@@ -102,14 +61,6 @@ fn local_region(name: &str, id: i32) -> Region {
         "spec": {"snowflakeId": id}
     }))
     .expect("Region fixture")
-}
-
-fn condition<'a>(r: &'a Region, type_: &str) -> Option<&'a Condition> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
 }
 
 async fn wait_region<F>(regions: &Api<Region>, name: &str, what: &str, check: F) -> Region
@@ -202,7 +153,7 @@ async fn a_prefixed_customer_region_reports_pods_rotates_and_follows_the_fleet()
     let management_path = kubeconfig_path();
     let customer_path = customer_kubeconfig();
     let admin = admin_client().await;
-    let customer = client_of(&customer_path).await;
+    let customer = customer_client().await;
     install_crds(&admin).await;
     install_rbac(&admin).await;
     clean_slate(&admin).await;
