@@ -71,22 +71,35 @@ fn redis_script() -> String {
     )
 }
 
-fn redis_container(silo: &Silo<'_>, url: EnvVar) -> Container {
+/// A step of the Job run from `store`'s image: `sh -c script` with `env` and the store's CA
+/// bundle mounted when it has one; its log's end becomes its termination message.
+fn store_step(
+    silo: &Silo<'_>,
+    store: Store,
+    name: &str,
+    script: String,
+    env: Vec<EnvVar>,
+) -> Container {
+    let ca = format!("{}-ca", store.name());
     let mounts: Vec<_> = super::container::ca_volumes(silo)
         .into_iter()
         .map(|(_, mount)| mount)
-        .filter(|m| m.name == "redis-ca")
+        .filter(|m| m.name == ca)
         .collect();
     Container {
-        name: "redis".to_owned(),
-        image: Some(silo.images.get(Store::Redis).to_owned()),
+        name: name.to_owned(),
+        image: Some(silo.images.get(store).to_owned()),
         image_pull_policy: silo.pods.image_pull_policy.map(|p| p.as_str().to_owned()),
-        command: Some(vec!["sh".to_owned(), "-c".to_owned(), redis_script()]),
-        env: Some(vec![url]),
+        command: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
+        env: Some(env),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     }
+}
+
+fn redis_container(silo: &Silo<'_>, url: EnvVar) -> Container {
+    store_step(silo, Store::Redis, "redis", redis_script(), vec![url])
 }
 
 fn topics_container(silo: &Silo<'_>, brokers: EnvVar) -> Container {
@@ -100,21 +113,7 @@ fn topics_container(silo: &Silo<'_>, brokers: EnvVar) -> Container {
         super::pod::plain_env("KAFKA_HEAP_OPTS", "-Xmx128m"),
     ];
     env.extend(super::container::kafka_security_env(silo));
-    let mounts: Vec<_> = super::container::ca_volumes(silo)
-        .into_iter()
-        .map(|(_, mount)| mount)
-        .filter(|m| m.name == "kafka-ca")
-        .collect();
-    Container {
-        name: "topics".to_owned(),
-        image: Some(silo.images.get(Store::Kafka).to_owned()),
-        image_pull_policy: silo.pods.image_pull_policy.map(|p| p.as_str().to_owned()),
-        command: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
-        env: Some(env),
-        volume_mounts: (!mounts.is_empty()).then_some(mounts),
-        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
-        ..Container::default()
-    }
+    store_step(silo, Store::Kafka, "topics", script, env)
 }
 
 /// The migration Job of `silo.version`.
