@@ -18,7 +18,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::customer::{Outage, cluster_name, condition, customer_kubeconfig, onboard};
+use common::customer::{
+    CUSTOMER_TIMEOUT, Outage, cluster_name, condition, control_plane, customer_kubeconfig,
+    local_region, onboard, wait_region,
+};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
@@ -32,8 +35,7 @@ use kube::{Client, Config, ResourceExt};
 use silo_api::{ControlPlane, Region};
 use silo_contract::RegionDirectory;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(300);
-const CONTROL_NS: &str = "it-control";
+const READY_TIMEOUT: Duration = CUSTOMER_TIMEOUT;
 const ACME_NS: &str = "region-acme";
 const SECRET: &str = "acme-kubeconfig";
 
@@ -42,49 +44,6 @@ async fn client_of(kubeconfig: Kubeconfig) -> Client {
         .await
         .expect("usable kubeconfig");
     Client::try_from(config).expect("client")
-}
-
-fn control_plane() -> ControlPlane {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "silo.dev/v1alpha1",
-        "kind": "ControlPlane",
-        "metadata": {"name": "it-silo"},
-        "spec": {
-            "version": "0.1.0",
-            "namespace": CONTROL_NS,
-            "control": {"externalAddress": "https://control.it.example"},
-        }
-    }))
-    .expect("ControlPlane fixture")
-}
-
-fn local_region(name: &str, id: i32) -> Region {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "silo.dev/v1alpha1",
-        "kind": "Region",
-        "metadata": {"name": name},
-        "spec": {"snowflakeId": id}
-    }))
-    .expect("Region fixture")
-}
-
-async fn wait_region<F>(regions: &Api<Region>, name: &str, what: &str, check: F) -> Region
-where
-    F: Fn(&Region) -> bool,
-{
-    wait_for(&format!("Region {name}: {what}"), READY_TIMEOUT, || {
-        let regions = regions.clone();
-        let check = &check;
-        async move {
-            let r = regions.get(name).await.map_err(|e| e.to_string())?;
-            if check(&r) {
-                Ok(r)
-            } else {
-                Err(format!("{:?}", r.status.as_ref().map(|s| &s.conditions)))
-            }
-        }
-    })
-    .await
 }
 
 async fn all_ready(regions: &Api<Region>, names: &[String]) {

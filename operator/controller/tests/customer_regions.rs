@@ -21,7 +21,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::customer::{condition, customer_client, customer_kubeconfig, onboard};
+use common::customer::{
+    CUSTOMER_TIMEOUT, condition, control_plane, customer_client, customer_kubeconfig, local_region,
+    onboard, wait_region,
+};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -31,56 +34,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use silo_api::{ControlPlane, Region};
 use silo_contract::RegionDirectory;
 
-const TIMEOUT: Duration = Duration::from_secs(300);
-const CONTROL_NS: &str = "it-control";
+const TIMEOUT: Duration = CUSTOMER_TIMEOUT;
 const REGION: &str = "it-beta";
 const PREFIX: &str = "tenant-";
 const REMOTE_NS: &str = "tenant-it-beta";
 /// The kwok stage keeps pods of this release in ImagePullBackOff.
 const UNPULLABLE: &str = "0.0.0-unpullable";
-
-fn control_plane() -> ControlPlane {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "silo.dev/v1alpha1",
-        "kind": "ControlPlane",
-        "metadata": {"name": "it-silo"},
-        "spec": {
-            "version": "0.1.0",
-            "namespace": CONTROL_NS,
-            "control": {"externalAddress": "https://control.it.example"},
-        }
-    }))
-    .expect("ControlPlane fixture")
-}
-
-fn local_region(name: &str, id: i32) -> Region {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "silo.dev/v1alpha1",
-        "kind": "Region",
-        "metadata": {"name": name},
-        "spec": {"snowflakeId": id}
-    }))
-    .expect("Region fixture")
-}
-
-async fn wait_region<F>(regions: &Api<Region>, name: &str, what: &str, check: F) -> Region
-where
-    F: Fn(&Region) -> bool,
-{
-    wait_for(&format!("Region {name}: {what}"), TIMEOUT, || {
-        let regions = regions.clone();
-        let check = &check;
-        async move {
-            let r = regions.get(name).await.map_err(|e| e.to_string())?;
-            if check(&r) {
-                Ok(r)
-            } else {
-                Err(format!("{:?}", r.status.as_ref().map(|s| &s.conditions)))
-            }
-        }
-    })
-    .await
-}
 
 async fn wait_gone(regions: &Api<Region>, name: &str) {
     wait_for(&format!("Region {name} to be released"), TIMEOUT, || {

@@ -1,6 +1,6 @@
 //! A customer-provided cluster in tests: its kubeconfig (`SILO_KUBECONFIG_2`), a client for
 //! it, onboarding with the operator binary's `onboard`, and stopping its API server for an
-//! outage (`e2e/cluster/apiserver.sh`).
+//! outage (`e2e/cluster/apiserver.sh`); and the fleet those tests manage beside it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 use kube::api::{Api, DeleteParams};
-use silo_api::Region;
+use silo_api::{ControlPlane, Region};
 
 use super::{client_from, repo_root, wait_for};
 
@@ -120,4 +120,55 @@ pub async fn delete_namespace(customer: &Client, name: &str) {
         },
     )
     .await;
+}
+
+/// How long the customer-cluster tests wait for a Region or cluster to settle.
+pub const CUSTOMER_TIMEOUT: Duration = Duration::from_secs(300);
+/// The control silo's namespace in those tests.
+const CONTROL_NS: &str = "it-control";
+
+/// A SILOED ControlPlane whose control silo is reachable from customer clusters.
+pub fn control_plane() -> ControlPlane {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "silo.dev/v1alpha1",
+        "kind": "ControlPlane",
+        "metadata": {"name": "it-silo"},
+        "spec": {
+            "version": "0.1.0",
+            "namespace": CONTROL_NS,
+            "control": {"externalAddress": "https://control.it.example"},
+        }
+    }))
+    .expect("ControlPlane fixture")
+}
+
+/// A Region in the management cluster.
+pub fn local_region(name: &str, id: i32) -> Region {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "silo.dev/v1alpha1",
+        "kind": "Region",
+        "metadata": {"name": name},
+        "spec": {"snowflakeId": id}
+    }))
+    .expect("Region fixture")
+}
+
+/// Wait until Region `name` passes `check` (its conditions are the last state reported).
+pub async fn wait_region<F>(regions: &Api<Region>, name: &str, what: &str, check: F) -> Region
+where
+    F: Fn(&Region) -> bool,
+{
+    wait_for(&format!("Region {name}: {what}"), CUSTOMER_TIMEOUT, || {
+        let regions = regions.clone();
+        let check = &check;
+        async move {
+            let r = regions.get(name).await.map_err(|e| e.to_string())?;
+            if check(&r) {
+                Ok(r)
+            } else {
+                Err(format!("{:?}", r.status.as_ref().map(|s| &s.conditions)))
+            }
+        }
+    })
+    .await
 }
