@@ -83,29 +83,22 @@ impl std::fmt::Display for Need {
 
 /// Every permission the operator needs for a Region whose namespace is `namespace`.
 pub fn needs(namespace: &str) -> Vec<Need> {
-    let mut needs = Vec::new();
-    for (group, resource) in NAMESPACED {
-        for verb in NAMESPACED_VERBS {
-            needs.push(Need {
-                verb,
-                group,
-                resource,
-                namespace: Some(namespace.to_owned()),
-                name: None,
-            });
-        }
-    }
-    for (group, resource) in NAMESPACED_READ {
-        for verb in READ_VERBS {
-            needs.push(Need {
-                verb,
-                group,
-                resource,
-                namespace: Some(namespace.to_owned()),
-                name: None,
-            });
-        }
-    }
+    let in_namespace = |resources: &[(&'static str, &'static str)], verbs: &[&'static str]| {
+        resources
+            .iter()
+            .flat_map(|&(group, resource)| {
+                verbs.iter().map(move |&verb| Need {
+                    verb,
+                    group,
+                    resource,
+                    namespace: Some(namespace.to_owned()),
+                    name: None,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut needs = in_namespace(&NAMESPACED, &NAMESPACED_VERBS);
+    needs.extend(in_namespace(&NAMESPACED_READ, &READ_VERBS));
     for verb in NAMESPACE_VERBS {
         needs.push(Need {
             verb,
