@@ -59,7 +59,14 @@ pub struct RolloutSpec {
     #[x_kube(validation = Rule::new(INT_OR_PERCENT).message("spec.rollout.maxFailures must be a number >= 0 or a percentage from 0% to 100%"))]
     pub max_failures: IntOrString,
     /// How long one Region may take from the start of its upgrade to being healthy at the new
-    /// version before it counts as failed, e.g. `10m`. Default `10m`.
+    /// version before it counts as failed, e.g. `10m`. Default `10m`. Time its cluster cannot
+    /// be reached does not count: the deadline runs from the cluster's return. A Region whose
+    /// cluster has not answered for longer than `progressDeadline` (from the later of its
+    /// start and the moment its cluster stopped answering, `ClusterReachable=False`) is
+    /// deferred (`status.rollout.deferred`): it keeps the new version and upgrades when its
+    /// cluster answers again, counts as `unreachable` (never failed), but no longer holds a
+    /// `maxConcurrency` slot nor keeps its group from finishing once another Region of that
+    /// group has upgraded. The control silo still waits for every deferred Region.
     #[serde(default = "ten_minutes")]
     #[schemars(length(max = 12))]
     #[x_kube(validation = Rule::new(DURATION).message("spec.rollout.progressDeadline must be a duration such as 90s, 10m or 1h"))]
@@ -224,6 +231,14 @@ pub struct RolloutStatus {
     /// Regions moved to the target and not yet healthy there for `minSuccessTime`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_flight: Vec<RegionStep>,
+    /// Regions in flight whose cluster did not answer for longer than `progressDeadline`:
+    /// they keep the target version and upgrade when their cluster answers again (then with a
+    /// new `progressDeadline` from its return, and counted failed if they do not make it), but
+    /// they hold no `maxConcurrency` slot and their group may finish without them once
+    /// another of its Regions upgraded. The control silo waits until they are upgraded or
+    /// failed. A Region stays here until then, even while its cluster answers again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<String>,
     /// Regions healthy at the target for `minSuccessTime`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upgraded: Vec<String>,
@@ -251,13 +266,16 @@ pub struct GroupStatus {
     pub name: String,
     pub total: i32,
     pub pending: i32,
-    /// Moved to the target, not healthy there yet.
+    /// Moved to the target, not healthy there yet (deferred Regions whose cluster answers
+    /// again count here too, without holding a slot).
     pub upgrading: i32,
     /// Healthy at the target, waiting out `minSuccessTime`.
     pub soaking: i32,
     pub done: i32,
     pub failed: i32,
-    /// Upgrading, but their cluster cannot be reached (retried, not a failure).
+    /// Upgrading, but their cluster cannot be reached (retried, not a failure). Those
+    /// unreachable for longer than `progressDeadline` are deferred: listed in
+    /// `status.rollout.deferred`, they hold no `maxConcurrency` slot.
     pub unreachable: i32,
     /// Manual groups: whether the current target is approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]

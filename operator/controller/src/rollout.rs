@@ -18,7 +18,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use silo_api::conditions::{self, reason};
-use silo_api::{ControlPlane, Region, RolloutStatus};
+use silo_api::{ControlPlane, Region, RegionStatus, RolloutStatus};
 use silo_rollout::{Assignment, Plan, RegionView, Snapshot, Strategy, StrategyError};
 
 use crate::metrics::Metrics;
@@ -58,14 +58,18 @@ fn view(region: &Region) -> RegionView {
         rollout: status.and_then(|s| s.rollout.clone()),
         failure,
         unreachable: ready.is_some_and(|c| c.reason == CLUSTER_UNREACHABLE),
-        reachable_since: status
-            .and_then(|s| {
-                s.conditions
-                    .iter()
-                    .find(|c| c.type_ == conditions::CLUSTER_REACHABLE && c.status == "True")
-            })
-            .map(|c| c.last_transition_time.clone()),
+        reachable_since: reachable_transition(status, "True"),
+        unreachable_since: reachable_transition(status, "False"),
     }
+}
+
+/// When the Region's `ClusterReachable` condition turned to `status`, if it is so now.
+fn reachable_transition(status: Option<&RegionStatus>, status_now: &str) -> Option<Time> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::CLUSTER_REACHABLE && c.status == status_now)
+        .map(|c| c.last_transition_time.clone())
 }
 
 /// One planner step for `cp`.
@@ -228,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn a_remote_region_is_unreachable_or_reachable_since_its_cluster_answered() {
+    fn a_remote_region_is_unreachable_or_reachable_since_its_cluster_last_changed() {
         let down = view(&region(serde_json::json!([
             condition(
                 "Ready",
@@ -240,11 +244,13 @@ mod tests {
                 "ClusterReachable",
                 "False",
                 "Refused",
-                "2026-01-01T00:00:00Z"
+                "2026-01-01T00:02:00Z"
             ),
         ])));
         assert!(down.unreachable);
         assert_eq!(down.reachable_since, None);
+        let since = down.unreachable_since.map(|t| t.0.to_string());
+        assert_eq!(since.as_deref(), Some("2026-01-01T00:02:00Z"));
         let back = view(&region(serde_json::json!([
             condition("Ready", "False", "Progressing", "2026-01-01T00:00:00Z"),
             condition(
@@ -255,6 +261,7 @@ mod tests {
             ),
         ])));
         assert!(!back.unreachable);
+        assert_eq!(back.unreachable_since, None);
         let since = back.reachable_since.map(|t| t.0.to_string());
         assert_eq!(since.as_deref(), Some("2026-01-01T00:05:00Z"));
         let local = view(&region(serde_json::json!([condition(

@@ -11,7 +11,9 @@
 //! The ledger is the only memory: a step reads nothing else of the past, so an operator that
 //! restarts resumes from the last ledger it wrote. A Region is moved only by a ledger write
 //! that lists it, and counts as upgraded only from a status its reconciler wrote after seeing
-//! that move (same version, same start time).
+//! that move (same version, same start time). A Region in flight whose cluster has not
+//! answered for longer than `progressDeadline` (times from the ledger and its status) is
+//! deferred: it keeps its move but frees its slot, and the control silo waits for it.
 
 pub mod assignment;
 pub mod plan;

@@ -11,6 +11,7 @@ use crate::plan::{Event, RegionView, Snapshot, step};
 use crate::strategy::Strategy;
 use crate::time;
 
+mod deferred;
 mod unreachable;
 
 const TICK: i64 = 500;
@@ -89,6 +90,7 @@ impl Fleet {
                 failure: None,
                 unreachable: false,
                 reachable_since: None,
+                unreachable_since: None,
             },
             built: None,
             built_at: 0,
@@ -158,7 +160,15 @@ impl Fleet {
             }
         }
         for (k, g) in plan.ledger.groups.iter().enumerate() {
-            let flying = (g.upgrading + g.soaking + g.unreachable) as usize;
+            // Deferred Regions hold no slot.
+            let deferred = plan
+                .ledger
+                .deferred
+                .iter()
+                .filter_map(|n| self.regions.iter().find(|r| r.view.name == *n))
+                .filter(|r| strategy.group_of(&r.view.labels, r.view.category) == k)
+                .count();
+            let flying = (g.upgrading + g.soaking + g.unreachable) as usize - deferred;
             let peak = self.peak.entry(g.name.clone()).or_default();
             *peak = (*peak).max(flying);
             assert!(
@@ -201,7 +211,8 @@ impl Fleet {
             .find(|r| r.view.name == name)
             .expect("region");
         r.view.unreachable = !reachable;
-        r.view.reachable_since = reachable.then_some(now);
+        r.view.reachable_since = reachable.then(|| now.clone());
+        r.view.unreachable_since = (!reachable).then_some(now);
     }
 
     fn region(&self, name: &str) -> &SimRegion {
