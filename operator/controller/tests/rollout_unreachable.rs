@@ -7,10 +7,12 @@
 //! rest (at most 2 at a time, behind a manual approval). A first version rolls out with every
 //! cluster up (the baseline). For the second, the customer API server is stopped while the
 //! rollout waits for the approval; once approved, the local Regions go on, the remote one is
-//! counted `unreachable` in `ControlPlane.status.rollout` (not failed, for longer than
-//! `progressDeadline`) and the rollout does not complete; the API server is started again and
-//! the remote Region is upgraded and the rollout completes. A watcher follows the ControlPlane
-//! and every Region over the whole run: concurrency, no failure, each Region moved once.
+//! counted `unreachable` in `ControlPlane.status.rollout` (not failed) and, unreachable for
+//! longer than `progressDeadline`, deferred: its group finishes without it, but the control
+//! silo stays at the old version and the rollout does not complete; the API server is started
+//! again and the remote Region is upgraded and the rollout completes. A watcher follows the
+//! ControlPlane and every Region over the whole run: concurrency (deferred Regions hold no
+//! slot), no failure, each Region moved once.
 //!
 //! Takes over the management cluster's silo resources; uses only namespace `region-ru-acme` of
 //! the customer cluster; stops and starts its API server (`e2e/cluster/apiserver.sh`).
@@ -123,7 +125,9 @@ fn check_ledger(rec: &mut Record, l: &RolloutStatus) {
     }
     let now = Instant::now();
     for g in &l.groups {
-        let flying = g.upgrading + g.soaking + g.unreachable;
+        // Deferred Regions hold no slot of their group.
+        let deferred = l.deferred.iter().filter(|n| group_of(n) == g.name).count();
+        let flying = g.upgrading + g.soaking + g.unreachable - deferred as i32;
         let cap = caps().get(g.name.as_str()).copied().unwrap_or(0);
         if flying > cap {
             rec.problems
@@ -318,13 +322,24 @@ fn check_rollout(rec: &Record, version: &str) {
     );
 }
 
+/// The reasons of the Events about the ControlPlane.
+async fn control_plane_events(admin: &Client) -> Result<Vec<String>, String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(admin.clone());
+    let selector = format!("regarding.name={CP}");
+    let list = events
+        .list(&kube::api::ListParams::default().fields(&selector))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list.items.into_iter().filter_map(|e| e.reason).collect())
+}
+
 /// Seconds between two instants the watcher or the test took.
 fn secs(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_customer_cluster_unreachable_mid_rollout_is_counted_apart_and_upgraded_on_return() {
+async fn a_customer_cluster_unreachable_mid_rollout_is_deferred_and_upgraded_on_return() {
     let management_path = kubeconfig_path();
     let customer_path = customer_kubeconfig();
     let customer_name = cluster_name(&customer_path);
@@ -425,10 +440,11 @@ async fn a_customer_cluster_unreachable_mid_rollout_is_counted_apart_and_upgrade
         .await;
 
     // 3. The local Regions go on; the remote one is started last, counted unreachable, not
-    // failed, for longer than progressDeadline; the rollout does not complete.
+    // failed; past progressDeadline it is deferred: its group finishes without it, the control
+    // silo waits for it and the rollout does not complete.
     let stuck = fleet
         .wait_status(
-            "the local Regions upgraded and the remote one unreachable past progressDeadline",
+            "the local Regions upgraded and the remote one deferred past progressDeadline",
             |l, _| {
                 let remote = l.in_flight.iter().find(|s| s.name == REMOTE);
                 let overdue = remote.is_some_and(|s| {
@@ -439,6 +455,7 @@ async fn a_customer_cluster_unreachable_mid_rollout_is_counted_apart_and_upgrade
                 l.target_version == "0.3.0"
                     && LOCALS.iter().all(|n| l.upgraded.iter().any(|u| u == n))
                     && l.groups.iter().any(|g| g.unreachable == 1)
+                    && l.deferred == [REMOTE]
                     && overdue
             },
         )
@@ -452,6 +469,28 @@ async fn a_customer_cluster_unreachable_mid_rollout_is_counted_apart_and_upgrade
         (1, 4, 0),
         "{default:?}"
     );
+    // It holds no slot: its group finished without it, and the control silo waits for it.
+    assert!(
+        stuck
+            .message
+            .starts_with("every region group is done; the control silo stays at 0.2.0")
+            && stuck.message.contains(REMOTE),
+        "{}",
+        stuck.message
+    );
+    wait_for(
+        "a RolloutRegionDeferred Event on the ControlPlane",
+        Duration::from_secs(30),
+        || async {
+            let reasons = control_plane_events(&admin).await?;
+            reasons
+                .iter()
+                .any(|r| r == "RolloutRegionDeferred")
+                .then_some(())
+                .ok_or_else(|| format!("{reasons:?}"))
+        },
+    )
+    .await;
     let cp = fleet.cps.get(CP).await.expect("get ControlPlane");
     assert_eq!(
         cp.status.and_then(|s| s.running_version).as_deref(),
