@@ -48,18 +48,32 @@ STATE="${SILO_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/silo}"
 # Stop the cluster afterwards only when this run started it: a cluster that is already up
 # belongs to another run (or to someone who kept it), and stopping it would pull the API server
 # from under that run.
+# A cluster this script starts is thrown away after each run and started afresh for the next:
+# that takes seconds, where deleting a thousand Regions' namespaces takes many minutes. A
+# cluster that was already up is reused, and each run deletes its fleet.
+own_cluster=1
+teardown=0
 if [[ -e "$STATE/clusters/$CLUSTER" ]]; then
     echo "bench-operator: cluster '$CLUSTER' is already running; using it and leaving it up" >&2
+    own_cluster=0
 elif [[ "${SILO_BENCH_KEEP_CLUSTER:-0}" != 1 ]]; then
     trap 'e2e/cluster/down.sh "$CLUSTER" >/dev/null 2>&1 || true' EXIT
+    teardown=1
 fi
 KUBECONFIG_PATH="$(e2e/cluster/up.sh "$CLUSTER")"
 
 OUT="$(mktemp -d)"
 for run in $(seq 1 "$runs"); do
     echo "bench-operator: run $run of $runs ($regions Regions, resync $resync)" >&2
+    keep=()
+    # The last run's fleet goes with the cluster when the cluster is stopped at exit.
+    if [[ "$own_cluster" == 1 && ("$run" -lt "$runs" || "$teardown" == 1) ]]; then keep=(--keep-fleet); fi
     SILO_KUBECONFIG="$KUBECONFIG_PATH" "$TARGET/silo-operator-bench" --operator "$TARGET/silo-operator" \
-        "${bench_args[@]}" | tee "$OUT/run-$run.txt"
+        "${bench_args[@]}" "${keep[@]}" | tee "$OUT/run-$run.txt"
+    if [[ "${#keep[@]}" -gt 0 && "$run" -lt "$runs" ]]; then
+        e2e/cluster/down.sh "$CLUSTER" >/dev/null
+        KUBECONFIG_PATH="$(e2e/cluster/up.sh "$CLUSTER")"
+    fi
 done
 
 # The median of one figure over the runs: $1 = a pattern naming the line, $2 = the field.
@@ -77,4 +91,13 @@ echo "  operator writes           $(median 'operator writes' 3)"
 echo "  writes per resync period  $(median 'steady state' 5)   (idle fleet, one resync of $resync; target 0)"
 echo "  steady requests/min       $(median 'steady state' 3)"
 echo "  operator peak RSS         $(median 'operator peak RSS' 4) MiB"
+if grep -q "ratio rollout/theoretical" "$OUT"/run-*.txt; then
+    echo "  rollout                   $(median '^  rollout ' 2) s"
+    echo "  ratio rollout/theoretical $(median 'ratio rollout/theoretical' 3) x   (target <= 1.2)"
+    echo "  upgrade under load (p50)  $(median 'upgrade under load' 4) s"
+    echo "  ratio rollout/ideal       $(median 'ratio rollout/ideal' 3) x"
+    echo "  writes per Region upgrade $(median 'writes per Region upgrade' 5)"
+    echo "  SIGKILL to progress       $(median 'SIGKILL to progress' 4) s"
+    echo "  peak RSS during rollout   $(median 'peak RSS during rollout' 5) MiB   (target < 100)"
+fi
 rm -rf "$OUT"

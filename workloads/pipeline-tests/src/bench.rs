@@ -7,6 +7,7 @@
 //!             ─► Throughput (backlog, drain, sustained rate) and Stats (percentiles)
 //! ```
 
+pub mod histogram;
 pub mod open_loop;
 pub mod report;
 pub mod retry;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use silo_pipeline_tests::bench::histogram::{self, Buckets};
 use silo_pipeline_tests::bench::open_loop::{self, OpenLoop};
 use silo_pipeline_tests::bench::report::{self, Baseline};
 use silo_pipeline_tests::bench::schedule::Schedule;
@@ -142,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
         "open loop: {offered:.0} events/s for {}s ...",
         window.as_secs()
     );
+    let consumers_before = scrape(&region.consumers.admin_addr).await;
     let load = open_loop::run(
         &region.api,
         &project,
@@ -170,8 +172,40 @@ async fn main() -> anyhow::Result<()> {
     for line in report::render(&baseline, &load, offered, window, &rss) {
         println!("{line}");
     }
+    let consumers_after = scrape(&region.consumers.admin_addr).await;
+    println!("{}", consumers_line(&consumers_before, &consumers_after));
     region.stop().await;
     Ok(())
+}
+
+/// The `/metrics` text of a workload ("" when it does not answer).
+async fn scrape(admin: &std::net::SocketAddr) -> String {
+    match reqwest::get(format!("http://{admin}/metrics")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// What the consumers' own histograms saw during the open loop: the part of the latency
+/// spent from relay's acceptance to the eventstream record, and the batches.
+fn consumers_line(before: &str, after: &str) -> String {
+    let phase = |name: &str| histogram::parse(after, name).since(&histogram::parse(before, name));
+    let ms = |b: &Buckets, q: f64| {
+        b.quantile(q)
+            .map_or("n/a".to_owned(), |s| format!("<= {:.0} ms", s * 1000.0))
+    };
+    let ingest = phase("silo_consumers_ingest_latency_seconds");
+    let processing = phase("silo_consumers_processing_seconds");
+    let batch = phase("silo_consumers_batch_events");
+    format!(
+        "consumers' own histograms in the open loop: relay accept -> eventstream record p50 {}, p99 {}; batch start -> record published p50 {}, p99 {}; {:.1} events per batch ({:.0} batches)",
+        ms(&ingest, 0.5),
+        ms(&ingest, 0.99),
+        ms(&processing, 0.5),
+        ms(&processing, 0.99),
+        batch.mean().unwrap_or(0.0),
+        batch.count
+    )
 }
 
 /// Wait (at most `deadline`) for postprocess to evaluate `want` events, so its backlog does

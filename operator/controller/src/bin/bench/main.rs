@@ -14,9 +14,11 @@
 //! asserts nothing about time.
 
 mod cluster;
+mod cpu;
 mod fleet;
 mod operator;
 mod rollout;
+mod schedule;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -63,6 +65,10 @@ struct Args {
     /// The rollout's `maxConcurrency` per group.
     #[arg(long, env = "SILO_BENCH_ROLLOUT_CONCURRENCY", default_value_t = 100)]
     rollout_concurrency: usize,
+    /// Leave the fleet in place at the end (the cluster is thrown away instead, which is much
+    /// faster than deleting a thousand namespaces).
+    #[arg(long, env = "SILO_BENCH_KEEP_FLEET")]
+    keep_fleet: bool,
     /// The rollout's `minSuccessTime`.
     #[arg(long, env = "SILO_BENCH_SOAK", default_value = "10s", value_parser = parse_duration)]
     soak: Duration,
@@ -273,8 +279,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(figures) = &rolled {
         rollout::print(figures, args.soak, args.rollout_concurrency);
     }
-    let teardown = cluster::delete_fleet(&client, args.timeout).await?;
-    eprintln!("[bench] fleet deleted in {:.1}s", teardown.as_secs_f64());
+    if !args.keep_fleet {
+        let teardown = cluster::delete_fleet(&client, args.timeout).await?;
+        eprintln!("[bench] fleet deleted in {:.1}s", teardown.as_secs_f64());
+    }
     drop(run.operator);
     Ok(())
 }

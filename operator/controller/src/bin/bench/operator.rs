@@ -82,6 +82,10 @@ impl Operator {
     }
 
     /// SIGKILL the process and reap it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -16,8 +16,10 @@ use kube::api::{Api, Patch, PatchParams};
 use silo_api::{ControlPlane, Region, RolloutPhase, RolloutStatus};
 
 use crate::cluster::until;
+use crate::cpu::{Processes, Usage};
 use crate::fleet;
 use crate::operator::Operator;
+use crate::schedule::{self, Schedule};
 
 pub const NEXT_VERSION: &str = "0.2.0";
 
@@ -31,6 +33,10 @@ pub struct Figures {
     pub writes: f64,
     pub peak_rss_mib: f64,
     pub resume: Duration,
+    /// Each Region's upgrade under the rollout's load and the ideal schedule of those.
+    pub schedule: Schedule,
+    /// CPU seconds of the cluster's processes and the operator during the rollout.
+    pub cpu: Usage,
 }
 
 async fn ledger(cps: &Api<ControlPlane>) -> Option<(RolloutStatus, Option<String>)> {
@@ -95,6 +101,8 @@ pub async fn run(
     );
 
     let (_, writes_before, _) = operator.requests().await?;
+    let mut procs = Processes::of(s.kubeconfig, operator.pid());
+    let mut cpu_start = procs.sample();
     let started = Instant::now();
     cps.patch(
         fleet::CONTROL_PLANE,
@@ -115,6 +123,7 @@ pub async fn run(
     let log = operator.log.with_extension("restarted.log");
     *operator =
         Operator::start(s.binary, s.kubeconfig, s.port, s.reconcile_concurrency, log).await?;
+    procs.operator_restarted(&mut cpu_start, operator.pid());
     let seen = format!("{:?}{:?}{}", half.in_flight, half.upgraded, half.done);
     until("progress after the restart", s.timeout, || async {
         let (l, _) = ledger(&cps).await?;
@@ -134,6 +143,7 @@ pub async fn run(
     })
     .await?;
     let total = started.elapsed();
+    let cpu = procs.since(&cpu_start);
     let (_, writes_after, _) = operator.requests().await?;
     let (peak_after, _) = operator.memory_mib()?;
     let strategy =
@@ -147,6 +157,11 @@ pub async fn run(
             size.div_ceil(spec.concurrency(size))
         })
         .sum::<usize>();
+    let upgrades = schedule::upgrades(
+        &regions.list(&Default::default()).await?.items,
+        &strategy,
+        NEXT_VERSION,
+    );
     Ok(Figures {
         one_region,
         waves,
@@ -156,6 +171,8 @@ pub async fn run(
         writes: (writes_killed - writes_before) + writes_after,
         peak_rss_mib: peak_before.max(peak_after),
         resume,
+        schedule: schedule::analyse(&upgrades, &strategy),
+        cpu,
     })
 }
 
@@ -177,6 +194,23 @@ pub fn print(f: &Figures, soak: Duration, concurrency: usize) {
         "  ratio rollout/theoretical {:>9.2} x   (target <= 1.2)",
         f.total.as_secs_f64() / f.theoretical.as_secs_f64()
     );
+    let sch = &f.schedule;
+    println!(
+        "  upgrade under load        {:>9.1} s   (p50 of {} Regions, move -> available; p90 {:.1}s; alone {:.1}s)",
+        sch.upgrade_p50.as_secs_f64(),
+        sch.regions,
+        sch.upgrade_p90.as_secs_f64(),
+        f.one_region.as_secs_f64()
+    );
+    println!(
+        "  ideal schedule            {:>9.1} s   (those upgrades, every slot refilled at once, groups in order)",
+        sch.ideal.as_secs_f64()
+    );
+    println!(
+        "  ratio rollout/ideal       {:>9.2} x   (the operator's hand-offs, restart and control silo step)",
+        f.total.as_secs_f64() / sch.ideal.as_secs_f64().max(f64::EPSILON)
+    );
+    println!("  CPU during the rollout    {}", f.cpu.line());
     println!(
         "  writes per Region upgrade {:>9.1}     ({:.0} writes)",
         f.writes / f64::from(f.regions.max(1)),
