@@ -37,9 +37,17 @@ struct Args {
     /// Offered load of the open-loop phase, events/s (default: --load x the baseline).
     #[arg(long, env = "BENCH_RATE")]
     rate: Option<f64>,
-    /// Offered load as a fraction of relay's baseline rate, when --rate is not given.
+    /// Offered load as a fraction of relay's baseline rate (or, with --probe-seconds, of the
+    /// pipeline's sustained rate the probe measured), when --rate is not given.
     #[arg(long, env = "BENCH_LOAD", default_value_t = 0.5)]
     load: f64,
+    /// Before the measured window, offer --probe-load x relay's baseline for this many seconds
+    /// to find the pipeline's own sustained rate, and take --load of that (0: no probe).
+    #[arg(long, env = "BENCH_PROBE_SECONDS", default_value_t = 0)]
+    probe_seconds: u64,
+    /// The probe's offered load as a fraction of relay's baseline rate.
+    #[arg(long, env = "BENCH_PROBE_LOAD", default_value_t = 1.0)]
+    probe_load: f64,
     /// Length of the open-loop send window.
     #[arg(long, env = "BENCH_DURATION_SECONDS", default_value_t = 60)]
     duration_seconds: u64,
@@ -73,8 +81,8 @@ impl Args {
             bail!("--baseline-events, --concurrency and --duration-seconds must be positive");
         }
         let positive = |x: f64| x.is_finite() && x > 0.0;
-        if !self.rate.is_none_or(positive) || !positive(self.load) {
-            bail!("--rate and --load must be positive");
+        if !self.rate.is_none_or(positive) || !positive(self.load) || !positive(self.probe_load) {
+            bail!("--rate, --load and --probe-load must be positive");
         }
         Ok(())
     }
@@ -137,7 +145,12 @@ async fn main() -> anyhow::Result<()> {
     queryable.context("baseline burst (raise --deadline-seconds)")?;
     wait_postprocessed(&region, want, deadline).await;
 
-    let offered = args.rate.unwrap_or(args.load * baseline.rate()).max(1.0);
+    let reference = if args.probe_seconds > 0 {
+        probe(&region, &project, &sender, &args, baseline.rate(), deadline).await?
+    } else {
+        baseline.rate()
+    };
+    let offered = args.rate.unwrap_or(args.load * reference).max(1.0);
     let window = Duration::from_secs(args.duration_seconds);
     println!(
         "open loop: {offered:.0} events/s for {}s ...",
@@ -176,6 +189,58 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", consumers_line(&consumers_before, &consumers_after));
     region.stop().await;
     Ok(())
+}
+
+/// Offer `--probe-load` x relay's rate for `--probe-seconds` and return the rate at which the
+/// pipeline made events queryable until it caught up: its own sustained rate (a lower bound
+/// when it kept up).
+async fn probe(
+    region: &Region,
+    project: &TestProject,
+    sender: &Arc<EnvelopeSender>,
+    args: &Args,
+    relay_rate: f64,
+    deadline: Duration,
+) -> anyhow::Result<f64> {
+    let offered = (args.probe_load * relay_rate).max(1.0);
+    let window = Duration::from_secs(args.probe_seconds);
+    println!(
+        "probe: {offered:.0} events/s for {}s to find the pipeline's sustained rate ...",
+        window.as_secs()
+    );
+    let before = total_issue_count(&region.api, project).await.unwrap_or(0);
+    let probe = open_loop::run(
+        &region.api,
+        project,
+        sender,
+        &OpenLoop {
+            schedule: Schedule::new(offered, window, 0),
+            max_in_flight: args.max_in_flight,
+            poll_interval: Duration::from_millis(args.poll_ms),
+            max_polls_in_flight: args.max_polls_in_flight,
+            retry: args.retry(),
+            deadline,
+        },
+    )
+    .await;
+    let t = &probe.throughput;
+    let sustained = t.sustained;
+    println!(
+        "probe: pipeline sustained {sustained:.0} events/s ({:.2} of relay's {relay_rate:.0}/s){}; backlog max {}",
+        sustained / relay_rate.max(f64::EPSILON),
+        if t.kept_up() {
+            ", kept up: a lower bound"
+        } else {
+            ""
+        },
+        t.max_backlog
+    );
+    let want = before + probe.sends.accepted;
+    wait_queryable(region, project, want, deadline)
+        .await
+        .context("probe backlog (raise --deadline-seconds)")?;
+    wait_postprocessed(region, want, deadline).await;
+    Ok(sustained)
 }
 
 /// The `/metrics` text of a workload ("" when it does not answer).
