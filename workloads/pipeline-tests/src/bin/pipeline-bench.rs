@@ -87,6 +87,18 @@ impl Args {
         Ok(())
     }
 
+    /// An open-loop phase of `schedule` with this run's settings.
+    fn open_loop(&self, schedule: Schedule, deadline: Duration) -> OpenLoop {
+        OpenLoop {
+            schedule,
+            max_in_flight: self.max_in_flight,
+            poll_interval: Duration::from_millis(self.poll_ms),
+            max_polls_in_flight: self.max_polls_in_flight,
+            retry: self.retry(),
+            deadline,
+        }
+    }
+
     fn retry(&self) -> RetryPolicy {
         RetryPolicy {
             max_attempts: self.max_attempts.max(1),
@@ -161,14 +173,10 @@ async fn main() -> anyhow::Result<()> {
         &region.api,
         &project,
         &sender,
-        &OpenLoop {
-            schedule: Schedule::new(offered, window, args.latency_samples),
-            max_in_flight: args.max_in_flight,
-            poll_interval: Duration::from_millis(args.poll_ms),
-            max_polls_in_flight: args.max_polls_in_flight,
-            retry: args.retry(),
+        &args.open_loop(
+            Schedule::new(offered, window, args.latency_samples),
             deadline,
-        },
+        ),
     )
     .await;
 
@@ -213,14 +221,7 @@ async fn probe(
         &region.api,
         project,
         sender,
-        &OpenLoop {
-            schedule: Schedule::new(offered, window, 0),
-            max_in_flight: args.max_in_flight,
-            poll_interval: Duration::from_millis(args.poll_ms),
-            max_polls_in_flight: args.max_polls_in_flight,
-            retry: args.retry(),
-            deadline,
-        },
+        &args.open_loop(Schedule::new(offered, window, 0), deadline),
     )
     .await;
     let t = &probe.throughput;
