@@ -8,6 +8,9 @@
 //!            ─► count its writes (/metrics) ─► idle --steady ─► requests/min, writes, peak RSS
 //!  rollout (--rollout): one Region upgraded alone ─► spec.version across the fleet in waves,
 //!            SIGKILL halfway ─► time against waves x (one Region + soak), writes, RSS
+//!            ─► Regions' own move/available times ─► upgrade under load, ideal schedule
+//!            (schedule.rs); CPU of each cluster process and the operator (cpu.rs)
+//!  end: delete the fleet, or leave it with --keep-fleet (the cluster is thrown away)
 //! ```
 //!
 //! Run against an empty cluster (see `e2e/bench-operator.sh`). Prints figures and ratios;
