@@ -175,10 +175,15 @@ impl Process {
     /// The value of a counter or gauge on `/metrics`, summed over its label sets (0 when
     /// absent or unreachable).
     pub async fn metric(&self, name: &str) -> f64 {
+        metric_sum(&self.metrics_text().await, name)
+    }
+
+    /// The whole `/metrics` text ("" when unreachable).
+    pub async fn metrics_text(&self) -> String {
         let url = format!("http://{}/metrics", self.admin_addr);
         match reqwest::get(&url).await {
-            Ok(r) => metric_sum(&r.text().await.unwrap_or_default(), name),
-            Err(_) => 0.0,
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
         }
     }
 

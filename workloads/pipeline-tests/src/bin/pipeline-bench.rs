@@ -168,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         "open loop: {offered:.0} events/s for {}s ...",
         window.as_secs()
     );
-    let consumers_before = scrape(&region.consumers.admin_addr).await;
+    let consumers_before = region.consumers.metrics_text().await;
     let load = open_loop::run(
         &region.api,
         &project,
@@ -193,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
     for line in report::render(&baseline, &load, offered, window, &rss) {
         println!("{line}");
     }
-    let consumers_after = scrape(&region.consumers.admin_addr).await;
+    let consumers_after = region.consumers.metrics_text().await;
     println!("{}", consumers_line(&consumers_before, &consumers_after));
     region.stop().await;
     Ok(())
@@ -242,14 +242,6 @@ async fn probe(
         .context("probe backlog (raise --deadline-seconds)")?;
     wait_postprocessed(region, want, deadline).await;
     Ok(sustained)
-}
-
-/// The `/metrics` text of a workload ("" when it does not answer).
-async fn scrape(admin: &std::net::SocketAddr) -> String {
-    match reqwest::get(format!("http://{admin}/metrics")).await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
 }
 
 /// What the consumers' own histograms saw during the open loop: the part of the latency
