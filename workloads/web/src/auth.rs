@@ -195,9 +195,8 @@ async fn authenticate_cached(state: &AppState, token: &str) -> Result<Option<Api
 fn forwarded(state: &AppState, request: &Request, scope: &str) -> Result<ApiToken, AppError> {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let value = header(identity::IDENTITY_HEADER).unwrap_or_default();
-    let keys = state.cross.contract().rpc_secrets.clone();
     let forwarded = identity::verify(
-        &keys,
+        &state.cross.contract().rpc_secrets,
         request.uri().path(),
         value,
         header(identity::SIGNATURE_HEADER),

@@ -19,7 +19,7 @@
 use axum::body::{Body, to_bytes};
 use axum::extract::{RawPathParams, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
@@ -28,6 +28,7 @@ use silo_store::control_directory::{self, OrganizationMapping};
 
 use super::identity;
 use super::metrics::RegionOutcome;
+use super::upstream::UpstreamError;
 use crate::auth::{self, Access, Principal};
 use crate::error::AppError;
 use crate::silo::{self, RouteDef, Silos};
@@ -145,22 +146,29 @@ async fn proxy(state: AppState, target: Target, org: Option<String>, request: Re
                 .into_response();
         }
     };
+    let Ok(uri) = Uri::try_from(url.as_str()) else {
+        count(&state, &region_name, "not_in_directory");
+        return unavailable(
+            &region_name,
+            format!("Region {region_name:?} has an address that is not a URL: {url:?}."),
+        );
+    };
     let timeout = state.cross.settings().proxy_timeout;
-    let mut outgoing = state
-        .cross
-        .proxy_client()
-        .request(parts.method.clone(), &url)
-        .headers(headers)
-        .timeout(timeout);
-    if !body.is_empty() || parts.method != Method::GET {
-        outgoing = outgoing.body(body);
-    }
-    match outgoing.send().await {
+    let body = if body.is_empty() && parts.method == Method::GET {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
+    let mut outgoing = Request::new(body);
+    *outgoing.method_mut() = parts.method;
+    *outgoing.uri_mut() = uri;
+    *outgoing.headers_mut() = headers;
+    match state.cross.proxy_client().send(outgoing, timeout).await {
         Ok(response) => {
             count(&state, &region_name, "ok");
             respond(response, &url)
         }
-        Err(error) if error.is_timeout() => {
+        Err(UpstreamError::Timeout(_)) => {
             count(&state, &region_name, "timeout");
             let body = serde_json::json!({
                 "detail": format!("Region {region_name:?} did not answer within {timeout:?}."),
@@ -204,9 +212,8 @@ fn forward_headers(
     headers.remove(identity::SIGNATURE_HEADER);
     headers.remove(header::CONTENT_LENGTH);
     if let Some(Principal::Token(token)) = extensions.get::<Principal>() {
-        let keys = state.cross.contract().rpc_secrets.clone();
         let forwarded = identity::for_path(token.id, &token.label, &token.scopes, path);
-        let (value, signature) = identity::encode(&keys, &forwarded)?;
+        let (value, signature) = identity::encode(&state.cross.contract().rpc_secrets, &forwarded)?;
         headers.insert(
             HeaderName::from_static(identity::IDENTITY_HEADER),
             HeaderValue::from_str(&value).ok()?,
@@ -236,20 +243,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The region's answer with its status, its headers (minus hop-by-hop ones, moved, not
-/// copied) and its body streamed. `Content-Length` stays: the body passes unchanged, so the
-/// client gets one length-delimited response rather than a re-chunked one.
-fn respond(mut response: reqwest::Response, url: &str) -> Response {
-    let status = response.status();
-    let mut headers = std::mem::take(response.headers_mut());
-    strip_hop_by_hop(&mut headers);
+/// The region's answer with its status, its headers (minus hop-by-hop ones, edited in place)
+/// and its body streamed. `Content-Length` stays: the body passes unchanged, so the client
+/// gets one length-delimited response rather than a re-chunked one.
+fn respond(mut response: Response, url: &str) -> Response {
+    strip_hop_by_hop(response.headers_mut());
     if let Ok(value) = HeaderValue::from_str(url) {
-        headers.insert(HeaderName::from_static(PROXY_URL_HEADER), value);
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(PROXY_URL_HEADER), value);
     }
-    let mut out = Response::new(Body::from_stream(response.bytes_stream()));
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    out
+    response
 }
 
 /// Why requests without an organization have no region to go to.

@@ -21,6 +21,7 @@ pub mod organizations;
 pub mod outbox;
 pub mod rpc;
 pub mod rpc_client;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,7 +60,7 @@ pub struct CrossSilo {
 struct Inner {
     contract: ContractHandle,
     rpc: RpcClient,
-    proxy: reqwest::Client,
+    proxy: upstream::Upstream,
     settings: CrossSiloSettings,
     ids: Mutex<HashMap<u16, Arc<SnowflakeGenerator>>>,
     mappings: TtlCache<OrganizationMapping>,
@@ -104,12 +105,7 @@ impl CrossSilo {
             settings.rpc_attempts,
             metrics.clone(),
         );
-        let proxy = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let proxy = upstream::Upstream::default();
         let mappings = TtlCache::new(settings.mapping_cache_ttl, CACHE_CAPACITY);
         let tokens = TtlCache::new(settings.token_cache_ttl, CACHE_CAPACITY);
         Self {
@@ -162,7 +158,7 @@ impl CrossSilo {
         &self.inner.metrics
     }
 
-    pub(crate) fn proxy_client(&self) -> &reqwest::Client {
+    pub(crate) fn proxy_client(&self) -> &upstream::Upstream {
         &self.inner.proxy
     }
 
