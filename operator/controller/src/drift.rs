@@ -1,7 +1,7 @@
 //! Drift of a managed child, judged from its content as the API server reports it.
 //!
 //! ```text
-//!  watch event (full metadata) ── fields_digest(managedFields) ──► stashed on the stored copy
+//!  watch event (full metadata) ── fields_digest(managedFields) ──► the child's store record
 //!  our server-side apply ── response's managedFields ──► Applied { hash, fields } (Tracker)
 //!  needs_apply(desired hash, Observed, Applied) ──► write or skip
 //! ```
@@ -20,17 +20,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use sha2::{Digest, Sha256};
 
 use crate::build::ChildKey;
 use crate::labels;
-
-/// In-memory annotation carrying the digest of an object's `managedFields` on the stripped
-/// copy the stores keep (never written to the cluster).
-pub const OBSERVED_FIELDS: &str = "silo.dev/observed-fields";
-/// In-memory annotation: another writer owns content fields of this object.
-pub const FOREIGN_WRITER: &str = "silo.dev/foreign-writer";
 
 /// How long a store that still shows an object's content from before our write counts as
 /// lagging rather than drifted (the watch event of our write is on its way).
@@ -81,27 +75,6 @@ pub fn needs_apply(
         }
         (Some(_), Some(_)) => true,
         (Some(o), None) => o.foreign || o.hash.as_deref() != Some(desired_hash),
-    }
-}
-
-/// Read the stamped hash and the stashed field digest off a stored child's metadata.
-pub fn observed_from(meta: &ObjectMeta) -> Observed {
-    let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key)).cloned();
-    Observed {
-        hash: annotation(labels::SPEC_HASH),
-        fields: annotation(OBSERVED_FIELDS).unwrap_or_default(),
-        foreign: annotation(FOREIGN_WRITER).is_some(),
-    }
-}
-
-/// Replace `managedFields` (large) with their digest, before the object enters a store.
-pub fn stash_fields(meta: &mut ObjectMeta) {
-    let entries = meta.managed_fields.take().unwrap_or_default();
-    let (fields, foreign) = fields_digest(&entries);
-    let annotations = meta.annotations.get_or_insert_with(Default::default);
-    annotations.insert(OBSERVED_FIELDS.to_owned(), fields);
-    if foreign {
-        annotations.insert(FOREIGN_WRITER.to_owned(), "true".to_owned());
     }
 }
 
@@ -392,8 +365,8 @@ mod tests {
     }
 
     #[test]
-    fn stash_replaces_managed_fields_with_their_digest() {
-        let mut meta = ObjectMeta {
+    fn a_record_keeps_the_digest_of_the_managed_fields() {
+        let meta = kube::core::ObjectMeta {
             managed_fields: Some(vec![
                 ours(),
                 entry(
@@ -405,9 +378,7 @@ mod tests {
             ]),
             ..Default::default()
         };
-        stash_fields(&mut meta);
-        assert!(meta.managed_fields.is_none());
-        let observed = observed_from(&meta);
+        let observed = crate::records::Meta::of(meta).observed();
         assert!(observed.foreign);
         assert_eq!(observed.fields.len(), 24);
         let tracker = Tracker::default();

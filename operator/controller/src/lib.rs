@@ -32,6 +32,7 @@ pub mod onboard;
 pub mod owners;
 pub mod pacing;
 pub mod pods;
+pub mod records;
 pub mod region;
 pub mod remote;
 pub mod rollout;

@@ -11,10 +11,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use kube::core::ObjectMeta;
-
 use crate::build::{ChildKey, ChildKind};
 use crate::labels;
+use crate::records::Meta;
 
 /// Labels that name a child's owner.
 const OWNER_LABELS: [&str; 2] = [labels::REGION, labels::CONTROL_PLANE];
@@ -66,13 +65,10 @@ pub struct OwnerIndex {
     inner: Mutex<Inner>,
 }
 
-fn owners(meta: &ObjectMeta) -> Vec<Owner> {
-    let Some(labels) = meta.labels.as_ref() else {
-        return Vec::new();
-    };
+fn owners(meta: &Meta) -> Vec<Owner> {
     OWNER_LABELS
         .iter()
-        .filter_map(|label| Some((*label, labels.get(*label)?.clone())))
+        .filter_map(|label| Some((*label, meta.owner_label(label)?.to_owned())))
         .collect()
 }
 
@@ -84,7 +80,7 @@ impl OwnerIndex {
     }
 
     /// Child `key` as it is now, with metadata `meta`.
-    pub fn applied(&self, key: ChildKey, meta: &ObjectMeta) {
+    pub fn applied(&self, key: ChildKey, meta: &Meta) {
         self.lock().insert(key, owners(meta));
     }
 
@@ -99,8 +95,8 @@ impl OwnerIndex {
     }
 
     /// One child of the re-list of `kind`.
-    pub fn listed(&self, kind: ChildKind, meta: &ObjectMeta) {
-        let entry = (ChildKey::of(kind, meta), owners(meta));
+    pub fn listed(&self, kind: ChildKind, meta: &Meta) {
+        let entry = (meta.key(kind), owners(meta));
         self.lock().listing.entry(kind).or_default().push(entry);
     }
 
@@ -157,21 +153,19 @@ fn prune_rank(kind: ChildKind) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
-    fn meta(ns: &str, name: &str, region: Option<&str>) -> ObjectMeta {
-        ObjectMeta {
+    fn meta(ns: &str, name: &str, region: Option<&str>) -> Meta {
+        Meta {
             namespace: Some(ns.into()),
-            name: Some(name.into()),
-            labels: region.map(|r| BTreeMap::from([(labels::REGION.to_owned(), r.to_owned())])),
-            ..ObjectMeta::default()
+            name: name.into(),
+            region: region.map(str::to_owned),
+            ..Meta::default()
         }
     }
 
-    fn apply(index: &OwnerIndex, kind: ChildKind, meta: &ObjectMeta) {
-        index.applied(ChildKey::of(kind, meta), meta);
+    fn apply(index: &OwnerIndex, kind: ChildKind, meta: &Meta) {
+        index.applied(meta.key(kind), meta);
     }
 
     fn names(keys: Vec<ChildKey>) -> Vec<String> {
@@ -203,10 +197,7 @@ mod tests {
             names(index.owned_by(labels::REGION, "us")),
             ["region-us/relay", "region-us/web"]
         );
-        index.deleted(&ChildKey::of(
-            ChildKind::Deployment,
-            &meta("region-us", "web", Some("us")),
-        ));
+        index.deleted(&meta("region-us", "web", Some("us")).key(ChildKind::Deployment));
         assert_eq!(
             names(index.owned_by(labels::REGION, "us")),
             ["region-us/relay"]

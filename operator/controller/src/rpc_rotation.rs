@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -33,6 +32,7 @@ use silo_contract::env::{join_secret_list, parse_secret_list};
 use crate::build;
 use crate::context::Context;
 use crate::labels;
+use crate::records::DeploymentRecord;
 use crate::status;
 
 /// Field manager of `status.rpcSecretRotation` (a merge patch that other status writes keep).
@@ -150,7 +150,7 @@ pub fn pod_hash(cp: &ControlPlane, keys: Option<&str>) -> Option<String> {
 /// The silos (control namespace, and each Region not suspended) whose Deployments do not all
 /// run pods with `hash` yet, by name.
 pub fn waiting_silos(
-    deployments: &Store<Deployment>,
+    deployments: &Store<DeploymentRecord>,
     regions: &Store<Region>,
     cp: &ControlPlane,
     hash: &str,
@@ -172,26 +172,22 @@ pub fn waiting_silos(
         ));
     }
     let deployments = deployments.state();
-    let mut by_namespace: HashMap<String, Vec<&Deployment>> = HashMap::new();
+    let mut by_namespace: HashMap<&str, Vec<&DeploymentRecord>> = HashMap::new();
     for d in &deployments {
-        if let Some(ns) = d.namespace() {
+        if let Some(ns) = d.meta.namespace.as_deref() {
             by_namespace.entry(ns).or_default().push(d);
         }
     }
-    let behind = |d: &Deployment| {
-        d.annotations()
-            .get(labels::RPC_SECRETS_HASH)
-            .map(String::as_str)
-            != Some(hash)
-            || status::deployment_available(d).is_err()
+    let behind = |d: &DeploymentRecord| {
+        d.meta.rpc_secrets_hash.as_deref() != Some(hash) || status::deployment_available(d).is_err()
     };
     // A silo without workloads yet gets the current list when they are created.
     silos
         .into_iter()
         .filter(|(namespace, _, owner_label)| {
-            by_namespace.get(namespace).is_some_and(|ds| {
+            by_namespace.get(namespace.as_str()).is_some_and(|ds| {
                 ds.iter()
-                    .any(|d| d.labels().contains_key(*owner_label) && behind(d))
+                    .any(|d| d.meta.owner_label(owner_label).is_some() && behind(d))
             })
         })
         .map(|(_, name, _)| name)

@@ -46,12 +46,7 @@ pub fn resolve(
         let existing = stores
             .stateful_sets
             .get(&ObjectRef::new(store.name()).within(namespace))
-            .map(|s| {
-                s.spec
-                    .as_ref()
-                    .and_then(|s| s.volume_claim_templates.as_ref())
-                    .is_some_and(|c| !c.is_empty())
-            });
+            .map(|s| s.state.has_claims);
         Provided::Managed {
             sizing: sizing.clone(),
             storage: storage_for(store, sizing, default_class, existing),
@@ -113,7 +108,7 @@ pub fn stores_ready(
         let want_hash = want.annotations().get(labels::SPEC_HASH);
         let why = match stores.stateful_sets.get(&ObjectRef::new(&name).within(&ns)) {
             None => Err("not created yet".to_owned()),
-            Some(have) if have.annotations().get(labels::SPEC_HASH) != want_hash => {
+            Some(have) if have.meta.spec_hash.as_ref() != want_hash => {
                 Err("update not yet observed".to_owned())
             }
             Some(have) => status::stateful_set_ready(&have),
@@ -163,18 +158,12 @@ pub fn job_state(job: &Job) -> JobState {
 /// workload found), if any runs.
 pub fn running_version(stores: &Stores, namespace: &str) -> Option<String> {
     Workload::ALL.iter().find_map(|w| {
-        let d = stores
+        stores
             .deployments
-            .get(&ObjectRef::new(w.name()).within(namespace))?;
-        d.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .labels
-            .as_ref()?
-            .get(labels::VERSION)
-            .cloned()
+            .get(&ObjectRef::new(w.name()).within(namespace))?
+            .state
+            .version
+            .clone()
     })
 }
 
@@ -192,7 +181,7 @@ pub fn decide(
     let job = stores
         .jobs
         .get(&ObjectRef::new(&job_name).within(namespace))
-        .map(|j| job_state(&j));
+        .map(|j| j.state.clone());
     let running = running_version(stores, namespace);
     let job_running = job == Some(JobState::Running);
     let job_failed = matches!(job, Some(JobState::Failed { .. }));

@@ -1,7 +1,7 @@
 //! Status: conditions from reconcile outcomes, workload readiness from the Deployment store,
 //! status writes only when something changed, and Events on `Ready` transitions.
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -10,6 +10,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::labels;
 use crate::pods::PodProblems;
+use crate::records::{DeploymentRecord, StatefulSetRecord};
 
 /// A condition as the reconciler decided it, before timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub struct Waiting {
 /// rollout costs few status writes. Details go to the log.
 pub fn deployments_ready<'a>(
     desired: impl Iterator<Item = &'a Deployment>,
-    store: &Store<Deployment>,
+    store: &Store<DeploymentRecord>,
     problems: &PodProblems,
 ) -> Result<(), Waiting> {
     let mut waiting = Vec::new();
@@ -87,7 +88,7 @@ pub fn deployments_ready<'a>(
         let want_hash = want.annotations().get(labels::SPEC_HASH);
         let why = match store.get(&ObjectRef::new(&name).within(&ns)) {
             None => Err("not created yet".to_owned()),
-            Some(have) if have.annotations().get(labels::SPEC_HASH) != want_hash => {
+            Some(have) if have.meta.spec_hash.as_ref() != want_hash => {
                 Err("update not yet observed".to_owned())
             }
             Some(have) => deployment_available(&have),
@@ -122,53 +123,43 @@ pub fn deployments_ready<'a>(
 }
 
 /// Available at its latest generation with every replica updated.
-pub fn deployment_available(d: &Deployment) -> Result<(), String> {
-    let Some(status) = d.status.as_ref() else {
+pub fn deployment_available(d: &DeploymentRecord) -> Result<(), String> {
+    let Some(status) = d.state.status.as_ref() else {
         return Err("no status yet".to_owned());
     };
-    let generation = d.metadata.generation.unwrap_or(0);
-    if status.observed_generation.unwrap_or(0) < generation {
+    if status.observed_generation < d.meta.generation {
         return Err("rollout not observed yet".to_owned());
     }
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
+    let want = d.state.want;
+    let updated = status.updated;
+    let available = status.available;
     // Pods of every revision: while old ones remain, `available` may count only old pods (a
     // new pod that cannot start leaves the old one serving), so the rollout is not done.
-    let total = status.replicas.unwrap_or(0);
+    let total = status.replicas;
     if updated < want || available < want || total > updated {
         return Err(format!(
             "{available}/{want} available, {updated}/{want} updated, {} old",
             total.saturating_sub(updated)
         ));
     }
-    let condition_ok = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Available" && c.status == "True");
-    if !condition_ok && want > 0 {
+    if !d.state.available_condition && want > 0 {
         return Err("Available condition not True".to_owned());
     }
     Ok(())
 }
 
 /// A store's StatefulSet has its one pod ready at the latest generation and revision.
-pub fn stateful_set_ready(s: &StatefulSet) -> Result<(), String> {
-    let Some(status) = s.status.as_ref() else {
+pub fn stateful_set_ready(s: &StatefulSetRecord) -> Result<(), String> {
+    let Some(status) = s.state.status.as_ref() else {
         return Err("no status yet".to_owned());
     };
-    if status.observed_generation.unwrap_or(0) < s.metadata.generation.unwrap_or(0) {
+    if status.observed_generation < s.meta.generation {
         return Err("update not observed yet".to_owned());
     }
-    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let ready = status.ready_replicas.unwrap_or(0);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let revision_done = match (&status.current_revision, &status.update_revision) {
-        (Some(current), Some(update)) => current == update,
-        _ => true,
-    };
-    if ready < want || updated < want || !revision_done {
+    let want = s.state.want;
+    let ready = status.ready;
+    let updated = status.updated;
+    if ready < want || updated < want || !s.state.revision_done {
         return Err(format!("{ready}/{want} ready, {updated}/{want} updated"));
     }
     Ok(())
@@ -235,8 +226,8 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
 
-    fn deployment(generation: i64, observed: i64, available: i32) -> Deployment {
-        Deployment {
+    fn deployment(generation: i64, observed: i64, available: i32) -> DeploymentRecord {
+        DeploymentRecord::from(Deployment {
             metadata: kube::core::ObjectMeta {
                 generation: Some(generation),
                 ..Default::default()
@@ -257,12 +248,12 @@ mod tests {
                 }]),
                 ..Default::default()
             }),
-        }
+        })
     }
 
     #[test]
     fn a_store_is_ready_with_its_pod_ready_at_the_latest_revision() {
-        use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+        use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetStatus};
         let sts = |ready: i32, current: &str| StatefulSet {
             metadata: kube::core::ObjectMeta {
                 generation: Some(2),
@@ -282,10 +273,11 @@ mod tests {
                 ..Default::default()
             }),
         };
-        assert!(stateful_set_ready(&sts(1, "r2")).is_ok());
-        assert!(stateful_set_ready(&sts(0, "r2")).is_err());
-        assert!(stateful_set_ready(&sts(1, "r1")).is_err());
-        assert!(stateful_set_ready(&StatefulSet::default()).is_err());
+        let ready = |s: StatefulSet| stateful_set_ready(&StatefulSetRecord::from(s));
+        assert!(ready(sts(1, "r2")).is_ok());
+        assert!(ready(sts(0, "r2")).is_err());
+        assert!(ready(sts(1, "r1")).is_err());
+        assert!(ready(StatefulSet::default()).is_err());
     }
 
     #[test]
@@ -299,8 +291,8 @@ mod tests {
     fn an_old_pod_still_serving_is_no_finished_rollout() {
         // The new pod exists (updated 1) but cannot start; the old one keeps `available` at 1.
         let mut rolling = deployment(2, 2, 1);
-        if let Some(status) = rolling.status.as_mut() {
-            status.replicas = Some(2);
+        if let Some(status) = rolling.state.status.as_mut() {
+            status.replicas = 2;
         }
         let why = deployment_available(&rolling).unwrap_err();
         assert!(why.contains("1 old"), "{why}");

@@ -1,22 +1,25 @@
-//! Watched state: in-memory stores of the operator's children, kept lean (metadata-only where
-//! the content is not needed), and the routing of child events to their owner's reconcile.
+//! Watched state: in-memory stores of the operator's children as compact records (see
+//! [`crate::records`]: the few fields the operator reads, not the objects), and the routing of
+//! child events to their owner's reconcile.
 //!
 //! ```text
-//!   watch (label managed-by=silo-operator) ─► strip ─► store ─► owner ref ─► Region / ControlPlane queue
-//!                                                        ├─► owner index (owned_by, for pruning)
-//!                                                        └─► deletions forget the tracker entry
+//!   watch (label managed-by=silo-operator) ─► record ─► store ─► owner ref ─► Region / ControlPlane queue
+//!                                                         ├─► owner index (owned_by, for pruning)
+//!                                                         └─► deletions forget the tracker entry
 //! ```
+//!
+//! A page of a (re-)list is decoded whole as k8s objects, then each object becomes its record
+//! before it reaches the store: a child's metadata maps, owner references and status
+//! conditions are dropped there.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::channel::mpsc;
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{SinkExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PodTemplateSpec, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PartialObjectMeta};
@@ -28,9 +31,13 @@ use serde::de::DeserializeOwned;
 use silo_api::{ControlPlane, Region};
 
 use crate::build::{ChildKey, ChildKind};
-use crate::drift::{Observed, Tracker, observed_from, stash_fields};
+use crate::drift::{Observed, Tracker};
 use crate::labels;
 use crate::owners::OwnerIndex;
+use crate::records::{
+    DeploymentRecord, JobRecord, Meta, MetaRecord, Record, SecretRecord, SiloOwner, State,
+    StatefulSetRecord, event_into,
+};
 use crate::synced::Synced;
 use crate::validate::directory::DirectoryCache;
 
@@ -39,19 +46,20 @@ use crate::validate::directory::DirectoryCache;
 pub struct Stores {
     pub regions: Store<Region>,
     pub control_planes: Store<ControlPlane>,
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub configmaps: Store<PartialObjectMeta<ConfigMap>>,
-    pub services: Store<PartialObjectMeta<Service>>,
-    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
-    /// Full objects: the RPC secret's value is copied into every region namespace.
-    pub secrets: Store<Secret>,
-    /// Metadata, replicas, the pod template's labels and status (the pod spec is dropped).
-    pub deployments: Store<Deployment>,
-    /// The managed stores: like Deployments, plus their volume claim templates.
-    pub stateful_sets: Store<StatefulSet>,
-    /// Migration Jobs: metadata and status.
-    pub jobs: Store<Job>,
+    pub namespaces: Store<MetaRecord<Namespace>>,
+    pub configmaps: Store<MetaRecord<ConfigMap>>,
+    pub services: Store<MetaRecord<Service>>,
+    pub service_accounts: Store<MetaRecord<ServiceAccount>>,
+    pub network_policies: Store<MetaRecord<NetworkPolicy>>,
+    /// With their data: the RPC secret's value is copied into every region namespace, and
+    /// password rotations read the connection Secrets.
+    pub secrets: Store<SecretRecord>,
+    /// Replica counts, the Available condition and the pod template's version label.
+    pub deployments: Store<DeploymentRecord>,
+    /// The managed stores: like Deployments, plus whether they have volume claim templates.
+    pub stateful_sets: Store<StatefulSetRecord>,
+    /// Migration and rotation Jobs: what their status says.
+    pub jobs: Store<JobRecord>,
     /// StorageClasses (metadata): whether the cluster has a default one.
     pub storage_classes: Store<PartialObjectMeta<StorageClass>>,
     /// Secrets of the operator's namespace (external stores' connections).
@@ -67,46 +75,25 @@ pub struct Stores {
 impl Stores {
     /// What the store shows of `key`.
     pub fn observed(&self, key: &ChildKey) -> Option<Observed> {
-        fn oref<K: kube::Resource<DynamicType = ()>>(key: &ChildKey) -> ObjectRef<K> {
-            ObjectRef::new(&key.name).within(&key.namespace)
+        fn observed<S: State>(store: &Store<Record<S>>, key: &ChildKey) -> Option<Observed> {
+            let oref = ObjectRef::new(&key.name);
+            let oref = if key.namespace.is_empty() {
+                oref
+            } else {
+                oref.within(&key.namespace)
+            };
+            store.get(&oref).map(|o| o.meta.observed())
         }
         match key.kind {
-            ChildKind::Namespace => self
-                .namespaces
-                .get(&ObjectRef::new(&key.name))
-                .map(|o| observed_from(&o.metadata)),
-            ChildKind::ConfigMap => self
-                .configmaps
-                .get(&oref(key))
-                .map(|o| observed_from(&o.metadata)),
-            ChildKind::Service => self
-                .services
-                .get(&oref(key))
-                .map(|o| observed_from(&o.metadata)),
-            ChildKind::Secret => self
-                .secrets
-                .get(&oref(key))
-                .map(|o| observed_from(&o.metadata)),
-            ChildKind::Deployment => self
-                .deployments
-                .get(&oref(key))
-                .map(|o| observed_from(&o.metadata)),
-            ChildKind::StatefulSet => self
-                .stateful_sets
-                .get(&oref(key))
-                .map(|o| observed_from(&o.metadata)),
-            ChildKind::ServiceAccount => self
-                .service_accounts
-                .get(&oref(key))
-                .map(|o| observed_from(&o.metadata)),
-            ChildKind::NetworkPolicy => self
-                .network_policies
-                .get(&oref(key))
-                .map(|o| observed_from(&o.metadata)),
-            ChildKind::Job => self
-                .jobs
-                .get(&oref(key))
-                .map(|o| observed_from(&o.metadata)),
+            ChildKind::Namespace => observed(&self.namespaces, key),
+            ChildKind::ConfigMap => observed(&self.configmaps, key),
+            ChildKind::Service => observed(&self.services, key),
+            ChildKind::Secret => observed(&self.secrets, key),
+            ChildKind::Deployment => observed(&self.deployments, key),
+            ChildKind::StatefulSet => observed(&self.stateful_sets, key),
+            ChildKind::ServiceAccount => observed(&self.service_accounts, key),
+            ChildKind::NetworkPolicy => observed(&self.network_policies, key),
+            ChildKind::Job => observed(&self.jobs, key),
         }
     }
 
@@ -138,15 +125,8 @@ impl Stores {
         let secret = self
             .secrets
             .get(&ObjectRef::new(labels::RPC_SECRET).within(namespace))?;
-        let owned_by_cp = secret
-            .metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key(labels::CONTROL_PLANE));
-        if !owned_by_cp {
-            return None;
-        }
-        let bytes = secret.data.as_ref()?.get(labels::RPC_SECRET_KEY)?;
+        secret.meta.control_plane.as_ref()?;
+        let bytes = secret.state.data.get(labels::RPC_SECRET_KEY)?;
         String::from_utf8(bytes.0.clone())
             .ok()
             .filter(|s| !s.is_empty())
@@ -186,24 +166,21 @@ impl Routes {
         }
     }
 
-    async fn route(&mut self, meta: &ObjectMeta) {
-        for owner in meta.owner_references.iter().flatten() {
-            if !owner.api_version.starts_with(silo_api::GROUP) {
-                continue;
-            }
+    async fn route(&mut self, meta: &Meta) {
+        for owner in &meta.owners {
             // A full queue means the controller is already busy with a backlog; the send
             // waits for room rather than dropping the trigger.
-            let sent = match owner.kind.as_str() {
-                "Region" => self.regions.send(ObjectRef::new(&owner.name)).await.is_ok(),
-                "ControlPlane" => self
-                    .control_planes
-                    .send(ObjectRef::new(&owner.name))
-                    .await
-                    .is_ok(),
-                _ => true,
+            let (sent, name) = match owner {
+                SiloOwner::Region(name) => {
+                    (self.regions.send(ObjectRef::new(name)).await.is_ok(), name)
+                }
+                SiloOwner::ControlPlane(name) => (
+                    self.control_planes.send(ObjectRef::new(name)).await.is_ok(),
+                    name,
+                ),
             };
             if !sent {
-                tracing::debug!(owner = %owner.name, "controller queue closed");
+                tracing::debug!(owner = %name, "controller queue closed");
             }
         }
     }
@@ -212,11 +189,6 @@ impl Routes {
 /// The raw event stream of a watch, stripped and reflected into a store.
 type Watch<K> =
     std::pin::Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
-
-/// Children keep the digest of their `managedFields` (drift), other objects nothing of them.
-fn strip_meta(meta: &mut ObjectMeta) {
-    stash_fields(meta);
-}
 
 /// Objects per list request when a watch (re-)lists. A page is decoded whole, with the fields
 /// the stores strip, before its objects are stripped one by one: after a restart at a thousand
@@ -232,18 +204,25 @@ pub fn child_config() -> watcher::Config {
         .page_size(LIST_PAGE_SIZE)
 }
 
-fn metadata_watch<K>(client: &Client) -> (Store<PartialObjectMeta<K>>, Watch<PartialObjectMeta<K>>)
+/// A watch of children of kind `K`, each object made its record before the store.
+fn child_watch<K, R>(api: Api<K>) -> (Store<R>, Watch<R>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    R: From<K> + reflector::Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let api: Api<PartialObjectMeta<K>> = Api::all(client.clone());
-    let stream = watcher(api, child_config())
+    let events = watcher(api, child_config())
         .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<K>| strip_meta(&mut o.metadata))
-        .reflect(writer)
-        .boxed();
-    (reader, stream)
+        .map_ok(event_into);
+    (reader, reflector::reflector(writer, events).boxed())
+}
+
+fn metadata_watch<K>(client: &Client) -> (Store<MetaRecord<K>>, Watch<MetaRecord<K>>)
+where
+    K: Resource<DynamicType = ()> + k8s_openapi::Resource + Clone + DeserializeOwned + Debug,
+    K: Send + Sync + 'static,
+{
+    child_watch(Api::<PartialObjectMeta<K>>::all(client.clone()))
 }
 
 fn full_watch<K>(
@@ -263,41 +242,8 @@ where
     (reader, stream)
 }
 
-/// Keep only the labels of a pod template (its version label says what the pods run).
-fn strip_template(template: &mut PodTemplateSpec) {
-    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
-    *template = PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels,
-            ..ObjectMeta::default()
-        }),
-        spec: None,
-    };
-}
-
-fn strip_deployment(d: &mut Deployment) {
-    strip_meta(&mut d.metadata);
-    if let Some(spec) = d.spec.as_mut() {
-        strip_template(&mut spec.template);
-    }
-}
-
-fn strip_stateful_set(s: &mut StatefulSet) {
-    strip_meta(&mut s.metadata);
-    if let Some(spec) = s.spec.as_mut() {
-        strip_template(&mut spec.template);
-    }
-}
-
-fn strip_job(j: &mut Job) {
-    strip_meta(&mut j.metadata);
-    if let Some(spec) = j.spec.as_mut() {
-        strip_template(&mut spec.template);
-    }
-}
-
 fn strip_secret(s: &mut Secret) {
-    strip_meta(&mut s.metadata);
+    s.metadata.managed_fields = None;
 }
 
 fn strip_region(r: &mut Region) {
@@ -315,29 +261,29 @@ fn strip_control_plane(c: &mut ControlPlane) {
 }
 
 /// Drive a child watch: route every change to its owner and forget deleted children.
-async fn drive_child<K>(
-    stream: Watch<K>,
+async fn drive_child<S>(
+    stream: Watch<Record<S>>,
     kind: ChildKind,
     tracker: Arc<Tracker>,
     owners: Arc<OwnerIndex>,
     mut routes: Routes,
 ) where
-    K: Resource + Send + 'static,
+    S: Send + 'static,
 {
     let mut stream = stream;
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Apply(obj)) => {
-                if kind == ChildKind::Secret && is_rpc_master(obj.meta()) {
+                if kind == ChildKind::Secret && is_rpc_master(&obj.meta) {
                     routes.fleet.notify_one();
                 }
                 // The directory lists a suspended Region by whether its namespace exists.
                 if kind == ChildKind::Namespace {
                     routes.fleet.notify_one();
                 }
-                let meta = obj.meta();
-                let key = ChildKey::of(kind, meta);
-                tracker.saw(&key, &observed_from(meta).fields);
+                let meta = &obj.meta;
+                let key = meta.key(kind);
+                tracker.saw(&key, &meta.fields);
                 owners.applied(key, meta);
                 routes.route(meta).await;
             }
@@ -345,14 +291,14 @@ async fn drive_child<K>(
                 if kind == ChildKind::Namespace {
                     routes.fleet.notify_one();
                 }
-                let meta = obj.meta();
-                let key = ChildKey::of(kind, meta);
+                let meta = &obj.meta;
+                let key = meta.key(kind);
                 tracker.forget(&key);
                 owners.deleted(&key);
                 routes.route(meta).await;
             }
             Ok(watcher::Event::Init) => owners.relist_started(kind),
-            Ok(watcher::Event::InitApply(obj)) => owners.listed(kind, obj.meta()),
+            Ok(watcher::Event::InitApply(obj)) => owners.listed(kind, &obj.meta),
             Ok(watcher::Event::InitDone) => {
                 owners.relist_done(kind);
                 routes.synced.listed(kind.as_str());
@@ -386,12 +332,8 @@ where
     }
 }
 
-fn is_rpc_master(meta: &ObjectMeta) -> bool {
-    meta.name.as_deref() == Some(labels::RPC_SECRET)
-        && meta
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key(labels::CONTROL_PLANE))
+fn is_rpc_master(meta: &Meta) -> bool {
+    meta.name == labels::RPC_SECRET && meta.control_plane.is_some()
 }
 
 /// A primary watch as handed to its controller: every event pings the fleet signal, and its
@@ -432,12 +374,10 @@ pub fn start(
     let (services, svc_stream) = metadata_watch::<Service>(client);
     let (service_accounts, sa_stream) = metadata_watch::<ServiceAccount>(client);
     let (network_policies, np_stream) = metadata_watch::<NetworkPolicy>(client);
-    let (secrets, secret_stream) = full_watch::<Secret>(client, child_config(), strip_secret);
-    let (deployments, deploy_stream) =
-        full_watch::<Deployment>(client, child_config(), strip_deployment);
-    let (stateful_sets, sts_stream) =
-        full_watch::<StatefulSet>(client, child_config(), strip_stateful_set);
-    let (jobs, job_stream) = full_watch::<Job>(client, child_config(), strip_job);
+    let (secrets, secret_stream) = child_watch(Api::<Secret>::all(client.clone()));
+    let (deployments, deploy_stream) = child_watch(Api::<Deployment>::all(client.clone()));
+    let (stateful_sets, sts_stream) = child_watch(Api::<StatefulSet>::all(client.clone()));
+    let (jobs, job_stream) = child_watch(Api::<Job>::all(client.clone()));
     let (storage_classes, sc_reader) = reflector::store();
     let sc_stream = watcher(
         Api::<PartialObjectMeta<StorageClass>>::all(client.clone()),

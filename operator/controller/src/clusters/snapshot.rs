@@ -3,7 +3,7 @@
 //! remote cluster through the same code as the local one.
 //!
 //! ```text
-//!   remote API ─► GET namespace, LIST children (label managed-by) ─► stash fields digest
+//!   remote API ─► GET namespace, LIST children (label managed-by) ─► records (fields digest)
 //!              ─► fresh stores + owner index ─► Stores view (fleet stores stay local)
 //! ```
 
@@ -22,56 +22,60 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::build::ChildKind;
-use crate::drift::stash_fields;
 use crate::labels;
 use crate::owners::OwnerIndex;
+use crate::records::{MetaRecord, Record, State};
 use crate::stores::Stores;
 
-/// A store holding exactly `items` (each with its fields digest stashed), indexed in `owners`.
-fn store_of<K>(items: Vec<K>, kind: Option<ChildKind>, owners: &OwnerIndex) -> Store<K>
+/// A store holding exactly `items`.
+fn store_of<K>(items: Vec<K>) -> Store<K>
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+    K: reflector::Lookup<DynamicType = ()> + Clone + 'static,
 {
     let (reader, mut writer) = reflector::store();
     writer.apply_watcher_event(&watcher::Event::Init);
-    if let Some(kind) = kind {
-        owners.relist_started(kind);
-    }
-    for mut item in items {
-        stash_fields(item.meta_mut());
-        if let Some(kind) = kind {
-            owners.listed(kind, item.meta());
-        }
+    for item in items {
         writer.apply_watcher_event(&watcher::Event::InitApply(item));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
-    if let Some(kind) = kind {
-        owners.relist_done(kind);
-    }
     reader
 }
 
-async fn list_full<K>(
+/// A store holding the records of `items`, indexed in `owners` as children of `kind`.
+fn records_of<K, S>(items: Vec<K>, kind: ChildKind, owners: &OwnerIndex) -> Store<Record<S>>
+where
+    Record<S>: From<K>,
+    S: State + 'static,
+{
+    owners.relist_started(kind);
+    let records: Vec<Record<S>> = items.into_iter().map(Record::from).collect();
+    for record in &records {
+        owners.listed(kind, &record.meta);
+    }
+    owners.relist_done(kind);
+    store_of(records)
+}
+
+async fn list_full<K, S>(
     client: &Client,
     namespace: &str,
     kind: ChildKind,
     owners: &OwnerIndex,
-) -> Result<Store<K>, kube::Error>
+) -> Result<Store<Record<S>>, kube::Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+        + Debug,
+    Record<S>: From<K>,
+    S: State + 'static,
 {
     let params = ListParams::default().labels(&labels::managed_selector());
     let items = Api::<K>::namespaced(client.clone(), namespace)
         .list(&params)
         .await?
         .items;
-    Ok(store_of(items, Some(kind), owners))
+    Ok(records_of(items, kind, owners))
 }
 
 async fn list_meta<K>(
@@ -79,14 +83,13 @@ async fn list_meta<K>(
     namespace: &str,
     kind: ChildKind,
     owners: &OwnerIndex,
-) -> Result<Store<PartialObjectMeta<K>>, kube::Error>
+) -> Result<Store<MetaRecord<K>>, kube::Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + k8s_openapi::Resource
         + Clone
         + DeserializeOwned
         + Debug
-        + Send
-        + Sync
         + 'static,
 {
     let params = ListParams::default().labels(&labels::managed_selector());
@@ -94,7 +97,7 @@ where
         .list_metadata(&params)
         .await?
         .items;
-    Ok(store_of(items, Some(kind), owners))
+    Ok(records_of(items, kind, owners))
 }
 
 /// `local` with every child store replaced by what the remote cluster holds in `namespace`
@@ -104,9 +107,9 @@ pub async fn view(client: &Client, local: &Stores, namespace: &str) -> Result<St
     let ns = Api::<Namespace>::all(client.clone())
         .get_metadata_opt(namespace)
         .await?;
-    let namespaces = store_of(
+    let namespaces = records_of::<PartialObjectMeta<Namespace>, _>(
         ns.into_iter().collect(),
-        Some(ChildKind::Namespace),
+        ChildKind::Namespace,
         &owners,
     );
     // Which StorageClass is the default decides the stores' volumes; an identity that may
@@ -115,11 +118,18 @@ pub async fn view(client: &Client, local: &Stores, namespace: &str) -> Result<St
         .list_metadata(&ListParams::default())
         .await
     {
-        Ok(list) => list.items,
+        Ok(list) => list
+            .items
+            .into_iter()
+            .map(|mut c| {
+                c.metadata.managed_fields = None;
+                c
+            })
+            .collect(),
         Err(kube::Error::Api(status)) if status.code == 403 => Vec::new(),
         Err(e) => return Err(e),
     };
-    let storage_classes = store_of(classes, None, &owners);
+    let storage_classes = store_of(classes);
     Ok(Stores {
         namespaces,
         configmaps: list_meta::<ConfigMap>(client, namespace, ChildKind::ConfigMap, &owners)
@@ -139,12 +149,17 @@ pub async fn view(client: &Client, local: &Stores, namespace: &str) -> Result<St
             &owners,
         )
         .await?,
-        secrets: list_full::<Secret>(client, namespace, ChildKind::Secret, &owners).await?,
-        deployments: list_full::<Deployment>(client, namespace, ChildKind::Deployment, &owners)
+        secrets: list_full::<Secret, _>(client, namespace, ChildKind::Secret, &owners).await?,
+        deployments: list_full::<Deployment, _>(client, namespace, ChildKind::Deployment, &owners)
             .await?,
-        stateful_sets: list_full::<StatefulSet>(client, namespace, ChildKind::StatefulSet, &owners)
-            .await?,
-        jobs: list_full::<Job>(client, namespace, ChildKind::Job, &owners).await?,
+        stateful_sets: list_full::<StatefulSet, _>(
+            client,
+            namespace,
+            ChildKind::StatefulSet,
+            &owners,
+        )
+        .await?,
+        jobs: list_full::<Job, _>(client, namespace, ChildKind::Job, &owners).await?,
         storage_classes,
         owners,
         ..local.clone()

@@ -107,19 +107,13 @@ fn stale_local_directories(ctx: &Context, deleted: &str, hash: &str) -> Vec<Stri
         .configmaps
         .state()
         .iter()
-        .filter(|cm| cm.metadata.name.as_deref() == Some(labels::DIRECTORY_CONFIGMAP))
+        .filter(|cm| cm.meta.name == labels::DIRECTORY_CONFIGMAP)
         .filter_map(|cm| {
-            let ns = cm.metadata.namespace.clone()?;
-            let labels = cm.metadata.labels.as_ref()?;
-            let relevant =
-                (labels.contains_key(labels::REGION) && ns != own && !skipped.contains(&ns))
-                    || (labels.contains_key(labels::CONTROL_PLANE) && siloed_control.contains(&ns));
-            let current = cm
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(labels::DIRECTORY_HASH))
-                .is_some_and(|h| h == hash);
+            let meta = &cm.meta;
+            let ns = meta.namespace.clone()?;
+            let relevant = (meta.region.is_some() && ns != own && !skipped.contains(&ns))
+                || (meta.control_plane.is_some() && siloed_control.contains(&ns));
+            let current = meta.directory_hash.as_ref().is_some_and(|h| h == hash);
             (relevant && !current).then_some(ns)
         })
         .collect()
@@ -221,7 +215,7 @@ pub(super) async fn cleanup(region: &Region, ctx: &Context) -> Result<Action, Re
             }
         }
     } else if let Some(namespace) = ctx.stores.namespaces.get(&ObjectRef::new(&ns)) {
-        if namespace.metadata.deletion_timestamp.is_none() {
+        if !namespace.meta.deleting {
             if region.spec.infrastructure.retain_on_delete {
                 retain_volumes(ctx, &ns).await?;
             }

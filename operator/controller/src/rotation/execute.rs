@@ -21,7 +21,7 @@ use super::{
 use crate::build::ROTATION_NAME;
 use crate::infra::{Provided, SiloInfra};
 use crate::labels;
-use crate::silo::job_state;
+use crate::records::SecretRecord;
 use crate::stores::Stores;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,16 +67,11 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn view_of(secret: &Secret) -> SecretView {
-    let empty = BTreeMap::new();
-    let data = secret.data.as_ref().unwrap_or(&empty);
+fn view_of(secret: &SecretRecord) -> SecretView {
+    let data = &secret.state.data;
     SecretView {
         username: text(data, USERNAME_KEY),
-        token: secret
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(labels::CREDENTIALS_TOKEN).cloned()),
+        token: secret.meta.credentials_token.clone(),
         has_next: text(data, NEXT_PASSWORD_KEY).is_some(),
         previous_username: text(data, PREVIOUS_USERNAME_KEY),
         has_previous: text(data, PREVIOUS_PASSWORD_KEY).is_some(),
@@ -106,11 +101,9 @@ fn views(stores: &Stores, namespace: &str, infra: &SiloInfra) -> Vec<StoreView> 
             let prefix = format!("rotate-{}-", store.name());
             let jobs = jobs
                 .iter()
-                .filter(|j| j.metadata.namespace.as_deref() == Some(namespace))
-                .filter_map(|j| {
-                    let name = j.metadata.name.clone()?;
-                    name.starts_with(&prefix).then(|| (name, job_state(j)))
-                })
+                .filter(|j| j.meta.namespace.as_deref() == Some(namespace))
+                .filter(|j| j.meta.name.starts_with(&prefix))
+                .map(|j| (j.meta.name.clone(), j.state.clone()))
                 .collect();
             StoreView {
                 store,
@@ -229,11 +222,10 @@ fn uri(store: Store, data: &BTreeMap<String, ByteString>, login: &str, password:
 /// The merge patch of `step` against the Secret as it is now, `None` when already applied.
 fn step_patch(
     step: &SecretStep,
-    secret: &Secret,
+    secret: &SecretRecord,
     namespace: &str,
 ) -> Result<Option<Value>, RotationError> {
-    let empty = BTreeMap::new();
-    let data = secret.data.as_ref().unwrap_or(&empty);
+    let data = &secret.state.data;
     let view = view_of(secret);
     let missing = |store: Store, key: &'static str| RotationError::MissingKey {
         namespace: namespace.to_owned(),
@@ -308,7 +300,7 @@ pub async fn run_steps(
             continue;
         };
         // Fails (and is retried) if the Secret changed since it was read.
-        patch["metadata"]["resourceVersion"] = json!(secret.metadata.resource_version);
+        patch["metadata"]["resourceVersion"] = json!(secret.meta.resource_version);
         secrets
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 use silo_api::{ControlPlane, Region};
 use silo_contract::directory::check_entry;
@@ -16,6 +15,7 @@ use silo_contract::{RegionDirectory, RegionInfo, validate_region_name};
 use super::{active_control_plane, age_key};
 use crate::build::{self, PublishedDirectory};
 use crate::labels;
+use crate::records::{Meta, MetaRecord};
 use crate::stores::Stores;
 
 /// The fleet's directory as the stores show it now: the one place it is computed, so that the
@@ -32,7 +32,7 @@ pub fn current(stores: &Stores) -> Arc<FleetDirectory> {
     if let Some(cached) = stores.directory_cache.get(print) {
         return cached;
     }
-    let silos = Silos::from_namespaces(namespaces.iter().map(|n| &n.metadata));
+    let silos = Silos::from_namespaces(namespaces.iter().map(|n| &n.meta));
     let retired = active_control_plane(&control_planes)
         .map(Retired::of)
         .unwrap_or_default();
@@ -46,7 +46,7 @@ pub fn current(stores: &Stores) -> Arc<FleetDirectory> {
 /// ControlPlanes' age, deletion, retired and released ids. Nothing it hashes allocates.
 pub fn fingerprint(
     regions: &[Arc<Region>],
-    namespaces: &[Arc<PartialObjectMeta<Namespace>>],
+    namespaces: &[Arc<MetaRecord<Namespace>>],
     control_planes: &[Arc<ControlPlane>],
 ) -> u64 {
     fn meta(h: &mut DefaultHasher, m: &ObjectMeta) {
@@ -64,12 +64,7 @@ pub fn fingerprint(
     }
     namespaces.len().hash(&mut h);
     for n in namespaces {
-        meta(&mut h, &n.metadata);
-        n.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(labels::REGION))
-            .hash(&mut h);
+        (&n.meta.name, n.meta.deleting, &n.meta.region).hash(&mut h);
     }
     control_planes.len().hash(&mut h);
     for cp in control_planes {
@@ -108,13 +103,13 @@ pub struct Silos(BTreeSet<String>);
 
 impl Silos {
     /// From the metadata of the namespaces the operator manages.
-    pub fn from_namespaces<'a>(namespaces: impl IntoIterator<Item = &'a ObjectMeta>) -> Self {
+    pub fn from_namespaces<'a>(namespaces: impl IntoIterator<Item = &'a Meta>) -> Self {
         let names = namespaces
             .into_iter()
-            .filter(|ns| ns.deletion_timestamp.is_none())
+            .filter(|ns| !ns.deleting)
             .filter_map(|ns| {
-                let region = ns.labels.as_ref()?.get(labels::REGION)?;
-                let own = ns.name.as_deref() == Some(labels::region_namespace(region).as_str());
+                let region = ns.region.as_ref()?;
+                let own = ns.name == labels::region_namespace(region);
                 own.then(|| region.clone())
             })
             .collect();
@@ -488,15 +483,12 @@ mod tests {
         Arc::new(r)
     }
 
-    fn namespace(name: &str, region: &str, terminating: bool) -> ObjectMeta {
-        ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(BTreeMap::from([(
-                labels::REGION.to_owned(),
-                region.to_owned(),
-            )])),
-            deletion_timestamp: terminating.then(|| Time(k8s_openapi::jiff::Timestamp::now())),
-            ..ObjectMeta::default()
+    fn namespace(name: &str, region: &str, terminating: bool) -> Meta {
+        Meta {
+            name: name.to_owned(),
+            region: Some(region.to_owned()),
+            deleting: terminating,
+            ..Meta::default()
         }
     }
 
@@ -539,9 +531,9 @@ mod tests {
         let silos = Silos::from_namespaces(&[
             namespace("region-de", "de", false),
             namespace("elsewhere", "us", false),
-            ObjectMeta {
-                name: Some("region-eu".into()),
-                ..ObjectMeta::default()
+            Meta {
+                name: "region-eu".into(),
+                ..Meta::default()
             },
         ]);
         assert!(silos.contains("de"));
