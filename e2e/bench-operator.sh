@@ -5,17 +5,18 @@
 #   e2e/bench-operator.sh --runs 5 --resync 5m
 # Builds silo-operator and silo-operator-bench in release mode; prints each run's figures, then
 # the median of the runs (a single run's ratio swings with the machine).
-# --runs N (SILO_BENCH_RUNS, default 3): runs on the same cluster, one after the other (each
-#   deletes its fleet). --resync D (SILO_BENCH_RESYNC, default 2m): the operator's resync period
+# --runs N (SILO_BENCH_RUNS, default 3): runs one after the other, each on fresh clusters: the
+#   baseline (a plain client creating the same objects) on one, the operator on the next. --resync D (SILO_BENCH_RESYNC, default 2m): the operator's resync period
 #   (SILO_OPERATOR_RESYNC) and the idle window (--steady, unless given), so the steady-state
 #   figure is the writes per resync period: every object is reconciled once in that window.
-# Set SILO_BENCH_KEEP_CLUSTER=1 to leave the cluster running. The cluster gets one fake node
-# (64 CPUs) per 100 Regions plus two, at least four: a full region requests 0.45 CPU (stores
-# and workloads) and a rollout surges new pods beside the old ones; SILO_CLUSTER_NODES overrides.
+# Set SILO_BENCH_KEEP_CLUSTER=1 to leave the cluster running, SILO_BENCH_CLUSTER to name it.
+# The cluster gets one fake node (64 CPUs) per 100 Regions plus two, at least four: a full
+# region requests 0.45 CPU (stores and workloads) and a rollout surges new pods beside the old
+# ones; SILO_CLUSTER_NODES overrides.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-CLUSTER=silo-bench
+CLUSTER="${SILO_BENCH_CLUSTER:-silo-bench}"
 regions="${SILO_BENCH_REGIONS:-100}"
 runs="${SILO_BENCH_RUNS:-3}"
 resync="${SILO_BENCH_RESYNC:-2m}"
@@ -68,8 +69,19 @@ for run in $(seq 1 "$runs"); do
     keep=()
     # The last run's fleet goes with the cluster when the cluster is stopped at exit.
     if [[ "$own_cluster" == 1 && ("$run" -lt "$runs" || "$teardown" == 1) ]]; then keep=(--keep-fleet); fi
+    baseline=()
+    if [[ "$own_cluster" == 1 && ! " ${bench_args[*]} " =~ " --no-baseline " ]]; then
+        # The baseline on a cluster of its own, thrown away instead of emptied.
+        SILO_KUBECONFIG="$KUBECONFIG_PATH" "$TARGET/silo-operator-bench" --only-baseline \
+            "${bench_args[@]}" | tee "$OUT/baseline-$run.txt"
+        seconds="$(awk '/baseline \(plain client\)/ { print $4 }' "$OUT/baseline-$run.txt")"
+        [[ -n "$seconds" ]] || { echo "bench-operator: the baseline printed no figure" >&2; exit 1; }
+        baseline=(--baseline-seconds "$seconds")
+        e2e/cluster/down.sh "$CLUSTER" >/dev/null
+        KUBECONFIG_PATH="$(e2e/cluster/up.sh "$CLUSTER")"
+    fi
     SILO_KUBECONFIG="$KUBECONFIG_PATH" "$TARGET/silo-operator-bench" --operator "$TARGET/silo-operator" \
-        "${bench_args[@]}" "${keep[@]}" | tee "$OUT/run-$run.txt"
+        "${bench_args[@]}" "${baseline[@]}" "${keep[@]}" | tee "$OUT/run-$run.txt"
     if [[ "${#keep[@]}" -gt 0 && "$run" -lt "$runs" ]]; then
         e2e/cluster/down.sh "$CLUSTER" >/dev/null
         KUBECONFIG_PATH="$(e2e/cluster/up.sh "$CLUSTER")"

@@ -4,6 +4,8 @@
 //! ```text
 //!  baseline: build the fleet's children (operator's pure build step) ─► plain client SSA
 //!            ─► wait all Deployments Available ─► delete, wait gone
+//!            (--only-baseline: no deletion, the cluster is thrown away; the next run on a
+//!            fresh cluster takes the figure with --baseline-seconds)
 //!  operator: start silo-operator ─► apply ControlPlane + N Regions ─► wait all Ready
 //!            ─► count its writes (/metrics) ─► idle --steady ─► requests/min, writes, peak RSS
 //!  rollout (--rollout): one Region upgraded alone ─► spec.version across the fleet in waves,
@@ -62,6 +64,18 @@ struct Args {
     /// Skip the baseline (operator figures only).
     #[arg(long, env = "SILO_BENCH_NO_BASELINE")]
     no_baseline: bool,
+    /// Measure the baseline only, print it and leave its objects (for a cluster that is thrown
+    /// away next: deleting a thousand Regions' namespaces takes minutes).
+    #[arg(long, env = "SILO_BENCH_ONLY_BASELINE", conflicts_with_all = ["no_baseline", "baseline_seconds"])]
+    only_baseline: bool,
+    /// The baseline measured by an `--only-baseline` run on another fresh cluster, in seconds:
+    /// used for the ratio instead of measuring it here.
+    #[arg(
+        long,
+        env = "SILO_BENCH_BASELINE_SECONDS",
+        conflicts_with = "no_baseline"
+    )]
+    baseline_seconds: Option<f64>,
     /// After convergence, roll a new version out across the fleet.
     #[arg(long, env = "SILO_BENCH_ROLLOUT")]
     rollout: bool,
@@ -101,7 +115,8 @@ async fn client(args: &Args) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// Time for a plain client to create every child and see every Deployment Available.
+/// Time for a plain client to create every child and see every Deployment Available, and its
+/// writes. The objects are deleted afterwards unless `--only-baseline`.
 async fn baseline(client: &Client, args: &Args) -> anyhow::Result<(Duration, u64)> {
     let groups = fleet::baseline_objects(args.regions)?;
     let deployments = groups
@@ -117,6 +132,9 @@ async fn baseline(client: &Client, args: &Args) -> anyhow::Result<(Duration, u64
     })
     .await?;
     let took = started.elapsed();
+    if args.only_baseline {
+        return Ok((took, writes));
+    }
     let cleanup = cluster::delete_namespaces(client, args.timeout).await?;
     eprintln!(
         "[bench] baseline: {writes} writes, {deployments} Deployments Available in {:.1}s (cleanup {:.1}s)",
@@ -140,7 +158,8 @@ struct OperatorRun {
 
 async fn operator_run(client: &Client, args: &Args) -> anyhow::Result<OperatorRun> {
     let binary = operator_binary(args)?;
-    let log = std::env::temp_dir().join("silo-operator-bench.log");
+    // Named by the metrics port, so benchmarks on different clusters keep their own logs.
+    let log = std::env::temp_dir().join(format!("silo-operator-bench-{}.log", args.port));
     let operator = Operator::start(
         &binary,
         args.kubeconfig.as_deref(),
@@ -203,6 +222,15 @@ async fn operator_run(client: &Client, args: &Args) -> anyhow::Result<OperatorRu
     })
 }
 
+/// The line `--baseline-seconds` takes its figure from (field 4).
+fn print_baseline(regions: usize, took: Duration, writes: u64) {
+    println!("silo-operator-bench: baseline only, {regions} Regions");
+    println!(
+        "  baseline (plain client)   {:>9.1} s   ({writes} writes, all Deployments Available)",
+        took.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -227,11 +255,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
              run the benchmark on an empty cluster (e2e/bench-operator.sh starts one)"
         );
     }
-    let base = if args.no_baseline {
-        None
-    } else {
-        Some(baseline(&client, &args).await?)
+    let base = match args.baseline_seconds {
+        _ if args.no_baseline => None,
+        Some(seconds) if seconds > 0.0 => Some((Duration::from_secs_f64(seconds), None)),
+        Some(seconds) => anyhow::bail!("--baseline-seconds must be positive, got {seconds}"),
+        None => {
+            let (took, writes) = baseline(&client, &args).await?;
+            Some((took, Some(writes)))
+        }
     };
+    if args.only_baseline {
+        if let Some((took, Some(writes))) = base {
+            print_baseline(args.regions, took, writes);
+        }
+        return Ok(());
+    }
     let mut run = operator_run(&client, &args).await?;
     let rolled = if args.rollout {
         let binary = operator_binary(&args)?;
@@ -258,8 +296,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         run.converged.as_secs_f64()
     );
     if let Some((took, writes)) = base {
+        let source = match writes {
+            Some(writes) => format!("{writes} writes"),
+            None => "measured on its own cluster".to_owned(),
+        };
         println!(
-            "  baseline (plain client)   {:>9.1} s   ({writes} writes, all Deployments Available)",
+            "  baseline (plain client)   {:>9.1} s   ({source}, all Deployments Available)",
             took.as_secs_f64()
         );
         println!(
