@@ -38,7 +38,8 @@ pub struct ApplyLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RolloutLabels {
-    /// `pending`, `upgrading`, `soaking`, `done`, `failed`, `unreachable` or `pinned`.
+    /// `pending`, `upgrading`, `soaking`, `done`, `failed`, `unreachable` or `pinned`; and
+    /// `deferred`, the part of `unreachable` past `progressDeadline` that holds no slot.
     pub state: &'static str,
 }
 

@@ -157,10 +157,9 @@ pub fn record(metrics: &Metrics, ledger: &RolloutStatus) {
             *states.entry(state).or_default() += i64::from(n);
         }
     }
-    states.insert(
-        "pinned",
-        i64::try_from(ledger.pinned.len()).unwrap_or(i64::MAX),
-    );
+    let count = |list: &[String]| i64::try_from(list.len()).unwrap_or(i64::MAX);
+    states.insert("pinned", count(&ledger.pinned));
+    states.insert("deferred", count(&ledger.deferred));
     for (state, n) in states {
         metrics.rollout_regions(state, n);
     }
@@ -211,7 +210,43 @@ pub async fn moves_task(
 
 #[cfg(test)]
 mod tests {
+    use silo_api::GroupStatus;
+
     use super::*;
+
+    #[test]
+    fn the_gauge_counts_regions_by_state_with_deferred_ones_apart() {
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let group = |name: &str, upgrading, unreachable| GroupStatus {
+            name: name.into(),
+            total: 5,
+            upgrading,
+            unreachable,
+            ..GroupStatus::default()
+        };
+        let ledger = RolloutStatus {
+            groups: vec![group("canary", 1, 0), group("rest", 2, 2)],
+            deferred: vec!["ru-acme".into()],
+            pinned: vec!["eu-pinned".into()],
+            ..RolloutStatus::default()
+        };
+        record(&metrics, &ledger);
+        let gauge = |state| {
+            metrics
+                .rollout_regions
+                .get_or_create(&crate::metrics::RolloutLabels { state })
+                .get()
+        };
+        assert_eq!(
+            [
+                gauge("upgrading"),
+                gauge("unreachable"),
+                gauge("deferred"),
+                gauge("pinned")
+            ],
+            [3, 2, 1, 1]
+        );
+    }
 
     fn region(conditions: serde_json::Value) -> Region {
         serde_json::from_value(serde_json::json!({
