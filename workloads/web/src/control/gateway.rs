@@ -147,7 +147,7 @@ async fn proxy(state: AppState, target: Target, org: Option<String>, request: Re
         }
     };
     let Ok(uri) = Uri::try_from(url.as_str()) else {
-        count(&state, &region_name, "not_in_directory");
+        count(&state, &region_name, "bad_address");
         return unavailable(
             &region_name,
             format!("Region {region_name:?} has an address that is not a URL: {url:?}."),

@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegionOutcome {
     pub region: String,
-    /// `ok`, `unknown_org`, `unavailable`, `timeout`, ...
+    /// `ok`, `unknown_org`, `not_in_directory`, `bad_address`, `unavailable`, `timeout`.
     pub outcome: String,
 }
 
