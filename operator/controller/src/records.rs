@@ -141,10 +141,8 @@ pub struct Record<S> {
 
 /// The kind-specific part of a [`Record`], and the API identity of the kind.
 pub trait State: Clone {
-    const KIND: &'static str;
-    const GROUP: &'static str;
-    const VERSION: &'static str;
-    const PLURAL: &'static str;
+    /// The Kubernetes kind whose API identity the record's store uses.
+    type Kind: k8s_openapi::Resource;
 }
 
 /// The state of a kind the operator reads only the metadata of.
@@ -169,10 +167,7 @@ impl<K> PartialEq for Plain<K> {
 }
 
 impl<K: k8s_openapi::Resource> State for Plain<K> {
-    const KIND: &'static str = K::KIND;
-    const GROUP: &'static str = K::GROUP;
-    const VERSION: &'static str = K::VERSION;
-    const PLURAL: &'static str = K::URL_PATH_SEGMENT;
+    type Kind = K;
 }
 
 /// A metadata-only child (Namespace, ConfigMap, Service, ServiceAccount, NetworkPolicy).
@@ -211,10 +206,7 @@ pub struct ReplicaCounts {
 }
 
 impl State for DeploymentState {
-    const KIND: &'static str = "Deployment";
-    const GROUP: &'static str = "apps";
-    const VERSION: &'static str = "v1";
-    const PLURAL: &'static str = "deployments";
+    type Kind = Deployment;
 }
 
 pub type DeploymentRecord = Record<DeploymentState>;
@@ -263,10 +255,7 @@ pub struct StatefulSetState {
 }
 
 impl State for StatefulSetState {
-    const KIND: &'static str = "StatefulSet";
-    const GROUP: &'static str = "apps";
-    const VERSION: &'static str = "v1";
-    const PLURAL: &'static str = "statefulsets";
+    type Kind = StatefulSet;
 }
 
 pub type StatefulSetRecord = Record<StatefulSetState>;
@@ -300,10 +289,7 @@ impl From<StatefulSet> for StatefulSetRecord {
 }
 
 impl State for JobState {
-    const KIND: &'static str = "Job";
-    const GROUP: &'static str = "batch";
-    const VERSION: &'static str = "v1";
-    const PLURAL: &'static str = "jobs";
+    type Kind = Job;
 }
 
 /// A Job: what its status says (succeeded, failed and why, or running).
@@ -326,10 +312,7 @@ pub struct SecretState {
 }
 
 impl State for SecretState {
-    const KIND: &'static str = "Secret";
-    const GROUP: &'static str = "";
-    const VERSION: &'static str = "v1";
-    const PLURAL: &'static str = "secrets";
+    type Kind = Secret;
 }
 
 pub type SecretRecord = Record<SecretState>;
@@ -349,19 +332,19 @@ impl<S: State> Lookup for Record<S> {
     type DynamicType = ();
 
     fn kind(_: &()) -> Cow<'_, str> {
-        S::KIND.into()
+        <S::Kind as k8s_openapi::Resource>::KIND.into()
     }
 
     fn group(_: &()) -> Cow<'_, str> {
-        S::GROUP.into()
+        <S::Kind as k8s_openapi::Resource>::GROUP.into()
     }
 
     fn version(_: &()) -> Cow<'_, str> {
-        S::VERSION.into()
+        <S::Kind as k8s_openapi::Resource>::VERSION.into()
     }
 
     fn plural(_: &()) -> Cow<'_, str> {
-        S::PLURAL.into()
+        <S::Kind as k8s_openapi::Resource>::URL_PATH_SEGMENT.into()
     }
 
     fn name(&self) -> Option<Cow<'_, str>> {
