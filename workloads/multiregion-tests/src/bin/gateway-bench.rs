@@ -135,6 +135,14 @@ impl Sample {
     }
 }
 
+/// One authenticated GET of `url`: whether it was answered 2xx with its whole body.
+async fn answered(client: &reqwest::Client, url: &str) -> bool {
+    match client.get(url).bearer_auth(TOKEN).send().await {
+        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 async fn round(
     fleet: &Fleet,
     client: &reqwest::Client,
@@ -153,10 +161,7 @@ async fn round(
             let mut errors = 0;
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
                 let t = Instant::now();
-                let ok = match client.get(&url).bearer_auth(TOKEN).send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
+                let ok = answered(&client, &url).await;
                 if ok {
                     latencies.push(t.elapsed());
                 } else {
@@ -199,10 +204,7 @@ async fn open_loop(
         let (client, url) = (client.clone(), url.to_owned());
         tasks.spawn(async move {
             let sent = Instant::now();
-            let ok = match client.get(&url).bearer_auth(TOKEN).send().await {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                Err(_) => false,
-            };
+            let ok = answered(&client, &url).await;
             ok.then(|| sent.elapsed())
         });
     }
